@@ -1,0 +1,61 @@
+# The two set-up commands are `make run` and `make test`; everything else is optional.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+PORT ?= 8080
+SUB ?= local-developer
+PERMS ?= admin
+
+.PHONY: help run serve train token test lint typecheck unit lock clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.runtime: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %d.%d); set PYTHON=" % sys.version_info[:2])' >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@echo "Installing runtime dependencies into $(VENV) (hash-checked)..." >&2
+	@$(PIP) install -q --require-hashes -r requirements.txt >&2
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	@echo "Installing test dependencies into $(VENV) (hash-checked)..." >&2
+	@$(PIP) install -q --require-hashes -r requirements.txt -r requirements-dev.txt >&2
+	@touch $@
+
+run: $(VENV)/.runtime  ## Train and register the demo models if absent, then serve every function.
+	@$(PY) scripts/train_models.py --if-absent
+	@$(PY) scripts/serve.py --port $(PORT)
+
+serve: $(VENV)/.runtime  ## Serve every function (no training).
+	@$(PY) scripts/serve.py --port $(PORT)
+
+train: $(VENV)/.runtime  ## Train, register and promote a new version of the demo models.
+	@$(PY) scripts/train_models.py
+
+token: $(VENV)/.runtime  ## Print a signed development token (SUB=, PERMS=a,b).
+	@$(PY) scripts/token.py --sub "$(SUB)" --perms "$(PERMS)"
+
+lint: $(VENV)/.dev  ## ruff lint and format check.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev  ## mypy (strict) on common/.
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.dev  ## The pytest suite only.
+	$(PY) -m pytest
+
+test: lint typecheck unit  ## Everything CI runs: lint, types, the whole suite.
+
+lock:  ## Re-resolve requirements*.in into hash-pinned requirements*.txt.
+	$(PIP) install -q pip-tools==7.6.2
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements.txt requirements.in
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements-dev.txt requirements-dev.in
+
+clean:  ## Remove the virtual environment, local state and caches.
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache dist

@@ -1,0 +1,185 @@
+"""The seam: small interfaces every backend implements.
+
+Documents are JSON-compatible dicts (str, int, float, bool, None, lists, dicts); times are
+RFC 3339 strings in UTC, so they sort as text and read the same on every backend. Field
+names are identifiers (``[A-Za-z_][A-Za-z0-9_]*``); a dotted name addresses a nested field
+in queries.
+
+Errors: a missing document is ``NotFoundError`` (404), an existing one on create is
+``ConflictError`` (409), a stale precondition is ``PreconditionFailedError`` (409), and an
+unreachable service is ``UnavailableError`` (503). Nothing else escapes a backend.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
+FILTER_OPS: frozenset[str] = frozenset(("==", "!=", "<", "<=", ">", ">=", "in"))
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:+-]{0,1499}$")
+
+
+def check_field_path(path: str) -> str:
+    if not _FIELD.match(path):
+        raise ValueError(f"invalid field path {path!r}")
+    return path
+
+
+def check_name(kind: str, name: str) -> str:
+    """Collection names and document ids: no slashes, no dot-only names, bounded."""
+    if not _NAME.match(name) or name in {".", ".."} or name.startswith("__"):
+        raise ValueError(f"invalid {kind} {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    data: dict[str, Any]
+    revision: str
+    """Opaque token that changes on every write; pass it back as ``if_revision``."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: str
+    op: FilterOp
+    value: Any
+
+    def __post_init__(self) -> None:
+        check_field_path(self.field)
+        if self.op not in FILTER_OPS:
+            raise ValueError(f"unsupported filter operator {self.op!r}")
+
+
+@dataclass(frozen=True)
+class Order:
+    field: str
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        check_field_path(self.field)
+
+
+class Transaction(ABC):
+    """Reads first, then writes; the whole function is retried on contention."""
+
+    @abstractmethod
+    def get(self, collection: str, doc_id: str) -> Document | None: ...
+
+    @abstractmethod
+    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        """Fails the transaction with ConflictError if the document exists."""
+
+    @abstractmethod
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        """Create or replace the whole document."""
+
+    @abstractmethod
+    def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
+        """Replace the named top-level fields; NotFoundError if the document is absent."""
+
+    @abstractmethod
+    def delete(self, collection: str, doc_id: str) -> None: ...
+
+
+class DocumentStore(ABC):
+    @abstractmethod
+    def get(self, collection: str, doc_id: str) -> Document | None: ...
+
+    @abstractmethod
+    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
+        """Create if absent; ConflictError if the id is taken."""
+
+    @abstractmethod
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
+        """Create or replace the whole document."""
+
+    @abstractmethod
+    def update(
+        self,
+        collection: str,
+        doc_id: str,
+        changes: dict[str, Any],
+        *,
+        if_revision: str | None = None,
+    ) -> Document:
+        """Replace the named top-level fields.
+
+        With ``if_revision``, the write happens only if the document still has that
+        revision (PreconditionFailedError otherwise). NotFoundError if absent.
+        """
+
+    @abstractmethod
+    def delete(self, collection: str, doc_id: str, *, if_revision: str | None = None) -> None:
+        """Remove a document; deleting an absent document is not an error."""
+
+    @abstractmethod
+    def query(
+        self,
+        collection: str,
+        filters: Sequence[Filter] = (),
+        order_by: Sequence[Order] = (),
+        limit: int | None = None,
+    ) -> list[Document]: ...
+
+    @abstractmethod
+    def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 20) -> T:
+        """Run ``fn`` atomically; on contention rerun it, at most ``max_attempts`` times.
+
+        ``fn`` must do all its reads before its first write and have no side effects
+        outside the transaction, since it may run more than once.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default holds none."""
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    key: str
+    uri: str
+    sha256: str
+    size: int
+
+
+class ArtifactStore(ABC):
+    """Immutable blobs addressed by key (``a/b/c``; no ``..``, no leading slash)."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, overwrite: bool = False) -> ArtifactInfo:
+        """Store bytes; ConflictError if the key exists and ``overwrite`` is false."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The stored bytes; NotFoundError if absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where the artifact lives, for people and records (file:// or gs://)."""
+
+
+_KEY = re.compile(r"^[A-Za-z0-9_.@+=-]+(/[A-Za-z0-9_.@+=-]+)*$")
+
+
+def check_artifact_key(key: str) -> str:
+    if not _KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise ValueError(f"invalid artifact key {key!r}")
+    return key
+
+
+class SecretSource(ABC):
+    @abstractmethod
+    def get(self, name: str) -> str:
+        """The secret's value; NotFoundError if unknown, UnavailableError if unreachable."""

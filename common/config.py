@@ -1,0 +1,146 @@
+"""Settings, read once from ``IPO_``-prefixed environment variables.
+
+``Settings.from_environ(mapping)`` is the one constructor; tests pass their own mapping.
+An ``IPO_`` variable that names no setting is an error, so a typo never silently falls
+back to a default. Every default below is the embedded (laptop) default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PREFIX = "IPO_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- where state lives -------------------------------------------------------------
+    document_store: Literal["sqlite", "firestore"] = Field(
+        "sqlite", description="Document store backend: embedded SQLite or Cloud Firestore."
+    )
+    artifact_store: Literal["local", "gcs"] = Field(
+        "local", description="Artifact store backend: a local folder or Cloud Storage."
+    )
+    secret_source: Literal["env", "secret-manager"] = Field(
+        "env", description="Secret source: environment / .env file, or Secret Manager."
+    )
+    data_dir: Path = Field(
+        Path(".data"), description="Root of embedded state (SQLite file, artifact folder)."
+    )
+    sqlite_path: Path | None = Field(
+        None, description="SQLite database file; default <data_dir>/ipo.sqlite3."
+    )
+    artifact_dir: Path | None = Field(
+        None, description="Local artifact folder; default <data_dir>/artifacts."
+    )
+    env_file: Path | None = Field(
+        Path(".env"), description="File of KEY=VALUE secrets read by the env secret source."
+    )
+
+    # --- Google Cloud ------------------------------------------------------------------
+    gcp_project: str | None = Field(None, description="Google Cloud project id.")
+    firestore_database: str = Field("(default)", description="Firestore database id.")
+    firestore_emulator_host: str | None = Field(
+        None, description="host:port of a Firestore emulator; unset in the cloud."
+    )
+    artifact_bucket: str | None = Field(None, description="Cloud Storage bucket for artifacts.")
+    gcs_endpoint: str | None = Field(
+        None, description="Cloud Storage endpoint override (fake-gcs-server); unset in the cloud."
+    )
+    secret_versions: str = Field(
+        "",
+        description=(
+            "Pinned Secret Manager versions, 'name=version,...'. Secret Manager is never "
+            "asked for 'latest'; a secret without a pinned version is refused."
+        ),
+    )
+
+    # --- network behaviour -------------------------------------------------------------
+    backend_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Timeout of one call to a store, bucket or secret service."
+    )
+    backend_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts (with jittered backoff) for retryable calls."
+    )
+
+    # --- HTTP --------------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above)."
+    )
+    max_error_details: int = Field(
+        100, ge=1, description="Most validation problems listed in one 422 response."
+    )
+
+    # --- authentication ----------------------------------------------------------------
+    jwt_audience: str = Field("ipo-valuation", description="Required 'aud' claim.")
+    jwt_issuer: str = Field("ipo-valuation-local", description="Required 'iss' claim (exact).")
+    jwt_secret_name: str = Field(
+        "jwt-signing-key", description="Name of the HS256 signing secret in the secret source."
+    )
+    jwt_leeway_s: int = Field(30, ge=0, le=60, description="Clock skew allowed on exp/nbf/iat.")
+
+    # --- serving -----------------------------------------------------------------------
+    snapshot_ttl_s: float = Field(
+        10.0, ge=0, le=300, description="How long a serving snapshot is trusted in memory."
+    )
+    model_pool_size: int = Field(
+        8, ge=1, le=256, description="Loaded models kept per instance (LRU)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest severity written to the structured log."
+    )
+
+    @model_validator(mode="after")
+    def _cloud_settings_complete(self) -> Settings:
+        if self.document_store == "firestore" and not self.gcp_project:
+            raise ValueError("IPO_GCP_PROJECT is required when IPO_DOCUMENT_STORE=firestore")
+        if self.artifact_store == "gcs" and not self.artifact_bucket:
+            raise ValueError("IPO_ARTIFACT_BUCKET is required when IPO_ARTIFACT_STORE=gcs")
+        if self.secret_source == "secret-manager" and not self.gcp_project:
+            raise ValueError("IPO_GCP_PROJECT is required when IPO_SECRET_SOURCE=secret-manager")
+        self.pinned_secret_versions  # parse early: a malformed value fails at start-up
+        return self
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            key[len(PREFIX) :].lower(): value
+            for key, value in env.items()
+            if key.startswith(PREFIX) and not key.startswith(PREFIX + "SECRET_")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"invalid settings: {problems}") from None
+
+    @property
+    def resolved_sqlite_path(self) -> Path:
+        return self.sqlite_path or self.data_dir / "ipo.sqlite3"
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
+
+    @cached_property
+    def pinned_secret_versions(self) -> dict[str, str]:
+        pins: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.secret_versions.split(","))):
+            name, sep, version = item.partition("=")
+            if not sep or not name.strip() or not version.strip().isdigit():
+                raise ValueError(
+                    f"IPO_SECRET_VERSIONS entry {item!r} must be name=<version number>"
+                )
+            pins[name.strip()] = version.strip()
+        return pins

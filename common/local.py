@@ -1,0 +1,52 @@
+"""Laptop set-up: a signing secret in the local .env file, and development tokens.
+
+Only scripts import this module; no function does. In the cloud the signing secret lives
+in Secret Manager and tokens come from the organisation's identity provider.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from common.auth import issue_token
+from common.backends import build_secret_source
+from common.config import Settings
+
+ALL_PERMISSIONS = ("admin",)
+DEMO_PERMISSIONS = ("model:read", "model:*:predict")
+
+
+def secret_variable(name: str) -> str:
+    return "IPO_SECRET_" + name.upper().replace("-", "_")
+
+
+def ensure_signing_secret(settings: Settings) -> bool:
+    """Write a random signing secret to the env file if none is configured; True if written."""
+    variable = secret_variable(settings.jwt_secret_name)
+    if settings.secret_source != "env" or variable in os.environ or settings.env_file is None:
+        return False
+    path = Path(settings.env_file)
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    if any(line.split("=", 1)[0].strip() == variable for line in existing.splitlines()):
+        return False
+    line = f"{variable}={secrets.token_urlsafe(48)}\n"
+    prefix = "" if not existing or existing.endswith("\n") else "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(prefix + line)
+    return True
+
+
+def development_token(
+    settings: Settings, *, subject: str, permissions: tuple[str, ...], ttl_s: int
+) -> str:
+    return issue_token(
+        settings,
+        build_secret_source(settings),
+        subject=subject,
+        permissions=permissions,
+        ttl_s=ttl_s,
+    )

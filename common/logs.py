@@ -1,0 +1,90 @@
+"""Structured JSON logging in Cloud Logging's format, one line per event.
+
+Cloud Functions ship stdout lines to Cloud Logging, which reads ``severity``, ``message``
+and ``httpRequest`` from a JSON line; the remaining keys land in ``jsonPayload`` where
+log-based metrics can count them. Every line carries the request id when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Request
+
+_CONFIGURED = False
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+def configure(level: str = "INFO") -> None:
+    """Route the ``ipo`` loggers to stdout as JSON; idempotent."""
+    global _CONFIGURED
+    root = logging.getLogger("ipo")
+    root.setLevel(level)
+    if _CONFIGURED:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.propagate = False
+    _CONFIGURED = True
+
+
+_requests = logging.getLogger("ipo.request")
+
+
+def request_line(
+    *,
+    function: str,
+    request: Request,
+    status: int,
+    latency_s: float,
+    request_id: str,
+    subject: str | None,
+    labels: dict[str, Any],
+) -> None:
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+    if not _requests.isEnabledFor(level):
+        return
+    _requests.log(
+        level,
+        "%s %s %d",
+        request.method,
+        request.path,
+        status,
+        extra={
+            "httpRequest": {
+                "requestMethod": request.method,
+                "requestUrl": request.path,
+                "status": status,
+                "latency": f"{latency_s:.6f}s",
+                "userAgent": request.headers.get("User-Agent", ""),
+                "remoteIp": request.remote_addr or "",
+                "requestSize": str(request.content_length or 0),
+            },
+            "request_id": request_id,
+            "function": function,
+            "latency_ms": round(latency_s * 1000, 3),
+            "principal": subject,
+            "labels": {k: v for k, v in labels.items() if v is not None},
+        },
+    )

@@ -1,0 +1,31 @@
+"""Model runtimes, one per kind, and the pool of loaded models.
+
+Runtimes are imported only when a model of their kind is served, so a function pays the
+import time of scikit-learn only if it serves a scikit-learn model.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from common.errors import InvalidValuesError
+from common.models.base import ModelRuntime
+
+_KINDS = {
+    "risk": ("common.models.risk", "RiskRuntime"),
+}
+
+
+def kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def runtime_class(kind: str) -> type[ModelRuntime]:
+    try:
+        module_name, class_name = _KINDS[kind]
+    except KeyError:
+        raise InvalidValuesError(
+            f"unknown model kind {kind!r}; known kinds: {', '.join(kinds())}"
+        ) from None
+    runtime: type[ModelRuntime] = getattr(importlib.import_module(module_name), class_name)
+    return runtime

@@ -1,0 +1,80 @@
+"""What every model runtime provides: schemas, loading from bytes, batch prediction."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import TypeAdapter
+
+from common.validation import StrictModel
+
+
+class NoParameters(StrictModel):
+    """Models that take no per-request parameters refuse any."""
+
+
+class ModelRuntime(ABC):
+    kind: ClassVar[str]
+    instance_schema: ClassVar[type[StrictModel]]
+    parameters_schema: ClassVar[type[StrictModel]] = NoParameters
+
+    @classmethod
+    def instances_adapter(cls) -> TypeAdapter[list[Any]]:
+        """Validates a whole batch in one call; built once per runtime class."""
+        return _adapter(cls, "instances", list[cls.instance_schema])  # type: ignore[name-defined]
+
+    @classmethod
+    def parameters_adapter(cls) -> TypeAdapter[Any]:
+        return _adapter(cls, "parameters", cls.parameters_schema)
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        """JSON Schema of one instance, as published by ``GET /v1/models/{id}``."""
+        return cls.instance_schema.model_json_schema()
+
+    @classmethod
+    @abstractmethod
+    def from_artifact(cls, data: bytes) -> ModelRuntime:
+        """Build the runtime from artifact bytes whose hash was already verified."""
+
+    @abstractmethod
+    def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
+        """One output per instance, in order, computed as one vectorised call."""
+
+
+_ADAPTERS: dict[tuple[type, str], TypeAdapter[Any]] = {}
+
+
+def _adapter(owner: type, name: str, schema: Any) -> TypeAdapter[Any]:
+    """Building a TypeAdapter costs far more than using one: build each once."""
+    key = (owner, name)
+    adapter = _ADAPTERS.get(key)
+    if adapter is None:
+        adapter = _ADAPTERS[key] = TypeAdapter(schema)
+    return adapter
+
+
+def joblib_load(data: bytes) -> Any:
+    """Unpickle verified bytes; a scikit-learn version mismatch is an error, not a warning.
+
+    joblib executes code while loading, so callers pass only bytes whose SHA-256 matched
+    the registry record.
+    """
+    import joblib
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        return joblib.load(io.BytesIO(data))
+
+
+def joblib_dump(obj: Any) -> bytes:
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer, compress=3)
+    return buffer.getvalue()

@@ -1,0 +1,82 @@
+"""The per-instance collaborators, built once from Settings on first use.
+
+A Cloud Functions instance serves many requests; the store clients, the serving
+snapshots and the loaded models live as long as it does. Tests call ``reset_services``
+(or ``use_services``) to start from a clean instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from common import logs
+from common.auth import TokenVerifier
+from common.backends import Backends, build_backends
+from common.config import Settings
+from common.errors import UnavailableError
+from common.models.pool import ModelPool
+from common.registry import Registry
+from common.serving import SnapshotCache
+
+log = logging.getLogger("ipo.services")
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    backends: Backends
+    registry: Registry
+    verifier: TokenVerifier
+    snapshots: SnapshotCache
+    pool: ModelPool
+
+    @classmethod
+    def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
+        backends = backends or build_backends(settings)
+        registry = Registry(backends.documents, backends.artifacts)
+        return cls(
+            settings=settings,
+            backends=backends,
+            registry=registry,
+            verifier=TokenVerifier(settings, backends.secrets),
+            snapshots=SnapshotCache(registry, settings.snapshot_ttl_s),
+            pool=ModelPool(registry, settings.model_pool_size),
+        )
+
+    def close(self) -> None:
+        self.backends.close()
+
+
+_services: Services | None = None
+_lock = threading.Lock()
+
+
+def get_services() -> Services:
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                try:
+                    settings = Settings.from_environ()
+                except ValueError as exc:
+                    logs.configure()
+                    log.error("%s", exc)
+                    raise UnavailableError("the service is misconfigured; see its logs") from None
+                logs.configure(settings.log_level)
+                _services = Services.build(settings)
+    return _services
+
+
+def use_services(services: Services | None) -> None:
+    """Install (or, with None, drop) the instance's services; for tests and scripts."""
+    global _services
+    with _lock:
+        if _services is not None and _services is not services:
+            _services.close()
+        _services = services
+
+
+def reset_services() -> None:
+    use_services(None)

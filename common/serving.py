@@ -1,0 +1,153 @@
+"""The prediction pipeline, readable top to bottom.
+
+resolve the serving snapshot -> validate the batch against the model's schema -> take the
+loaded model from the pool -> one vectorised predict -> the response.
+
+The registry is not read on every request: each model's serving snapshot (production
+version and its record) is kept in memory for ``snapshot_ttl_s`` and reloaded after that;
+a reload that finds the same generation keeps the record it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, TypeAdapter
+
+from common.errors import NotFoundError, UnavailableError
+from common.models import runtime_class
+from common.models.pool import ModelPool
+from common.registry import ModelVersion, Registry
+from common.validation import StrictModel, validate
+
+log = logging.getLogger("ipo.serving")
+
+MAX_INSTANCES = 1000
+
+
+class PredictRequest(StrictModel):
+    """The Vertex AI request shape; each instance is checked by the model's own schema."""
+
+    instances: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_INSTANCES)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+PREDICT_REQUEST = TypeAdapter(PredictRequest)
+
+
+@dataclass(frozen=True)
+class ServingSnapshot:
+    model_id: str
+    kind: str
+    generation: int
+    production: ModelVersion | None
+    expires_at: float
+
+
+class SnapshotCache:
+    def __init__(
+        self, registry: Registry, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._registry = registry
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._snapshots: dict[str, ServingSnapshot] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> ServingSnapshot:
+        now = self._clock()
+        snapshot = self._snapshots.get(model_id)
+        if snapshot is not None and now < snapshot.expires_at:
+            return snapshot
+        with self._lock:  # one reload per model at a time; others wait for its result
+            snapshot = self._snapshots.get(model_id)
+            if snapshot is not None and now < snapshot.expires_at:
+                return snapshot
+            try:
+                fresh = self._load(model_id, snapshot, now)
+            except UnavailableError:
+                if snapshot is None:
+                    raise
+                log.warning(
+                    "registry unreachable; serving the last known snapshot",
+                    extra={"model_id": model_id, "generation": snapshot.generation},
+                )
+                return snapshot
+            self._snapshots[model_id] = fresh
+            return fresh
+
+    def _load(self, model_id: str, previous: ServingSnapshot | None, now: float) -> ServingSnapshot:
+        model = self._registry.get_model(model_id)
+        production = None
+        if model.production_version is not None:
+            unchanged = previous is not None and previous.generation == model.generation
+            production = (
+                previous.production
+                if unchanged and previous is not None
+                else self._registry.get_version(model_id, model.production_version)
+            )
+        return ServingSnapshot(
+            model_id=model_id,
+            kind=model.kind,
+            generation=model.generation,
+            production=production,
+            expires_at=now + self._ttl_s,
+        )
+
+    def invalidate(self, model_id: str | None = None) -> None:
+        with self._lock:
+            if model_id is None:
+                self._snapshots.clear()
+            else:
+                self._snapshots.pop(model_id, None)
+
+
+def predict(
+    *,
+    model_id: str,
+    request: PredictRequest,
+    snapshots: SnapshotCache,
+    pool: ModelPool,
+    request_id: str,
+    max_details: int = 100,
+    labels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    snapshot = snapshots.get(model_id)
+    record = snapshot.production
+    if record is None:
+        raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
+
+    runtime = runtime_class(record.kind)
+    instances = validate(
+        runtime.instances_adapter(),
+        request.instances,
+        prefix=("instances",),
+        max_details=max_details,
+    )
+    parameters = validate(
+        runtime.parameters_adapter(),
+        request.parameters,
+        prefix=("parameters",),
+        max_details=max_details,
+    )
+    loaded = pool.get(record)
+    predictions = loaded.runtime.predict(instances, parameters)
+
+    if labels is not None:
+        labels.update(
+            model_id=model_id, model_version=record.version, variant="production",
+            instances=len(instances),
+        )
+    return {
+        "predictions": predictions,
+        "model_id": model_id,
+        "model_version": record.version,
+        "variant": "production",
+        "experiment_id": None,
+        "request_id": request_id,
+    }

@@ -1,0 +1,10 @@
+"""Cloud Function entry: `predict_risk`. All logic lives in `common/`."""
+
+import functions_framework
+
+from common.http import dispatch
+
+
+@functions_framework.http
+def predict_risk(request):
+    return dispatch("predict_risk", request)

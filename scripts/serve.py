@@ -1,0 +1,104 @@
+"""Serve every function on one local gateway, with gunicorn.
+
+    python scripts/serve.py [--host 127.0.0.1] [--port 8080] [--workers 2] [--threads 4]
+
+Prints a ready-to-paste curl line once the server listens. ``PORT`` overrides the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gunicorn.app.base import BaseApplication  # noqa: E402
+
+from common.backends import build_backends  # noqa: E402
+from common.config import Settings  # noqa: E402
+from common.errors import ServiceError  # noqa: E402
+from common.local import DEMO_PERMISSIONS, development_token, ensure_signing_secret  # noqa: E402
+from common.registry import Registry  # noqa: E402
+
+DEMO_MODEL = "risk"
+
+
+class Gateway(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any], banner: str) -> None:
+        self._options = options
+        self._banner = banner
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("when_ready", lambda _server: print(self._banner, flush=True))
+
+    def load(self) -> Any:
+        from common.gateway import create_app
+
+        return create_app()
+
+
+def _banner(settings: Settings, base: str) -> str:
+    backends = build_backends(settings)
+    registry = Registry(backends.documents, backends.artifacts)
+    example = None
+    try:
+        production = registry.get_model(DEMO_MODEL).production_version
+        if production is not None:
+            example = registry.get_version(DEMO_MODEL, production).example
+    except ServiceError:
+        pass
+    finally:
+        backends.close()
+    lines = [f"Serving every function on {base}  (health: {base}/healthz)"]
+    if example is None:
+        lines.append(f"No {DEMO_MODEL} model in production; run: python scripts/train_models.py")
+        return "\n".join(lines)
+    token = development_token(
+        settings, subject="local-demo", permissions=DEMO_PERMISSIONS, ttl_s=24 * 3600
+    )
+    body = json.dumps({"instances": [example]}, separators=(",", ":"))
+    curl = (
+        f"curl -sS -X POST {base}/v1/predict/{DEMO_MODEL} "
+        f"-H 'Content-Type: application/json' "
+        f"-H {shlex.quote('Authorization: Bearer ' + token)} "
+        f"-d {shlex.quote(body)}"
+    )
+    lines += ["Try a prediction (the token is valid for 24 hours; `make token` prints another):", curl]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve every function on one local gateway.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_environ()
+    ensure_signing_secret(settings)
+    base = f"http://{args.host}:{args.port}"
+    options = {
+        "bind": f"{args.host}:{args.port}",
+        "workers": args.workers,
+        "threads": args.threads,
+        "worker_class": "gthread",
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "loglevel": "warning",
+    }
+    Gateway(options, _banner(settings, base)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Print one signed development token on stdout, and nothing else.
+
+    python scripts/token.py [--sub SUBJECT] [--perms model:read,model:risk:predict] [--ttl 3600]
+
+By default the token may do everything (``admin``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.config import Settings  # noqa: E402
+from common.local import ALL_PERMISSIONS, development_token, ensure_signing_secret  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print a signed development token.")
+    parser.add_argument("--sub", default="local-developer", help="token subject")
+    parser.add_argument(
+        "--perms", default=",".join(ALL_PERMISSIONS), help="comma-separated permissions"
+    )
+    parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    args = parser.parse_args(argv)
+    permissions = tuple(p.strip() for p in args.perms.split(",") if p.strip())
+    settings = Settings.from_environ()
+    ensure_signing_secret(settings)
+    try:
+        token = development_token(
+            settings, subject=args.sub, permissions=permissions, ttl_s=args.ttl
+        )
+    except ValueError as exc:
+        print(f"token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

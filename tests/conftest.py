@@ -1,0 +1,82 @@
+"""Shared fixtures: a clean environment per test and embedded settings on a temp folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import functions_framework
+import pytest
+from flask.testing import FlaskClient
+
+from common.config import Settings
+from common.services import reset_services, use_services
+from tests.fixtures import Stack, embedded_stack, register_risk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Whatever a test does to os.environ is undone afterwards."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def embedded_environ(tmp_path: Path) -> dict[str, str]:
+    """IPO_ variables for the embedded default, with all state under tmp_path."""
+    return {
+        "IPO_DATA_DIR": str(tmp_path / "data"),
+        "IPO_ENV_FILE": str(tmp_path / "test.env"),
+    }
+
+
+@pytest.fixture
+def settings(embedded_environ: dict[str, str]) -> Settings:
+    return Settings.from_environ(embedded_environ)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """An embedded deployment with the risk model registered and in production, installed
+    as this process's function instance."""
+    built = embedded_stack(tmp_path)
+    register_risk(built.registry)
+    use_services(built.services)
+    try:
+        yield built
+    finally:
+        reset_services()
+
+
+@pytest.fixture
+def empty_stack(tmp_path: Path) -> Iterator[Stack]:
+    """Like ``stack`` but with nothing registered."""
+    built = embedded_stack(tmp_path)
+    use_services(built.services)
+    try:
+        yield built
+    finally:
+        reset_services()
+
+
+def function_client(name: str) -> FlaskClient:
+    """The HTTP tier: the function exactly as functions-framework serves it."""
+    app = functions_framework.create_app(name, str(ROOT / "functions" / name / "main.py"))
+    return app.test_client()
+
+
+@pytest.fixture
+def predict_risk_client(stack: Stack) -> FlaskClient:
+    return function_client("predict_risk")
+
+
+@pytest.fixture
+def list_models_client(stack: Stack) -> FlaskClient:
+    return function_client("list_models")

@@ -1,0 +1,98 @@
+"""Fake and small real models, and the helpers that install them: one place for all tests."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from common.auth import issue_token
+from common.backends import build_backends
+from common.config import Settings
+from common.models.risk import RiskRuntime
+from common.registry import ModelVersion, Registry
+from common.services import Services
+from common.training import risk_trainer, synthetic
+
+SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256-0123456789"
+SEED = 7
+
+
+@cache
+def trained_risk() -> risk_trainer.TrainedModel:
+    """A real risk model on a small synthetic sample; trained once per test session."""
+    return risk_trainer.train(synthetic.generate(1500, SEED), seed=SEED)
+
+
+def register_risk(registry: Registry, version: str = "1.0.0", *, promote: bool = True) -> ModelVersion:
+    trained = trained_risk()
+    record = registry.register(
+        model_id="risk",
+        version=version,
+        kind=RiskRuntime.kind,
+        artifact=trained.artifact,
+        created_by="tests",
+        metrics=trained.metrics,
+        description=trained.description,
+        tags=trained.tags,
+        input_schema=RiskRuntime.input_schema(),
+        example=trained.example,
+    )
+    if promote:
+        registry.set_production("risk", version)
+    return record
+
+
+class SideEffect:
+    """A pickle that creates a file when loaded: proof that loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def malicious_artifact(marker: Path) -> bytes:
+    return pickle.dumps(SideEffect(marker))
+
+
+@dataclass
+class Stack:
+    """An embedded deployment in a temp folder, wired exactly as a function instance."""
+
+    settings: Settings
+    services: Services
+    environ: dict[str, str]
+
+    @property
+    def registry(self) -> Registry:
+        return self.services.registry
+
+    def token(self, permissions: tuple[str, ...] = ("admin",), subject: str = "tester", **kw: Any) -> str:
+        return issue_token(
+            self.settings,
+            self.services.backends.secrets,
+            subject=subject,
+            permissions=permissions,
+            **kw,
+        )
+
+    def headers(self, permissions: tuple[str, ...] = ("admin",), **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(permissions, **kw)}"}
+
+
+def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
+    environ = {
+        "IPO_DATA_DIR": str(tmp_path / "data"),
+        "IPO_ENV_FILE": str(tmp_path / "absent.env"),
+        "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY,
+        **extra_environ,
+    }
+    os.environ.update(environ)
+    settings = Settings.from_environ(environ)
+    services = Services.build(settings, build_backends(settings))
+    return Stack(settings=settings, services=services, environ=environ)
