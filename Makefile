@@ -38,7 +38,7 @@ train: $(VENV)/.runtime  ## Train, register and promote a new version of the dem
 	@$(PY) scripts/train_models.py
 
 token: $(VENV)/.runtime  ## Print a signed development token (SUB=, PERMS=a,b).
-	@$(PY) scripts/token.py --sub "$(SUB)" --perms "$(PERMS)"
+	@$(PY) scripts/issue_token.py --sub "$(SUB)" --perms "$(PERMS)"
 
 lint: $(VENV)/.dev  ## ruff lint and format check.
 	$(VENV)/bin/ruff check .

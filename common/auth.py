@@ -49,7 +49,7 @@ class Principal:
 
 
 def permission_grants(granted: str, required: str) -> bool:
-    if granted == ADMIN or granted == required:
+    if granted in (ADMIN, required):
         return True
     want = required.split(":")
     have = granted.split(":")

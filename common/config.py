@@ -54,7 +54,7 @@ class Settings(BaseModel):
     gcs_endpoint: str | None = Field(
         None, description="Cloud Storage endpoint override (fake-gcs-server); unset in the cloud."
     )
-    secret_versions: str = Field(
+    pinned_secrets: str = Field(
         "",
         description=(
             "Pinned Secret Manager versions, 'name=version,...'. Secret Manager is never "
@@ -103,9 +103,9 @@ class Settings(BaseModel):
             raise ValueError("IPO_GCP_PROJECT is required when IPO_DOCUMENT_STORE=firestore")
         if self.artifact_store == "gcs" and not self.artifact_bucket:
             raise ValueError("IPO_ARTIFACT_BUCKET is required when IPO_ARTIFACT_STORE=gcs")
-        if self.secret_source == "secret-manager" and not self.gcp_project:
+        if self.secret_source == "secret-manager" and not self.gcp_project:  # noqa: S105
             raise ValueError("IPO_GCP_PROJECT is required when IPO_SECRET_SOURCE=secret-manager")
-        self.pinned_secret_versions  # parse early: a malformed value fails at start-up
+        _ = self.pinned_secret_versions  # parse early: a malformed value fails at start-up
         return self
 
     @classmethod
@@ -136,11 +136,9 @@ class Settings(BaseModel):
     @cached_property
     def pinned_secret_versions(self) -> dict[str, str]:
         pins: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in self.secret_versions.split(","))):
+        for item in filter(None, (part.strip() for part in self.pinned_secrets.split(","))):
             name, sep, version = item.partition("=")
             if not sep or not name.strip() or not version.strip().isdigit():
-                raise ValueError(
-                    f"IPO_SECRET_VERSIONS entry {item!r} must be name=<version number>"
-                )
+                raise ValueError(f"IPO_PINNED_SECRETS entry {item!r} must be name=<version number>")
             pins[name.strip()] = version.strip()
         return pins

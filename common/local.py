@@ -25,7 +25,9 @@ def secret_variable(name: str) -> str:
 def ensure_signing_secret(settings: Settings) -> bool:
     """Write a random signing secret to the env file if none is configured; True if written."""
     variable = secret_variable(settings.jwt_secret_name)
-    if settings.secret_source != "env" or variable in os.environ or settings.env_file is None:
+    if settings.secret_source != "env" or settings.env_file is None:  # noqa: S105
+        return False
+    if variable in os.environ:
         return False
     path = Path(settings.env_file)
     existing = path.read_text(encoding="utf-8") if path.exists() else ""

@@ -140,7 +140,9 @@ def predict(
 
     if labels is not None:
         labels.update(
-            model_id=model_id, model_version=record.version, variant="production",
+            model_id=model_id,
+            model_version=record.version,
+            variant="production",
             instances=len(instances),
         )
     return {

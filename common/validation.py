@@ -50,9 +50,7 @@ def _shown_value(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def problems_from(
-    exc: ValidationError, prefix: Sequence[str | int] = ()
-) -> list[dict[str, Any]]:
+def problems_from(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
     problems = []
     for err in exc.errors(include_url=False):
         path = [*prefix, *err["loc"]]
@@ -68,9 +66,7 @@ def problems_from(
     return problems
 
 
-def raise_invalid(
-    problems: list[dict[str, Any]], max_details: int, what: str = "request"
-) -> None:
+def raise_invalid(problems: list[dict[str, Any]], max_details: int, what: str = "request") -> None:
     shown = problems[:max_details]
     more = len(problems) - len(shown)
     message = f"{what} has {len(problems)} invalid value(s): " + ", ".join(

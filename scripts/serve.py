@@ -17,13 +17,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gunicorn.app.base import BaseApplication  # noqa: E402
+from gunicorn.app.base import BaseApplication
 
-from common.backends import build_backends  # noqa: E402
-from common.config import Settings  # noqa: E402
-from common.errors import ServiceError  # noqa: E402
-from common.local import DEMO_PERMISSIONS, development_token, ensure_signing_secret  # noqa: E402
-from common.registry import Registry  # noqa: E402
+from common.backends import build_backends
+from common.config import Settings
+from common.errors import ServiceError
+from common.local import DEMO_PERMISSIONS, development_token, ensure_signing_secret
+from common.registry import Registry
 
 DEMO_MODEL = "risk"
 
@@ -71,7 +71,10 @@ def _banner(settings: Settings, base: str) -> str:
         f"-H {shlex.quote('Authorization: Bearer ' + token)} "
         f"-d {shlex.quote(body)}"
     )
-    lines += ["Try a prediction (the token is valid for 24 hours; `make token` prints another):", curl]
+    lines += [
+        "Try a prediction (the token is valid for 24 hours; `make token` prints another):",
+        curl,
+    ]
     return "\n".join(lines)
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.backends import build_backends  # noqa: E402
-from common.config import Settings  # noqa: E402
-from common.errors import NotFoundError  # noqa: E402
-from common.models.risk import RiskRuntime  # noqa: E402
-from common.registry import Registry, version_key  # noqa: E402
-from common.training import risk_trainer, synthetic  # noqa: E402
+from common.backends import build_backends
+from common.config import Settings
+from common.errors import NotFoundError
+from common.models.risk import RiskRuntime
+from common.registry import Registry, version_key
+from common.training import risk_trainer, synthetic
 
 
 def _next_version(registry: Registry, model_id: str) -> str:
@@ -37,7 +37,9 @@ def _next_version(registry: Registry, model_id: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--if-absent", action="store_true", help="skip models already in production")
+    parser.add_argument(
+        "--if-absent", action="store_true", help="skip models already in production"
+    )
     parser.add_argument("--seed", type=int, default=20261127, help="seed of the synthetic data")
     parser.add_argument("--samples", type=int, default=8000, help="rows of synthetic data")
     parser.add_argument("--version", help="version to register (default: next patch)")

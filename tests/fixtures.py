@@ -27,7 +27,9 @@ def trained_risk() -> risk_trainer.TrainedModel:
     return risk_trainer.train(synthetic.generate(1500, SEED), seed=SEED)
 
 
-def register_risk(registry: Registry, version: str = "1.0.0", *, promote: bool = True) -> ModelVersion:
+def register_risk(
+    registry: Registry, version: str = "1.0.0", *, promote: bool = True
+) -> ModelVersion:
     trained = trained_risk()
     record = registry.register(
         model_id="risk",
@@ -72,7 +74,9 @@ class Stack:
     def registry(self) -> Registry:
         return self.services.registry
 
-    def token(self, permissions: tuple[str, ...] = ("admin",), subject: str = "tester", **kw: Any) -> str:
+    def token(
+        self, permissions: tuple[str, ...] = ("admin",), subject: str = "tester", **kw: Any
+    ) -> str:
         return issue_token(
             self.settings,
             self.services.backends.secrets,

@@ -32,18 +32,24 @@ class RiskInstance(StrictModel):
 
     sector: Sector = Field(description="Industry sector of the issuer.")
     revenue_musd: float = Field(ge=0, le=1_000_000, description="Last fiscal year revenue, USD m.")
-    revenue_growth: float = Field(ge=-1, le=10, description="Year-over-year revenue growth, 0.25 = 25%.")
+    revenue_growth: float = Field(
+        ge=-1, le=10, description="Year-over-year revenue growth, 0.25 = 25%."
+    )
     operating_margin: float = Field(ge=-5, le=1, description="Operating income / revenue.")
     debt_to_equity: float = Field(ge=0, le=50, description="Total debt / shareholders' equity.")
     company_age_years: float = Field(ge=0, le=300, description="Years since founding.")
     offering_size_musd: float = Field(gt=0, le=100_000, description="Gross proceeds sought, USD m.")
     underwriter_rank: float = Field(ge=0, le=9, description="Lead underwriter prestige, 0-9.")
     market_volatility: float = Field(ge=0, le=150, description="VIX level on the filing date.")
-    insider_ownership: float = Field(ge=0, le=1, description="Share held by insiders after the offering.")
+    insider_ownership: float = Field(
+        ge=0, le=1, description="Share held by insiders after the offering."
+    )
 
 
 FEATURES: tuple[str, ...] = tuple(RiskInstance.model_fields)
-_SKEWED = np.array([FEATURES.index(n) for n in ("revenue_musd", "debt_to_equity", "offering_size_musd")])
+_SKEWED = np.array(
+    [FEATURES.index(n) for n in ("revenue_musd", "debt_to_equity", "offering_size_musd")]
+)
 _SECTOR_CODES = np.arange(len(SECTORS), dtype=np.float64)
 
 
@@ -121,5 +127,7 @@ class RiskRuntime(ModelRuntime):
                     CLASSES[2]: round(float(row[2]), 6),
                 },
             }
-            for label, score, row in zip(labels.tolist(), scores.tolist(), proba.tolist(), strict=True)
+            for label, score, row in zip(
+                labels.tolist(), scores.tolist(), proba.tolist(), strict=True
+            )
         ]

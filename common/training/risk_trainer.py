@@ -59,8 +59,13 @@ def _example(row: dict[str, object]) -> dict[str, Any]:
 
 def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> TrainedModel:
     from sklearn import __version__ as sklearn_version
-    from sklearn.metrics import accuracy_score, log_loss, precision_score, recall_score
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        log_loss,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
     from sklearn.model_selection import train_test_split
 
     X_train, X_test, y_train, y_test, _, rows_test = train_test_split(
@@ -73,7 +78,9 @@ def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> TrainedM
         "accuracy": float(accuracy_score(y_test, predicted)),
         "precision_macro": float(precision_score(y_test, predicted, average="macro")),
         "recall_macro": float(recall_score(y_test, predicted, average="macro")),
-        "roc_auc_ovr": float(roc_auc_score(y_test, proba, multi_class="ovr", labels=pipeline.classes_)),
+        "roc_auc_ovr": float(
+            roc_auc_score(y_test, proba, multi_class="ovr", labels=pipeline.classes_)
+        ),
         "log_loss": float(log_loss(y_test, proba, labels=pipeline.classes_)),
         "train_rows": float(len(y_train)),
         "test_rows": float(len(y_test)),

@@ -40,7 +40,7 @@ def latent_risk(X: np.ndarray) -> np.ndarray:
     """The noiseless risk index the classes are cut from (higher = riskier)."""
     sector = X[:, 0].astype(int)
     revenue, growth, margin, leverage, age, _offering, rank, vix, insiders = X[:, 1:].T
-    return (
+    latent: np.ndarray = (
         1.6 * -margin
         + 0.45 * np.sqrt(leverage)
         - 0.55 * np.log10(1.0 + revenue)
@@ -51,6 +51,7 @@ def latent_risk(X: np.ndarray) -> np.ndarray:
         - 0.8 * (insiders - 0.4)
         + SECTOR_RISK[sector]
     )
+    return latent
 
 
 def generate(n: int, seed: int) -> RiskDataset:
@@ -60,9 +61,7 @@ def generate(n: int, seed: int) -> RiskDataset:
     sector = rng.choice(len(SECTORS), size=n, p=SECTOR_SHARES)
     age = np.clip(rng.gamma(2.0, 6.0, n) + 0.5, 0.0, 120.0)
     revenue = np.clip(rng.lognormal(np.log(150.0) + 0.03 * age, 1.2), 0.0, 100_000.0)
-    growth = np.clip(
-        rng.normal(0.35 - 0.01 * age + 0.15 * (sector == 0), 0.3), -0.8, 5.0
-    )
+    growth = np.clip(rng.normal(0.35 - 0.01 * age + 0.15 * (sector == 0), 0.3), -0.8, 5.0)
     margin = np.clip(rng.normal(-0.05 + 0.008 * age, 0.25), -3.0, 0.6)
     leverage = np.clip(rng.lognormal(np.log(0.8), 0.8) * np.where(sector == 2, 3.0, 1.0), 0, 30)
     offering = np.clip(rng.lognormal(np.log(0.3 * revenue + 50.0), 0.6), 1.0, 50_000.0)

@@ -54,7 +54,9 @@ def test_schema_refuses_what_the_api_refuses(list_models_client: FlaskClient, st
     assert not validator.is_valid({**example, "unknown": 1})
 
 
-def test_versions_are_listed_in_semantic_order(list_models_client: FlaskClient, stack: Stack) -> None:
+def test_versions_are_listed_in_semantic_order(
+    list_models_client: FlaskClient, stack: Stack
+) -> None:
     for version in ("1.10.0", "1.2.0", "1.0.1"):
         register_risk(stack.registry, version, promote=False)
     body = list_models_client.get("/v1/models/risk", headers=stack.headers()).get_json()

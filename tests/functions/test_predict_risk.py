@@ -37,7 +37,12 @@ def test_prediction_has_the_contract_shape(predict_risk_client: FlaskClient, sta
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {
-        "predictions", "model_id", "model_version", "variant", "experiment_id", "request_id"
+        "predictions",
+        "model_id",
+        "model_version",
+        "variant",
+        "experiment_id",
+        "request_id",
     }
     assert body["model_id"] == "risk"
     assert body["model_version"] == "1.0.0"
@@ -59,9 +64,11 @@ def test_request_id_is_echoed(predict_risk_client: FlaskClient, stack: Stack) ->
     assert response.get_json()["request_id"] == "abc-123"
 
 
-def test_batch_of_a_thousand_equals_one_by_one(predict_risk_client: FlaskClient, stack: Stack) -> None:
-    from tests.fixtures import SEED
+def test_batch_of_a_thousand_equals_one_by_one(
+    predict_risk_client: FlaskClient, stack: Stack
+) -> None:
     from common.training import synthetic
+    from tests.fixtures import SEED
 
     rows = synthetic.generate(1000, SEED + 1).rows()
     batch = predict_risk_client.post(URL, json={"instances": rows}, headers=stack.headers())
@@ -77,7 +84,9 @@ def test_batch_of_a_thousand_equals_one_by_one(predict_risk_client: FlaskClient,
 
 def test_malformed_json_is_400(predict_risk_client: FlaskClient, stack: Stack) -> None:
     response = predict_risk_client.post(
-        URL, data=b'{"instances": [', headers={**stack.headers(), "Content-Type": "application/json"}
+        URL,
+        data=b'{"instances": [',
+        headers={**stack.headers(), "Content-Type": "application/json"},
     )
     assert_error(response, 400, "malformed_request")
 
@@ -100,7 +109,9 @@ def test_bad_values_are_422_naming_the_field(
     predict_risk_client: FlaskClient, stack: Stack, change: dict[str, Any], field: str, rule: str
 ) -> None:
     instance = {**example(stack), **change}
-    response = predict_risk_client.post(URL, json={"instances": [instance]}, headers=stack.headers())
+    response = predict_risk_client.post(
+        URL, json={"instances": [instance]}, headers=stack.headers()
+    )
     body = assert_error(response, 422, "invalid_values")
     (problem,) = body["error"]["details"]
     assert problem["field"] == field
@@ -111,7 +122,9 @@ def test_bad_values_are_422_naming_the_field(
 def test_missing_field_is_422(predict_risk_client: FlaskClient, stack: Stack) -> None:
     instance = example(stack)
     del instance["sector"]
-    response = predict_risk_client.post(URL, json={"instances": [instance]}, headers=stack.headers())
+    response = predict_risk_client.post(
+        URL, json={"instances": [instance]}, headers=stack.headers()
+    )
     body = assert_error(response, 422, "invalid_values")
     assert body["error"]["details"][0]["field"] == "instances[0].sector"
     assert body["error"]["details"][0]["rule"] == "missing"
@@ -141,7 +154,9 @@ def test_every_bad_field_of_every_instance_is_named(
     body = assert_error(response, 422, "invalid_values")
     fields = {p["field"] for p in body["error"]["details"]}
     assert fields == {
-        "instances[1].revenue_musd", "instances[1].insider_ownership", "instances[2].x"
+        "instances[1].revenue_musd",
+        "instances[1].insider_ownership",
+        "instances[2].x",
     }
 
 
@@ -265,9 +280,7 @@ def test_store_unreachable_is_503_with_retry_after(tmp_path: Any) -> None:
     stack = embedded_stack(tmp_path)
     token = stack.token()
     reset_services()
-    os.environ.update(
-        {"IPO_DATA_DIR": str(blocker), "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY}
-    )
+    os.environ.update({"IPO_DATA_DIR": str(blocker), "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY})
     try:
         response = function_client("predict_risk").post(
             URL,

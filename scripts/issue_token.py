@@ -1,6 +1,6 @@
 """Print one signed development token on stdout, and nothing else.
 
-    python scripts/token.py [--sub SUBJECT] [--perms model:read,model:risk:predict] [--ttl 3600]
+    python scripts/issue_token.py [--sub SUBJECT] [--perms model:read,model:*:predict] [--ttl N]
 
 By default the token may do everything (``admin``).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import Settings  # noqa: E402
-from common.local import ALL_PERMISSIONS, development_token, ensure_signing_secret  # noqa: E402
+from common.config import Settings
+from common.local import ALL_PERMISSIONS, development_token, ensure_signing_secret
 
 
 def main(argv: list[str] | None = None) -> int:

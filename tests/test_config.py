@@ -1,0 +1,63 @@
+"""Settings: one prefix, documented defaults, typos refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.config import Settings
+
+
+def test_defaults_are_the_embedded_default() -> None:
+    settings = Settings.from_environ({})
+    assert settings.document_store == "sqlite"
+    assert settings.artifact_store == "local"
+    assert settings.secret_source == "env"
+    assert settings.resolved_sqlite_path == Path(".data/ipo.sqlite3")
+    assert settings.resolved_artifact_dir == Path(".data/artifacts")
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.snapshot_ttl_s == 10.0
+
+
+def test_every_setting_is_documented() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
+
+
+def test_values_come_from_prefixed_variables_only() -> None:
+    settings = Settings.from_environ(
+        {"IPO_SNAPSHOT_TTL_S": "2.5", "IPO_DATA_DIR": "/tmp/x", "SNAPSHOT_TTL_S": "99"}
+    )
+    assert settings.snapshot_ttl_s == 2.5
+    assert settings.resolved_sqlite_path == Path("/tmp/x/ipo.sqlite3")
+
+
+def test_secret_variables_are_not_settings() -> None:
+    Settings.from_environ({"IPO_SECRET_JWT_SIGNING_KEY": "x"})
+
+
+def test_a_misspelt_variable_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="IPO_SNAPSHOT_TTL"):
+        Settings.from_environ({"IPO_SNAPSHOT_TTL": "3"})
+
+
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="IPO_DOCUMENT_STORE"):
+        Settings.from_environ({"IPO_DOCUMENT_STORE": "mongo"})
+    with pytest.raises(ValueError, match="IPO_JWT_LEEWAY_S"):
+        Settings.from_environ({"IPO_JWT_LEEWAY_S": "600"})
+
+
+def test_cloud_backends_need_their_project_and_bucket() -> None:
+    with pytest.raises(ValueError, match="IPO_GCP_PROJECT"):
+        Settings.from_environ({"IPO_DOCUMENT_STORE": "firestore"})
+    with pytest.raises(ValueError, match="IPO_ARTIFACT_BUCKET"):
+        Settings.from_environ({"IPO_ARTIFACT_STORE": "gcs"})
+
+
+def test_secret_versions_are_pinned_numbers() -> None:
+    settings = Settings.from_environ({"IPO_PINNED_SECRETS": "jwt-signing-key=3, audit-key=12"})
+    assert settings.pinned_secret_versions == {"jwt-signing-key": "3", "audit-key": "12"}
+    with pytest.raises(ValueError, match="latest"):
+        Settings.from_environ({"IPO_PINNED_SECRETS": "jwt-signing-key=latest"})
