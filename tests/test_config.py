@@ -61,3 +61,13 @@ def test_secret_versions_are_pinned_numbers() -> None:
     assert settings.pinned_secret_versions == {"jwt-signing-key": "3", "audit-key": "12"}
     with pytest.raises(ValueError, match="latest"):
         Settings.from_environ({"IPO_PINNED_SECRETS": "jwt-signing-key=latest"})
+
+
+def test_configuration_doc_lists_every_setting() -> None:
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "CONFIGURATION.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`IPO_{name.upper()}`" in doc, (
+            f"docs/CONFIGURATION.md does not list IPO_{name.upper()}"
+        )
