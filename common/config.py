@@ -111,11 +111,16 @@ class Settings(BaseModel):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            key[len(PREFIX) :].lower(): value
-            for key, value in env.items()
-            if key.startswith(PREFIX) and not key.startswith(PREFIX + "SECRET_")
-        }
+        values: dict[str, Any] = {}
+        for key, value in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            # IPO_SECRET_<NAME> variables hold secrets for the env secret source, unless
+            # they name a setting (IPO_SECRET_SOURCE).
+            if name.startswith("secret_") and name not in cls.model_fields:
+                continue
+            values[name] = value
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

@@ -37,6 +37,13 @@ def test_secret_variables_are_not_settings() -> None:
     Settings.from_environ({"IPO_SECRET_JWT_SIGNING_KEY": "x"})
 
 
+def test_secret_source_is_a_setting_despite_its_prefix() -> None:
+    settings = Settings.from_environ(
+        {"IPO_SECRET_SOURCE": "secret-manager", "IPO_GCP_PROJECT": "p"}
+    )
+    assert settings.secret_source == "secret-manager"
+
+
 def test_a_misspelt_variable_is_an_error_naming_it() -> None:
     with pytest.raises(ValueError, match="IPO_SNAPSHOT_TTL"):
         Settings.from_environ({"IPO_SNAPSHOT_TTL": "3"})

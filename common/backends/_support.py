@@ -1,0 +1,114 @@
+"""Checks and retry pacing shared by the document stores, so both enforce one contract.
+
+The embedded store accepts anything JSON can hold, but Firestore cannot store everything
+JSON can (nested arrays, integers beyond 64 bits, NaN). Rejecting those values in both
+stores means a document that works on a laptop also works in the cloud.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from common.backends.base import Filter, check_field_path
+from common.errors import UnavailableError
+
+MAX_IN_VALUES = 30
+"""Firestore's limit on the values of one ``in`` filter; applied to every store."""
+
+INEQUALITY_OPS = frozenset(("!=", "<", "<=", ">", ">="))
+_INT64 = 2**63
+_random = random.SystemRandom()
+
+
+def check_document(data: Mapping[str, Any]) -> None:
+    """ValueError unless ``data`` is a JSON object every store can hold."""
+    if not isinstance(data, Mapping):
+        raise ValueError("a document must be a dict")
+    _check_value(data, "", in_array=False)
+
+
+def _check_value(value: Any, where: str, *, in_array: bool) -> None:
+    label = where or "document"
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValueError(f"{label}: integer outside the 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{label}: NaN and infinity are not JSON")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{label}: keys must be non-empty strings, got {key!r}")
+            _check_value(item, f"{where}.{key}" if where else key, in_array=False)
+        return
+    if isinstance(value, list | tuple):
+        if in_array:
+            raise ValueError(f"{label}: arrays cannot directly contain arrays (Firestore)")
+        for index, item in enumerate(value):
+            _check_value(item, f"{label}[{index}]", in_array=True)
+        return
+    raise ValueError(f"{label}: {type(value).__name__} is not a JSON value")
+
+
+def check_changes(changes: Mapping[str, Any]) -> None:
+    """``update`` replaces top-level fields, so a key must be one plain field name."""
+    check_document(changes)
+    if not changes:
+        raise ValueError("an update needs at least one field (Firestore refuses empty ones)")
+    for key in changes:
+        if "." in key:
+            raise ValueError(f"update keys are top-level field names, got {key!r}")
+        check_field_path(key)
+
+
+def check_filter(flt: Filter) -> None:
+    """ValueError for filters whose meaning would differ between stores."""
+    if flt.op == "in":
+        values = flt.value
+        if not isinstance(values, list | tuple) or not 1 <= len(values) <= MAX_IN_VALUES:
+            raise ValueError(f"'in' takes a list of 1 to {MAX_IN_VALUES} values")
+        for item in values:
+            if item is None:
+                raise ValueError("'in' values cannot be None; use '==' None")
+            check_scalar(item)
+        return
+    if flt.value is None and flt.op not in ("==", "!="):
+        raise ValueError(f"None can only be compared with '==' or '!=', not {flt.op!r}")
+    if flt.value is not None:
+        check_scalar(flt.value)
+
+
+def check_scalar(value: Any) -> None:
+    if not isinstance(value, bool | int | float | str):
+        raise ValueError(f"filter values are str, int, float, bool or None, got {value!r}")
+    _check_value(value, "filter value", in_array=False)
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+
+
+def check_attempts(max_attempts: int) -> None:
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+
+
+def backoff_s(attempt: int, *, base_s: float, cap_s: float) -> float:
+    """Equal-jitter exponential backoff: half fixed, half random, so rivals drift apart."""
+    delay = min(cap_s, base_s * (1 << min(attempt, 16)))
+    return delay / 2 + _random.uniform(0, delay / 2)
+
+
+def contended(max_attempts: int) -> UnavailableError:
+    """Exhausted retries are a transient condition: 503 tells the caller to try again."""
+    return UnavailableError(
+        f"transaction gave up after {max_attempts} attempts under contention", retry_after_s=1
+    )

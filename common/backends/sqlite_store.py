@@ -1,0 +1,361 @@
+"""The embedded document store: one SQLite file, shared safely by threads and processes.
+
+WAL mode lets readers run beside the one writer; every write takes the write lock up
+front (``BEGIN IMMEDIATE``) so a read-modify-write never loses an update; a store-wide
+revision counter makes revisions unique even across delete and re-create. Queries follow
+Firestore's semantics (typed comparisons, ``!=`` skips null and missing fields, ordering
+skips documents without the field) so the two stores answer alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common.backends import _support
+from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
+from common.backends.sqlite_query import build_select
+from common.errors import ConflictError, NotFoundError, PreconditionFailedError, UnavailableError
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS documents ("
+    " collection TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
+    " revision INTEGER NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS revision_counter ("
+    " one INTEGER PRIMARY KEY CHECK (one = 1), value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO revision_counter (one, value) VALUES (1, 0)",
+)
+_LOCK_ATTEMPTS = 4
+_BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(exc)
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    _support.check_document(data)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that remembers its process and can be weakly referenced, so one
+    left behind by a finished thread is closed by garbage collection, not kept open."""
+
+    pid: int
+
+
+class _SQLiteTransaction(Transaction):
+    """Runs inside ``BEGIN IMMEDIATE``; a failed write dooms the commit, as in Firestore."""
+
+    def __init__(self, store: SQLiteDocumentStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn: sqlite3.Connection | None = conn
+        self._wrote = False
+        self.failure: Exception | None = None
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the transaction has finished")
+        return self._conn
+
+    def close(self) -> None:
+        self._conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._live()
+        self._wrote = True
+        try:
+            yield conn
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def get(self, collection: str, doc_id: str) -> Document | None:
+        conn = self._live()
+        if self._wrote:
+            raise ValueError("transaction reads must come before its writes")
+        return self._store._read(conn, collection, doc_id)
+
+    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._store._create(conn, collection, doc_id, data)
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._store._set(conn, collection, doc_id, data)
+
+    def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._store._update(conn, collection, doc_id, changes, None)
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        with self._write() as conn:
+            self._store._delete(conn, collection, doc_id, None)
+
+
+class SQLiteDocumentStore(DocumentStore):
+    """Documents as JSON text in one table; nothing is opened until the first call."""
+
+    def __init__(self, path: Path, *, timeout_s: float) -> None:
+        self._path = Path(path)
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._closed = False
+
+    # --- connections -------------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        """This thread's connection; a forked child opens its own instead of sharing."""
+        if self._closed:
+            raise UnavailableError("the document store has been closed")
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.pid == os.getpid():
+            return conn
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            # ``timeout`` is SQLite's busy timeout: how long to wait for a rival's lock.
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=_Connection,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unavailable(exc) from None
+        conn.pid = os.getpid()
+        try:
+            self._retry_locked(lambda: self._prepare(conn), _LOCK_ATTEMPTS)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._connections.add(conn)
+        self._local.conn = conn
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema; the write lock is taken only if the schema is missing,
+        so opening a connection never waits for a writer."""
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise UnavailableError(f"SQLite at {self._path} refused WAL mode ({mode})")
+        ready = "SELECT count(*) FROM sqlite_master WHERE name IN ('documents', 'revision_counter')"
+        if conn.execute(ready).fetchone()[0] == 2:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _unavailable(self, exc: BaseException) -> UnavailableError:
+        return UnavailableError(f"SQLite document store at {self._path} is unavailable: {exc}")
+
+    def _retry_locked(self, call: Callable[[], T], attempts: int) -> T:
+        """Run ``call``; on a busy lock retry, within ``attempts`` and the timeout overall.
+
+        The busy timeout already waits for a rival's lock; retries cover the cases where
+        SQLite reports busy without waiting (WAL recovery, a stale read snapshot).
+        """
+        deadline = time.monotonic() + self._timeout_s
+        for attempt in range(attempts):
+            try:
+                return call()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise self._unavailable(exc) from None
+                if attempt == attempts - 1 or time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"SQLite document store at {self._path} stayed locked by another "
+                        f"writer ({attempt + 1} attempts)",
+                        retry_after_s=1,
+                    ) from None
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from None
+            time.sleep(_support.backoff_s(attempt, base_s=0.01, cap_s=0.5))
+        raise AssertionError("unreachable")
+
+    def _read_only(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connect()
+        return self._retry_locked(lambda: call(conn), _LOCK_ATTEMPTS)
+
+    def _atomic(self, call: Callable[[sqlite3.Connection], T], attempts: int = _LOCK_ATTEMPTS) -> T:
+        """Run ``call`` inside BEGIN IMMEDIATE, so read-modify-write cannot interleave."""
+        conn = self._connect()
+        if conn.in_transaction:
+            raise RuntimeError("this thread is already inside a transaction of this store")
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = call(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._retry_locked(attempt, attempts)
+
+    # --- primitives (caller holds the transaction) -------------------------------------
+
+    def _read(self, conn: sqlite3.Connection, collection: str, doc_id: str) -> Document | None:
+        check_name("collection", collection)
+        check_name("document id", doc_id)
+        row = conn.execute(
+            "SELECT data, revision FROM documents WHERE collection = ? AND id = ?",
+            (collection, doc_id),
+        ).fetchone()
+        return None if row is None else Document(doc_id, json.loads(row[0]), str(row[1]))
+
+    def _write_row(
+        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
+    ) -> Document:
+        """Store ``data`` under a new store-wide revision, so a revision is never reused,
+        even after delete and re-create; return exactly what was stored."""
+        text = _dumps(data)
+        (revision,) = conn.execute(
+            "UPDATE revision_counter SET value = value + 1 WHERE one = 1 RETURNING value"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO documents (collection, id, data, revision) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (collection, id) DO UPDATE"
+            " SET data = excluded.data, revision = excluded.revision",
+            (collection, doc_id, text, revision),
+        )
+        return Document(doc_id, json.loads(text), str(revision))
+
+    def _create(
+        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
+    ) -> Document:
+        _dumps(data)  # invalid data is a ValueError even when the id is taken
+        if self._read(conn, collection, doc_id) is not None:
+            raise ConflictError(f"{collection}/{doc_id} already exists")
+        return self._write_row(conn, collection, doc_id, data)
+
+    def _set(
+        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
+    ) -> Document:
+        check_name("collection", collection)
+        check_name("document id", doc_id)
+        return self._write_row(conn, collection, doc_id, data)
+
+    def _update(
+        self,
+        conn: sqlite3.Connection,
+        collection: str,
+        doc_id: str,
+        changes: dict[str, Any],
+        if_revision: str | None,
+    ) -> Document:
+        _support.check_changes(changes)
+        current = self._read(conn, collection, doc_id)
+        if current is None:
+            raise NotFoundError(f"{collection}/{doc_id} does not exist")
+        if if_revision is not None and current.revision != if_revision:
+            raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
+        return self._write_row(conn, collection, doc_id, {**current.data, **changes})
+
+    def _delete(
+        self, conn: sqlite3.Connection, collection: str, doc_id: str, if_revision: str | None
+    ) -> None:
+        current = self._read(conn, collection, doc_id)
+        if current is None:
+            return
+        if if_revision is not None and current.revision != if_revision:
+            raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
+        conn.execute("DELETE FROM documents WHERE collection = ? AND id = ?", (collection, doc_id))
+
+    # --- DocumentStore -----------------------------------------------------------------
+
+    def get(self, collection: str, doc_id: str) -> Document | None:
+        return self._read_only(lambda conn: self._read(conn, collection, doc_id))
+
+    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
+        return self._atomic(lambda conn: self._create(conn, collection, doc_id, data))
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
+        return self._atomic(lambda conn: self._set(conn, collection, doc_id, data))
+
+    def update(
+        self,
+        collection: str,
+        doc_id: str,
+        changes: dict[str, Any],
+        *,
+        if_revision: str | None = None,
+    ) -> Document:
+        return self._atomic(
+            lambda conn: self._update(conn, collection, doc_id, changes, if_revision)
+        )
+
+    def delete(self, collection: str, doc_id: str, *, if_revision: str | None = None) -> None:
+        self._atomic(lambda conn: self._delete(conn, collection, doc_id, if_revision))
+
+    def query(
+        self,
+        collection: str,
+        filters: Sequence[Filter] = (),
+        order_by: Sequence[Order] = (),
+        limit: int | None = None,
+    ) -> list[Document]:
+        sql, params = build_select(collection, filters, order_by, limit)
+        rows = self._read_only(lambda conn: conn.execute(sql, params).fetchall())
+        return [Document(row[0], json.loads(row[1]), str(row[2])) for row in rows]
+
+    def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 20) -> T:
+        """The write lock is taken before ``fn`` runs, so ``fn`` never sees a rival write.
+
+        Contention therefore shows up only as a busy lock, which is waited for (busy
+        timeout) and retried up to ``max_attempts`` times.
+        """
+        _support.check_attempts(max_attempts)
+        return self._atomic(lambda conn: self._run(conn, fn), max_attempts)
+
+    def _run(self, conn: sqlite3.Connection, fn: Callable[[Transaction], T]) -> T:
+        txn = _SQLiteTransaction(self, conn)
+        try:
+            result = fn(txn)
+            if txn.failure is not None:
+                raise txn.failure
+            return result
+        finally:
+            txn.close()
+
+    def close(self) -> None:
+        """Refuse further calls and close every connection this store opened."""
+        with self._lock:
+            self._closed = True
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            if conn.pid == os.getpid():
+                conn.close()
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            if conn.pid == os.getpid():  # never touch a parent's connection after fork
+                conn.close()

@@ -1,0 +1,47 @@
+"""What only the Cloud Storage store promises: explicit endpoint, clear errors."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from common.backends.gcs_artifacts import GCSArtifactStore
+from common.config import Settings
+from common.errors import UnavailableError
+from tests.services import FakeGCS, closed_port, create_bucket, gcs_settings
+
+pytestmark = pytest.mark.gcs
+
+
+def test_endpoint_setting_wins_over_the_environment(fake_gcs: FakeGCS) -> None:
+    """A decoy STORAGE_EMULATOR_HOST pointing nowhere is ignored: the setting decides."""
+    bucket = create_bucket(fake_gcs.url)
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{closed_port()}"
+    store = GCSArtifactStore(gcs_settings(fake_gcs.url, bucket))
+    info = store.put("k", b"bytes")
+    assert info.uri == f"gs://{bucket}/k"
+    assert store.get("k") == b"bytes"
+
+
+def test_missing_bucket_is_unavailable(fake_gcs: FakeGCS) -> None:
+    store = GCSArtifactStore(gcs_settings(fake_gcs.url, "no-such-bucket"))
+    with pytest.raises(UnavailableError, match="no-such-bucket"):
+        store.put("k", b"x")
+    assert not store.exists("k")
+
+
+def test_unreachable_endpoint_fails_fast_as_unavailable() -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    store = GCSArtifactStore(gcs_settings(endpoint, "bucket", IPO_BACKEND_TIMEOUT_S="1"))
+    for call in (lambda: store.put("k", b"x"), lambda: store.get("k"), lambda: store.exists("k")):
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="Cloud Storage unavailable"):
+            call()
+        assert time.monotonic() - started < 5
+
+
+def test_bucket_is_required() -> None:
+    with pytest.raises(ValueError, match="IPO_ARTIFACT_BUCKET"):
+        GCSArtifactStore(Settings.from_environ({}))
