@@ -12,7 +12,9 @@ from common import serving
 from common.http import Call, Operation
 from common.registry import ModelRecord, ModelVersion
 
-_VERSION_SUMMARY = {"input_schema", "example"}
+_EVIDENCE = {"golden_set", "drift_baseline"}
+"""Kept in the registry for verification and monitoring; not part of the API answer."""
+_VERSION_SUMMARY = {"input_schema", "example", "model_card", "reports", *_EVIDENCE}
 
 
 def _summary(model: ModelRecord) -> dict[str, Any]:
@@ -20,7 +22,7 @@ def _summary(model: ModelRecord) -> dict[str, Any]:
 
 
 def _version(record: ModelVersion, *, full: bool) -> dict[str, Any]:
-    return record.model_dump(mode="json", exclude=None if full else _VERSION_SUMMARY)
+    return record.model_dump(mode="json", exclude=_EVIDENCE if full else _VERSION_SUMMARY)
 
 
 def list_models(call: Call) -> dict[str, Any]:

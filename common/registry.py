@@ -61,6 +61,10 @@ class ModelVersion(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     input_schema: dict[str, Any] = Field(default_factory=dict)
     example: dict[str, Any] = Field(default_factory=dict)
+    model_card: dict[str, Any] = Field(default_factory=dict)
+    golden_set: list[dict[str, Any]] = Field(default_factory=list)
+    drift_baseline: dict[str, Any] = Field(default_factory=dict)
+    reports: dict[str, Any] = Field(default_factory=dict)
     created_at: str
     created_by: str
 
@@ -159,6 +163,10 @@ class Registry:
         tags: dict[str, str] | None = None,
         input_schema: dict[str, Any] | None = None,
         example: dict[str, Any] | None = None,
+        model_card: dict[str, Any] | None = None,
+        golden_set: list[dict[str, Any]] | None = None,
+        drift_baseline: dict[str, Any] | None = None,
+        reports: dict[str, Any] | None = None,
     ) -> ModelVersion:
         check_model_id(model_id)
         check_version(version)
@@ -188,6 +196,10 @@ class Registry:
             tags=tags or {},
             input_schema=input_schema or {},
             example=example or {},
+            model_card=model_card or {},
+            golden_set=golden_set or [],
+            drift_baseline=drift_baseline or {},
+            reports=reports or {},
             created_at=now,
             created_by=created_by,
         )

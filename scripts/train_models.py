@@ -1,10 +1,11 @@
-"""Train the demo models, register them and promote them into the configured backends.
+"""Build the models, register them and promote them into the configured backends.
 
-    python scripts/train_models.py              # register the next version and promote it
-    python scripts/train_models.py --if-absent  # only if the model has no production version
+    python scripts/train_models.py                    # every model: next version, promoted
+    python scripts/train_models.py --if-absent        # only models with no production version
+    python scripts/train_models.py --models risk --data my_ipos.csv
 
 Backends come from the IPO_ settings, so the same command fills the embedded SQLite store
-on a laptop or Firestore and Cloud Storage in a project.
+on a laptop, or Firestore and Cloud Storage in a project.
 """
 
 from __future__ import annotations
@@ -16,71 +17,72 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tqdm import tqdm
+
 from common.backends import build_backends
 from common.config import Settings
-from common.errors import NotFoundError
-from common.models.risk import RiskRuntime
+from common.errors import NotFoundError, ServiceError
 from common.registry import Registry, version_key
-from common.training import risk_trainer, synthetic
+from common.training.base import register_built
+from common.training.builders import BUILDERS, build
 
 
-def _next_version(registry: Registry, model_id: str) -> str:
-    try:
-        versions = registry.list_versions(model_id)
-    except NotFoundError:
-        versions = []
+def next_version(registry: Registry, model_id: str) -> str:
+    versions = registry.list_versions(model_id)
     if not versions:
         return "1.0.0"
-    major, minor, patch = version_key(versions[-1].version)[:3]
-    return f"{major}.{minor}.{patch + 1}"
+    major, minor, _patch = version_key(versions[-1].version)[:3]
+    return f"{major}.{minor + 1}.0"
+
+
+def _in_production(registry: Registry, model_id: str) -> str | None:
+    try:
+        return registry.get_model(model_id).production_version
+    except NotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--if-absent", action="store_true", help="skip models already in production"
-    )
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(BUILDERS), help="comma-separated ids")
+    parser.add_argument("--if-absent", action="store_true", help="skip models in production")
     parser.add_argument("--seed", type=int, default=20261127, help="seed of the synthetic data")
-    parser.add_argument("--samples", type=int, default=8000, help="rows of synthetic data")
-    parser.add_argument("--version", help="version to register (default: next patch)")
-    parser.add_argument("--no-promote", action="store_true", help="register only")
+    parser.add_argument("--data", type=Path, help="the user's CSV (one model at a time)")
     args = parser.parse_args(argv)
+
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(wanted) - set(BUILDERS))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; known: {sorted(BUILDERS)}")
+    if args.data is not None and len(wanted) != 1:
+        parser.error("--data trains one model: name it with --models")
 
     settings = Settings.from_environ()
     backends = build_backends(settings)
     registry = Registry(backends.documents, backends.artifacts)
-    model_id = "risk"
+    user = getpass.getuser()
     try:
-        current = registry.get_model(model_id).production_version
-    except NotFoundError:
-        current = None
-    if args.if_absent and current is not None:
-        print(f"{model_id}: version {current} is in production; nothing to do")
-        return 0
-
-    print(f"{model_id}: generating {args.samples} synthetic IPOs (seed {args.seed})", flush=True)
-    data = synthetic.generate(args.samples, args.seed)
-    print(f"{model_id}: training", flush=True)
-    trained = risk_trainer.train(data, seed=args.seed)
-    version = args.version or _next_version(registry, model_id)
-    record = registry.register(
-        model_id=model_id,
-        version=version,
-        kind=RiskRuntime.kind,
-        artifact=trained.artifact,
-        created_by=getpass.getuser(),
-        metrics=trained.metrics,
-        description=trained.description,
-        tags={**trained.tags, "dataset": f"synthetic-ipo seed={args.seed} n={args.samples}"},
-        input_schema=RiskRuntime.input_schema(),
-        example=trained.example,
-    )
-    shown = ", ".join(f"{k}={v:.3f}" for k, v in trained.metrics.items() if "rows" not in k)
-    print(f"{model_id}: registered {record.version} ({shown})")
-    if not args.no_promote:
-        registry.set_production(model_id, record.version)
-        print(f"{model_id}: {record.version} is now in production")
-    backends.close()
+        todo = []
+        for model_id in wanted:
+            current = _in_production(registry, model_id)
+            if args.if_absent and current is not None:
+                print(f"{model_id}: version {current} is in production; nothing to do")
+            else:
+                todo.append(model_id)
+        for model_id in tqdm(todo, desc="building models", unit="model", disable=not todo):
+            for built in build(model_id, seed=args.seed, data=args.data):
+                version = next_version(registry, built.model_id)
+                register_built(registry, built, version=version, created_by=user)
+                state = "in production" if built.promote else "registered"
+                shown = ", ".join(
+                    f"{k}={v:.3f}" for k, v in built.metrics.items() if not k.endswith("rows")
+                )
+                tqdm.write(f"{model_id} {version} {state} ({shown})")
+    except (ServiceError, ValueError) as exc:
+        print(f"train_models: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        backends.close()
     return 0
 
 

@@ -12,17 +12,17 @@ from typing import Any
 from common.auth import issue_token
 from common.backends import build_backends
 from common.config import Settings
-from common.models.risk import RiskRuntime
 from common.registry import ModelVersion, Registry
 from common.services import Services
 from common.training import risk_trainer, synthetic
+from common.training.base import BuiltModel, register_built
 
 SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256-0123456789"
 SEED = 7
 
 
 @cache
-def trained_risk() -> risk_trainer.TrainedModel:
+def trained_risk() -> BuiltModel:
     """A real risk model on a small synthetic sample; trained once per test session."""
     return risk_trainer.train(synthetic.generate(1500, SEED), seed=SEED)
 
@@ -30,22 +30,9 @@ def trained_risk() -> risk_trainer.TrainedModel:
 def register_risk(
     registry: Registry, version: str = "1.0.0", *, promote: bool = True
 ) -> ModelVersion:
-    trained = trained_risk()
-    record = registry.register(
-        model_id="risk",
-        version=version,
-        kind=RiskRuntime.kind,
-        artifact=trained.artifact,
-        created_by="tests",
-        metrics=trained.metrics,
-        description=trained.description,
-        tags=trained.tags,
-        input_schema=RiskRuntime.input_schema(),
-        example=trained.example,
+    return register_built(
+        registry, trained_risk(), version=version, created_by="tests", promote=promote
     )
-    if promote:
-        registry.set_production("risk", version)
-    return record
 
 
 class SideEffect:

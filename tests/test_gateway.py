@@ -50,7 +50,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "PORT": str(port),
     }
     subprocess.run(
-        [sys.executable, "scripts/train_models.py", "--if-absent", "--samples", "1500"],
+        [sys.executable, "scripts/train_models.py", "--if-absent", "--models", "risk"],
         cwd=ROOT,
         env=environ,
         check=True,

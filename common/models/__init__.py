@@ -12,7 +12,11 @@ from common.errors import InvalidValuesError
 from common.models.base import ModelRuntime
 
 _KINDS = {
+    "cca": ("common.models.cca", "CcaRuntime"),
+    "dcf": ("common.models.dcf", "DcfRuntime"),
+    "ensemble": ("common.models.ensemble", "EnsembleRuntime"),
     "risk": ("common.models.risk", "RiskRuntime"),
+    "sentiment": ("common.models.sentiment", "SentimentRuntime"),
 }
 
 

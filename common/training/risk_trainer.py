@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,21 +10,18 @@ import numpy as np
 from common.models.base import joblib_dump
 from common.models.risk import (
     ARTIFACT_FORMAT,
+    CLASSES,
     FEATURES,
-    RiskInstance,
+    SECTORS,
     RiskRuntime,
     engineer_features,
 )
+from common.training import synthetic
+from common.training.base import BuiltModel, finish, model_card
 from common.training.synthetic import RiskDataset
 
-
-@dataclass(frozen=True)
-class TrainedModel:
-    artifact: bytes
-    metrics: dict[str, float]
-    example: dict[str, Any]
-    description: str
-    tags: dict[str, str] = field(default_factory=dict)
+FAIRNESS_MAX_GAP = 0.25
+"""Largest allowed gap between sectors in the share of offerings flagged high risk."""
 
 
 def build_pipeline(seed: int) -> Any:
@@ -42,22 +38,36 @@ def build_pipeline(seed: int) -> Any:
     )
 
 
-def _latency_p95_ms(runtime: RiskRuntime, example: dict[str, Any], repeats: int = 300) -> float:
-    instance = [RiskInstance.model_validate(example)]
-    runtime.predict(instance, None)
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        runtime.predict(instance, None)
-        timings.append((time.perf_counter() - started) * 1000.0)
-    return float(np.percentile(timings, 95))
+def fairness_report(sectors: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """Per sector: how often an offering is flagged high risk, against how often it is.
+
+    A gap in flag rates that the true rates do not explain is a sign of bias; the report
+    keeps both so a reviewer can tell the two apart.
+    """
+    groups = {}
+    for index, name in enumerate(SECTORS):
+        mask = sectors == index
+        if not mask.any():
+            continue
+        groups[name] = {
+            "count": int(mask.sum()),
+            "flagged_high_rate": round(float(np.mean(y_pred[mask] == "high")), 6),
+            "true_high_rate": round(float(np.mean(y_true[mask] == "high")), 6),
+            "accuracy": round(float(np.mean(y_pred[mask] == y_true[mask])), 6),
+        }
+    rates = [g["flagged_high_rate"] for g in groups.values()]
+    gap = round(max(rates) - min(rates), 6)
+    return {
+        "attribute": "sector",
+        "metric": "flagged_high_rate",
+        "groups": groups,
+        "max_gap": gap,
+        "threshold": FAIRNESS_MAX_GAP,
+        "within_threshold": gap <= FAIRNESS_MAX_GAP,
+    }
 
 
-def _example(row: dict[str, object]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-
-
-def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> TrainedModel:
+def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> BuiltModel:
     from sklearn import __version__ as sklearn_version
     from sklearn.metrics import (
         accuracy_score,
@@ -68,36 +78,61 @@ def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> TrainedM
     )
     from sklearn.model_selection import train_test_split
 
-    X_train, X_test, y_train, y_test, _, rows_test = train_test_split(
-        data.X, data.y, data.rows(), test_size=test_share, random_state=seed, stratify=data.y
+    rows = data.rows()
+    X_train, X_test, y_train, y_test, rows_train, rows_test = train_test_split(
+        data.X, data.y, rows, test_size=test_share, random_state=seed, stratify=data.y
     )
     pipeline = build_pipeline(seed).fit(X_train, y_train)
     proba = pipeline.predict_proba(X_test)
     predicted = pipeline.classes_[proba.argmax(axis=1)]
     metrics = {
-        "accuracy": float(accuracy_score(y_test, predicted)),
-        "precision_macro": float(precision_score(y_test, predicted, average="macro")),
-        "recall_macro": float(recall_score(y_test, predicted, average="macro")),
-        "roc_auc_ovr": float(
-            roc_auc_score(y_test, proba, multi_class="ovr", labels=pipeline.classes_)
-        ),
-        "log_loss": float(log_loss(y_test, proba, labels=pipeline.classes_)),
-        "train_rows": float(len(y_train)),
-        "test_rows": float(len(y_test)),
+        "accuracy": accuracy_score(y_test, predicted),
+        "precision": precision_score(y_test, predicted, average="macro"),
+        "recall": recall_score(y_test, predicted, average="macro"),
+        "roc_auc": roc_auc_score(y_test, proba, multi_class="ovr", labels=pipeline.classes_),
+        "log_loss": log_loss(y_test, proba, labels=pipeline.classes_),
+        "train_rows": len(y_train),
+        "test_rows": len(y_test),
     }
     artifact = joblib_dump(
         {"format": ARTIFACT_FORMAT, "features": list(FEATURES), "pipeline": pipeline}
     )
-    example = _example(rows_test[0])
-    runtime = RiskRuntime.from_artifact(artifact)
-    metrics["latency_p95_ms"] = _latency_p95_ms(runtime, example)
-    return TrainedModel(
+    card = model_card(
+        intended_use=(
+            "First screen of IPO risk at filing, to rank offerings for analyst review. "
+            "Not an investment recommendation."
+        ),
+        training_data=(
+            f"{len(rows)} synthetic IPOs (seeded generator documented in docs/models/risk.md); "
+            f"{len(y_train)} for training, {len(y_test)} held out, stratified by class."
+        ),
+        limitations=(
+            "Trained on synthetic data: says nothing about real markets until retrained on "
+            "real filings. Linear in its engineered features."
+        ),
+        risk_tier="high",
+    )
+    return finish(
+        model_id="risk",
+        runtime_class=RiskRuntime,
         artifact=artifact,
-        metrics={k: round(v, 6) for k, v in metrics.items()},
-        example=example,
         description=(
             "Multinomial logistic regression over scaled financial, offering and market "
             "features; classifies an IPO as low, medium or high risk."
         ),
+        metrics=metrics,
+        card=card,
+        training_rows=rows_train,
+        held_out_rows=rows_test,
+        reports={"fairness": fairness_report(X_test[:, 0], y_test, predicted)},
         tags={"framework": "scikit-learn", "sklearn_version": sklearn_version},
     )
+
+
+def build(seed: int, data: Path | None = None, samples: int = 8000) -> list[BuiltModel]:
+    """The risk model from the synthetic dataset, or from the user's CSV (``data``)."""
+    dataset = synthetic.from_csv(data) if data is not None else synthetic.generate(samples, seed)
+    return [train(dataset, seed=seed)]
+
+
+__all__ = ["CLASSES", "build", "build_pipeline", "fairness_report", "train"]

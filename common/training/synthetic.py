@@ -7,7 +7,9 @@ caller, so a seed always gives the same rows.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -75,3 +77,51 @@ def generate(n: int, seed: int) -> RiskDataset:
     low_cut, high_cut = np.quantile(latent, CLASS_QUANTILES)
     y = np.where(latent < low_cut, CLASSES[0], np.where(latent > high_cut, CLASSES[2], CLASSES[1]))
     return RiskDataset(X=X, y=y, latent=latent)
+
+
+def from_csv(path: Path) -> RiskDataset:
+    """A user's labelled IPOs: one column per risk feature plus ``risk_class``.
+
+    Every row is checked against the same schema that serving uses, so a model is never
+    trained on values it would refuse to score; the error names the line and field.
+    """
+    from pydantic import ValidationError
+
+    from common.models.risk import RiskInstance
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        expected = {*FEATURES, "risk_class"}
+        if set(reader.fieldnames or ()) != expected:
+            raise ValueError(
+                f"{path}: columns must be exactly {sorted(expected)}, got {reader.fieldnames}"
+            )
+        rows, labels = [], []
+        for line, raw in enumerate(reader, start=2):
+            values: dict[str, object] = {
+                k: (v if k == "sector" else _number(v, path, line, k))
+                for k, v in raw.items()
+                if k != "risk_class"
+            }
+            try:
+                instance = RiskInstance.model_validate(values)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(f"{path}:{line}: {first['loc'][0]}: {first['msg']}") from None
+            if raw["risk_class"] not in CLASSES:
+                raise ValueError(f"{path}:{line}: risk_class must be one of {list(CLASSES)}")
+            rows.append(instance)
+            labels.append(raw["risk_class"])
+    if len(rows) < 10:
+        raise ValueError(f"{path}: need at least 10 rows, found {len(rows)}")
+    from common.models.risk import to_matrix
+
+    X = to_matrix(rows)
+    return RiskDataset(X=X, y=np.array(labels), latent=np.full(len(rows), np.nan))
+
+
+def _number(text: str, path: Path, line: int, field: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {field}: {text!r} is not a number") from None

@@ -1,0 +1,216 @@
+"""What every model builder returns, and the records every version carries.
+
+A builder (one per model kind) produces an artifact and its evidence: held-out metrics, a
+model card, a golden set (inputs with the outputs the built artifact gives, for
+deployment verification), a per-feature drift baseline, and one example instance.
+``finish`` computes the parts that are the same for every kind from the built runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from common.models import runtime_class as runtime_of
+from common.models.base import ModelRuntime
+from common.registry import ModelVersion, Registry
+
+GOLDEN_SET_SIZE = 20
+BASELINE_BINS = 10
+MODEL_CARD_FIELDS = (
+    "intended_use",
+    "training_data",
+    "limitations",
+    "owner",
+    "risk_tier",
+    "validation_date",
+)
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model_id: str
+    kind: str
+    artifact: bytes
+    description: str
+    metrics: dict[str, float]
+    example: dict[str, Any]
+    model_card: dict[str, Any]
+    golden_set: list[dict[str, Any]]
+    drift_baseline: dict[str, Any]
+    reports: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    promote: bool = True
+    """Whether scripts/train_models.py moves production to this version after registering."""
+
+
+def model_card(
+    *,
+    intended_use: str,
+    training_data: str,
+    limitations: str,
+    owner: str = "valuation-models",
+    risk_tier: str = "medium",
+    validation_date: str | None = None,
+) -> dict[str, Any]:
+    """A complete model card; every field in MODEL_CARD_FIELDS is required and non-empty."""
+    card = {
+        "intended_use": intended_use,
+        "training_data": training_data,
+        "limitations": limitations,
+        "owner": owner,
+        "risk_tier": risk_tier,
+        "validation_date": validation_date or datetime.now(UTC).date().isoformat(),
+    }
+    missing = [k for k in MODEL_CARD_FIELDS if not str(card.get(k, "")).strip()]
+    if missing:
+        raise ValueError(f"model card lacks {', '.join(missing)}")
+    return card
+
+
+def _validated(runtime: ModelRuntime, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    return runtime.instances_adapter().validate_python(list(rows))
+
+
+def golden_set(
+    runtime: ModelRuntime, rows: Sequence[dict[str, Any]], size: int = GOLDEN_SET_SIZE
+) -> list[dict[str, Any]]:
+    """Held-out inputs with the outputs this artifact gives for them."""
+    chosen = list(rows[:size])
+    params = runtime.parameters_adapter().validate_python({})
+    outputs = runtime.predict(_validated(runtime, chosen), params)
+    return [{"instance": row, "expected": out} for row, out in zip(chosen, outputs, strict=True)]
+
+
+def drift_baseline(rows: Sequence[dict[str, Any]], bins: int = BASELINE_BINS) -> dict[str, Any]:
+    """Per feature: decile-edged histogram for numbers, frequencies for categories.
+
+    Free text is summarised by its length, the one number every text has.
+    """
+    if not rows:
+        raise ValueError("a drift baseline needs rows")
+    baseline: dict[str, Any] = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        if all(isinstance(v, bool) for v in values) or all(isinstance(v, str) for v in values):
+            if all(isinstance(v, str) for v in values) and len(set(values)) > 50:
+                lengths = np.array([len(v) for v in values], dtype=float)
+                baseline[f"{name}.length"] = _histogram(lengths, bins)
+                continue
+            categories, counts = np.unique(
+                np.array(values, dtype=object).astype(str), return_counts=True
+            )
+            baseline[name] = {
+                "type": "categorical",
+                "frequencies": {
+                    str(c): round(float(n) / len(values), 6)
+                    for c, n in zip(categories, counts, strict=True)
+                },
+                "count": len(values),
+            }
+        elif all(isinstance(v, int | float) for v in values):
+            baseline[name] = _histogram(np.array(values, dtype=float), bins)
+    return baseline
+
+
+def _histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([values.min(), values.min() + 1.0])
+    counts, _ = np.histogram(values, bins=edges)
+    return {
+        "type": "numeric",
+        "edges": [round(float(e), 9) for e in edges],
+        "proportions": [round(float(c) / len(values), 6) for c in counts],
+        "count": len(values),
+        "mean": round(float(values.mean()), 9),
+        "std": round(float(values.std()), 9),
+    }
+
+
+def latency_p95_ms(runtime: ModelRuntime, example: dict[str, Any], repeats: int = 300) -> float:
+    """p95 of single-instance predictions on the built artifact, on this machine."""
+    instance = _validated(runtime, [example])
+    params = runtime.parameters_adapter().validate_python({})
+    runtime.predict(instance, params)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        runtime.predict(instance, params)
+        timings.append((time.perf_counter() - started) * 1000.0)
+    return round(float(np.percentile(timings, 95)), 4)
+
+
+def finish(
+    *,
+    model_id: str,
+    runtime_class: type[ModelRuntime],
+    artifact: bytes,
+    description: str,
+    metrics: dict[str, float],
+    card: dict[str, Any],
+    training_rows: Sequence[dict[str, Any]],
+    held_out_rows: Sequence[dict[str, Any]],
+    reports: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    promote: bool = True,
+) -> BuiltModel:
+    """Load the artifact as serving will, then derive golden set, baseline and latency."""
+    runtime = runtime_class.from_artifact(artifact)
+    example = _rounded(held_out_rows[0])
+    return BuiltModel(
+        model_id=model_id,
+        kind=runtime_class.kind,
+        artifact=artifact,
+        description=description,
+        metrics={
+            **{k: round(float(v), 6) for k, v in metrics.items()},
+            "latency_p95_ms": latency_p95_ms(runtime, example),
+        },
+        example=example,
+        model_card=card,
+        golden_set=golden_set(runtime, [_rounded(r) for r in held_out_rows]),
+        drift_baseline=drift_baseline(training_rows),
+        reports=reports or {},
+        tags=tags or {},
+        promote=promote,
+    )
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def register_built(
+    registry: Registry,
+    built: BuiltModel,
+    *,
+    version: str,
+    created_by: str,
+    promote: bool | None = None,
+) -> ModelVersion:
+    """Register a built model with all its evidence; promote it if it asks to be."""
+    record = registry.register(
+        model_id=built.model_id,
+        version=version,
+        kind=built.kind,
+        artifact=built.artifact,
+        created_by=created_by,
+        metrics=built.metrics,
+        description=built.description,
+        tags=built.tags,
+        input_schema=runtime_of(built.kind).input_schema(),
+        example=built.example,
+        model_card=built.model_card,
+        golden_set=built.golden_set,
+        drift_baseline=built.drift_baseline,
+        reports=built.reports,
+    )
+    if built.promote if promote is None else promote:
+        registry.set_production(built.model_id, record.version)
+    return record
