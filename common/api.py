@@ -60,5 +60,10 @@ def predict_handler(model_id: str) -> Any:
 OPERATIONS: dict[str, Operation] = {
     "listModels": Operation(list_models),
     "getModel": Operation(get_model),
-    "predictRisk": Operation(predict_handler("risk"), body=serving.PREDICT_REQUEST),
+    **{
+        f"predict{model_id.capitalize()}": Operation(
+            predict_handler(model_id), body=serving.PREDICT_REQUEST
+        )
+        for model_id in ("cca", "dcf", "ensemble", "risk", "sentiment")
+    },
 }

@@ -21,6 +21,7 @@ from pydantic import Field, TypeAdapter
 
 from common.errors import NotFoundError, UnavailableError
 from common.models import runtime_class
+from common.models.base import Component
 from common.models.pool import ModelPool
 from common.registry import ModelVersion, Registry
 from common.validation import StrictModel, validate
@@ -107,6 +108,22 @@ class SnapshotCache:
                 self._snapshots.pop(model_id, None)
 
 
+def resolve_component(model_id: str, snapshots: SnapshotCache, pool: ModelPool) -> Component:
+    """A combined model is served at its own production version, loaded in-process.
+
+    A component that is missing is the deployment's fault, not the caller's: 503.
+    """
+    try:
+        record = snapshots.get(model_id).production
+    except NotFoundError:
+        record = None
+    if record is None:
+        raise UnavailableError(
+            f"component model {model_id!r} has no production version", retry_after_s=30
+        )
+    return Component(model_id=model_id, version=record.version, runtime=pool.get(record).runtime)
+
+
 def predict(
     *,
     model_id: str,
@@ -136,7 +153,15 @@ def predict(
         max_details=max_details,
     )
     loaded = pool.get(record)
-    predictions = loaded.runtime.predict(instances, parameters)
+    composite = loaded.runtime.components()
+    if composite:
+        components = {
+            role: resolve_component(component_id, snapshots, pool)
+            for role, component_id in composite.items()
+        }
+        predictions = loaded.runtime.predict_composite(instances, parameters, components)
+    else:
+        predictions = loaded.runtime.predict(instances, parameters)
 
     if labels is not None:
         labels.update(

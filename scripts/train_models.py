@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 todo.append(model_id)
         for model_id in tqdm(todo, desc="building models", unit="model", disable=not todo):
-            for built in build(model_id, seed=args.seed, data=args.data):
+            for built in build(model_id, seed=args.seed, data=args.data, registry=registry):
                 version = next_version(registry, built.model_id)
                 register_built(registry, built, version=version, created_by=user)
                 state = "in production" if built.promote else "registered"

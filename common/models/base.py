@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
@@ -44,6 +45,31 @@ class ModelRuntime(ABC):
     @abstractmethod
     def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
         """One output per instance, in order, computed as one vectorised call."""
+
+    def components(self) -> Mapping[str, str]:
+        """Role -> model id of the models this one combines; empty for a plain model.
+
+        Serving resolves each to its production version and passes the loaded models to
+        ``predict_composite`` instead of calling ``predict``.
+        """
+        return {}
+
+    def predict_composite(
+        self,
+        instances: Sequence[Any],
+        parameters: Any,
+        components: Mapping[str, Component],
+    ) -> list[dict[str, Any]]:
+        raise TypeError(f"a {self.kind} model combines no other models")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One model a composite combines, as serving resolved it for this request."""
+
+    model_id: str
+    version: str
+    runtime: ModelRuntime
 
 
 _ADAPTERS: dict[tuple[type, str], TypeAdapter[Any]] = {}

@@ -9,7 +9,7 @@ deployment verification), a per-feature drift baseline, and one example instance
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from common.models import runtime_class as runtime_of
-from common.models.base import ModelRuntime
+from common.models.base import Component, ModelRuntime
 from common.registry import ModelVersion, Registry
 
 GOLDEN_SET_SIZE = 20
@@ -77,13 +77,28 @@ def _validated(runtime: ModelRuntime, rows: Sequence[dict[str, Any]]) -> list[An
     return runtime.instances_adapter().validate_python(list(rows))
 
 
+def run(
+    runtime: ModelRuntime,
+    rows: Sequence[dict[str, Any]],
+    components: Mapping[str, Component] | None = None,
+) -> list[dict[str, Any]]:
+    """Predict as serving does, with default parameters (and components, if composite)."""
+    instances = _validated(runtime, rows)
+    params = runtime.parameters_adapter().validate_python({})
+    if components:
+        return runtime.predict_composite(instances, params, components)
+    return runtime.predict(instances, params)
+
+
 def golden_set(
-    runtime: ModelRuntime, rows: Sequence[dict[str, Any]], size: int = GOLDEN_SET_SIZE
+    runtime: ModelRuntime,
+    rows: Sequence[dict[str, Any]],
+    size: int = GOLDEN_SET_SIZE,
+    components: Mapping[str, Component] | None = None,
 ) -> list[dict[str, Any]]:
     """Held-out inputs with the outputs this artifact gives for them."""
     chosen = list(rows[:size])
-    params = runtime.parameters_adapter().validate_python({})
-    outputs = runtime.predict(_validated(runtime, chosen), params)
+    outputs = run(runtime, chosen, components)
     return [{"instance": row, "expected": out} for row, out in zip(chosen, outputs, strict=True)]
 
 
@@ -133,15 +148,18 @@ def _histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     }
 
 
-def latency_p95_ms(runtime: ModelRuntime, example: dict[str, Any], repeats: int = 300) -> float:
-    """p95 of single-instance predictions on the built artifact, on this machine."""
-    instance = _validated(runtime, [example])
-    params = runtime.parameters_adapter().validate_python({})
-    runtime.predict(instance, params)
+def latency_p95_ms(
+    runtime: ModelRuntime,
+    example: dict[str, Any],
+    repeats: int = 300,
+    components: Mapping[str, Component] | None = None,
+) -> float:
+    """p95 of single-instance predictions (validation included) on this machine."""
+    run(runtime, [example], components)
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        runtime.predict(instance, params)
+        run(runtime, [example], components)
         timings.append((time.perf_counter() - started) * 1000.0)
     return round(float(np.percentile(timings, 95)), 4)
 
@@ -159,6 +177,7 @@ def finish(
     reports: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     promote: bool = True,
+    components: Mapping[str, Component] | None = None,
 ) -> BuiltModel:
     """Load the artifact as serving will, then derive golden set, baseline and latency."""
     runtime = runtime_class.from_artifact(artifact)
@@ -170,11 +189,11 @@ def finish(
         description=description,
         metrics={
             **{k: round(float(v), 6) for k, v in metrics.items()},
-            "latency_p95_ms": latency_p95_ms(runtime, example),
+            "latency_p95_ms": latency_p95_ms(runtime, example, components=components),
         },
         example=example,
         model_card=card,
-        golden_set=golden_set(runtime, [_rounded(r) for r in held_out_rows]),
+        golden_set=golden_set(runtime, [_rounded(r) for r in held_out_rows], components=components),
         drift_baseline=drift_baseline(training_rows),
         reports=reports or {},
         tags=tags or {},

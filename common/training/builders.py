@@ -1,28 +1,33 @@
 """Every model's builder, by model id, in the order they are built and registered.
 
-The ensemble comes last: it is validated against the components registered before it.
+The ensemble comes last: it is built against the production versions of the components
+registered before it, so it alone is handed the registry.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from pathlib import Path
 
+from common.registry import Registry
 from common.training.base import BuiltModel
-
-Builder = Callable[..., list[BuiltModel]]
 
 BUILDERS: dict[str, str] = {
     "risk": "common.training.risk_trainer",
+    "dcf": "common.training.dcf_builder",
+    "cca": "common.training.cca_builder",
+    "sentiment": "common.training.sentiment_builder",
+    "ensemble": "common.training.ensemble_builder",
 }
+NEEDS_REGISTRY = frozenset({"ensemble"})
 
 
-def builder(model_id: str) -> Builder:
+def build(
+    model_id: str, *, seed: int, data: Path | None = None, registry: Registry | None = None
+) -> list[BuiltModel]:
     module = importlib.import_module(BUILDERS[model_id])
-    build: Builder = module.build
-    return build
-
-
-def build(model_id: str, *, seed: int, data: Path | None = None) -> list[BuiltModel]:
-    return builder(model_id)(seed=seed, data=data)
+    if model_id in NEEDS_REGISTRY:
+        built: list[BuiltModel] = module.build(seed=seed, data=data, registry=registry)
+    else:
+        built = module.build(seed=seed, data=data)
+    return built

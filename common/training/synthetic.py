@@ -1,6 +1,6 @@
 """A seeded synthetic dataset of companies going public, with a known risk mechanism.
 
-The generating process is documented in docs/MODELS.md ("The synthetic IPO dataset");
+The generating process is documented in docs/models/risk.md ("The synthetic IPO dataset");
 keep the two in step. Every draw comes from one ``numpy.random.Generator`` seeded by the
 caller, so a seed always gives the same rows.
 """

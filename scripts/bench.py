@@ -1,0 +1,137 @@
+"""Measure the platform. Prints one table and, with --out, writes it as Markdown and JSON.
+
+    python scripts/bench.py models [--out bench-results/models] [--repeats 50]
+
+``models``: in-process time per instance of every model in production, at batch 1 and
+batch 100, as serving computes it (batch validation against the model's schema, then one
+vectorised predict, components included for the ensemble). Models come from the
+configured backends; run `make run` (or scripts/train_models.py) once first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.backends import build_backends
+from common.config import Settings
+from common.models.pool import ModelPool
+from common.registry import Registry
+from common.serving import SnapshotCache, resolve_component
+from common.training.base import run
+
+BATCHES = (1, 100)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def _per_instance_ms(call: Any, batch: int, repeats: int) -> float:
+    call()  # warm: first-call costs are cold start, measured elsewhere
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000.0 / batch)
+    return statistics.median(samples)
+
+
+def bench_models(settings: Settings, repeats: int) -> list[dict[str, Any]]:
+    backends = build_backends(settings)
+    registry = Registry(backends.documents, backends.artifacts)
+    pool = ModelPool(registry, size=16)
+    snapshots = SnapshotCache(registry, ttl_s=3600)
+    rows = []
+    try:
+        for model in registry.list_models():
+            record = snapshots.get(model.model_id).production
+            if record is None:
+                continue
+            runtime = pool.get(record).runtime
+            components = {
+                role: resolve_component(model_id, snapshots, pool)
+                for role, model_id in runtime.components().items()
+            } or None
+            inputs = [g["instance"] for g in record.golden_set] or [record.example]
+            row: dict[str, Any] = {"model": model.model_id, "version": record.version}
+            for batch in BATCHES:
+                instances = [inputs[i % len(inputs)] for i in range(batch)]
+                row[f"batch_{batch}_ms_per_instance"] = round(
+                    _per_instance_ms(
+                        lambda r=runtime, b=instances, c=components: run(r, b, c),
+                        batch,
+                        repeats,
+                    ),
+                    4,
+                )
+            rows.append(row)
+    finally:
+        backends.close()
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], about: dict[str, Any]) -> str:
+    lines = [
+        f"In-process time per instance (median of runs), {about['cpu']}, "
+        f"{about['cores']} cores, Python {about['python']}.",
+        "",
+        "| model | version | batch 1 (ms/instance) | batch 100 (ms/instance) |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['version']} | {row['batch_1_ms_per_instance']:.3f} "
+            f"| {row['batch_100_ms_per_instance']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the platform.")
+    sub = parser.add_subparsers(dest="what", required=True)
+    models = sub.add_parser("models", help="in-process time per instance of every model")
+    models.add_argument("--repeats", type=int, default=30)
+    models.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    args = parser.parse_args(argv)
+
+    about = machine()
+    rows = bench_models(Settings.from_environ(), args.repeats)
+    if not rows:
+        print("no model in production; run `make run` or scripts/train_models.py first")
+        return 1
+    table = markdown(rows, about)
+    print(table, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(table)
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"machine": about, "models": rows}, indent=2) + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
