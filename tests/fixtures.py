@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from common.auth import issue_token
 from common.backends import build_backends
 from common.config import Settings
+from common.models.base import Component, ModelRuntime
 from common.registry import ModelVersion, Registry
 from common.services import Services
 from common.training import risk_trainer, synthetic
 from common.training.base import BuiltModel, register_built
+from common.validation import StrictModel
 
 SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256-0123456789"
 SEED = 7
@@ -87,3 +92,51 @@ def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
     settings = Settings.from_environ(environ)
     services = Services.build(settings, build_backends(settings))
     return Stack(settings=settings, services=services, environ=environ)
+
+
+class ScaleInstance(StrictModel):
+    x: float = Field(ge=0, le=1000)
+
+
+class FakeComponent(ModelRuntime):
+    """A stand-in for one ensemble component: its output is a known function of ``x``."""
+
+    kind: ClassVar[str] = "fake"
+    instance_schema: ClassVar[type[StrictModel]] = ScaleInstance
+
+    def __init__(self, outputs: Callable[[float], dict[str, Any]]) -> None:
+        self._outputs = outputs
+
+    @classmethod
+    def from_artifact(cls, data: bytes) -> FakeComponent:
+        raise TypeError("fake components are built in tests, not loaded")
+
+    def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
+        return [self._outputs(i.x) for i in instances]
+
+
+def fake_components(
+    *, dcf: float = 20.0, cca: float = 30.0, risk_score: float = 50.0, sentiment: float = 0.0
+) -> dict[str, Component]:
+    """Components whose value scales with ``x`` (x = 1 gives the named values)."""
+    runtimes = {
+        "dcf": FakeComponent(
+            lambda x: {
+                "value_per_share": dcf * x,
+                "monte_carlo": {"p5": 0.8 * dcf * x, "p50": dcf * x, "p95": 1.2 * dcf * x},
+            }
+        ),
+        "cca": FakeComponent(
+            lambda x: {
+                "value_per_share": cca * x,
+                "blended_value_per_share": {
+                    "p25": 0.9 * cca * x,
+                    "p50": cca * x,
+                    "p75": 1.1 * cca * x,
+                },
+            }
+        ),
+        "risk": FakeComponent(lambda x: {"risk_score": risk_score, "risk_class": "medium"}),
+        "sentiment": FakeComponent(lambda x: {"score": sentiment, "label": "neutral"}),
+    }
+    return {role: Component(role, "1.0.0", runtime) for role, runtime in runtimes.items()}
