@@ -12,8 +12,9 @@ from common import serving
 from common.http import Call, Operation
 from common.registry import ModelRecord, ModelVersion
 
-_EVIDENCE = {"golden_set", "drift_baseline"}
-"""Kept in the registry for verification and monitoring; not part of the API answer."""
+_EVIDENCE = {"golden_set", "drift_baseline", "artifact_key", "artifact_uri"}
+"""Kept in the registry for verification, monitoring and loading; not part of the API
+answer (storage locations are nobody's business but the platform's)."""
 _VERSION_SUMMARY = {"input_schema", "example", "model_card", "reports", *_EVIDENCE}
 
 

@@ -2,7 +2,8 @@
 
 Tokens are JWTs signed with HS256 under a secret from the SecretSource. The accepted
 algorithm is fixed here and never read from the token; ``exp``, ``iat``, ``aud``, ``iss``
-and ``sub`` are required; a ``crit`` header is refused because no extension is understood.
+and ``sub`` are required; a ``crit`` header is refused because no extension is understood;
+a token may live at most ``jwt_max_ttl_s``, so a leaked token is not a permanent key.
 
 Permissions are strings such as ``model:read`` or ``model:risk:predict``. A granted
 permission may use ``*`` for one whole segment (``model:*:predict``); ``admin`` grants all.
@@ -97,12 +98,6 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         key = self._get_key()
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise UnauthenticatedError("token is not a well-formed JWT") from None
-        if "crit" in header:
-            raise UnauthenticatedError("token carries a 'crit' header, which is not supported")
-        try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
@@ -122,8 +117,15 @@ class TokenVerifier:
             raise UnauthenticatedError("token audience is not this service") from None
         except jwt.InvalidIssuerError:
             raise UnauthenticatedError("token issuer is not trusted") from None
-        except jwt.PyJWTError:
+        except jwt.PyJWTError:  # bad signature, malformed, unsupported 'crit', wrong alg
             raise UnauthenticatedError("token signature or claims are invalid") from None
+        issued, expires = claims["iat"], claims["exp"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (issued, expires)):
+            raise UnauthenticatedError("token 'iat' and 'exp' must be integer timestamps")
+        if expires - issued > self._settings.jwt_max_ttl_s:
+            raise UnauthenticatedError(
+                f"token lifetime exceeds {self._settings.jwt_max_ttl_s} seconds"
+            )
         return _principal_from_claims(claims)
 
 

@@ -85,6 +85,9 @@ class Settings(BaseModel):
         "jwt-signing-key", description="Name of the HS256 signing secret in the secret source."
     )
     jwt_leeway_s: int = Field(30, ge=0, le=60, description="Clock skew allowed on exp/nbf/iat.")
+    jwt_max_ttl_s: int = Field(
+        86400, ge=60, le=7 * 86400, description="Longest token lifetime (exp - iat) accepted."
+    )
 
     # --- serving -----------------------------------------------------------------------
     snapshot_ttl_s: float = Field(

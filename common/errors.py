@@ -15,6 +15,9 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal"
+    public_message: str = "internal error; quote the request id when reporting it"
+    """What a client sees of a 5xx: the real message names hosts, paths and keys, so it
+    goes to the log only."""
 
     def __init__(
         self,
@@ -29,8 +32,12 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
     def body(self, request_id: str) -> dict[str, Any]:
+        if self.status >= 500:
+            message, details = self.public_message, []
+        else:
+            message, details = self.message, self.details
         return {
-            "error": {"code": self.code, "message": self.message, "details": self.details},
+            "error": {"code": self.code, "message": message, "details": details},
             "request_id": request_id,
         }
 
@@ -102,6 +109,9 @@ class UnavailableError(ServiceError):
 
     status = 503
     code = "unavailable"
+    public_message = (
+        "a service this request depends on is unavailable; retry after the Retry-After delay"
+    )
 
     def __init__(self, message: str, *, retry_after_s: int = 5, **kwargs: Any) -> None:
         headers = dict(kwargs.pop("headers", None) or {})
@@ -114,3 +124,7 @@ class IntegrityError(ServiceError):
 
     status = 500
     code = "integrity_check_failed"
+    public_message = (
+        "a stored model artifact failed its integrity check; the model cannot be served "
+        "until it is re-registered or restored"
+    )

@@ -2,24 +2,26 @@
 
 Routes come from the same OpenAPI file API Gateway is configured from. Each request is
 handed to the function's own entry (``functions/<name>/main.py``), so the code that runs
-locally is the code that is deployed.
+locally is the code that is deployed. Like functions-framework, the gateway routes every
+method itself (no Flask method handling), so answers match the deployed functions'.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import uuid
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import werkzeug.routing
 from flask import Flask, Request, Response, request
 
-from common.errors import NotFoundError
-from common.http import error_response
+from common import logs
+from common.errors import ServiceError
+from common.http import error_response, find_route, request_id_of
 from common.routes import all_routes, functions
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 FunctionEntry = Callable[[Request], Response]
 
@@ -40,18 +42,29 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
     routes = all_routes()
     app = Flask("ipo_gateway")
 
-    def healthz() -> Response:
-        return Response('{"status":"ok"}', mimetype="application/json")
-
     def forward(path: str = "") -> Response:
-        full = "/" + path.rstrip("/")
-        for route in routes:
-            if route.match(full) is not None:
-                return entries[route.function](request)
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        return error_response(NotFoundError(f"no operation at {request.method} {full}"), request_id)
+        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+            response = Response('{"status":"ok"}', mimetype="application/json")
+            response.headers["X-Request-Id"] = request_id_of(request)
+            return response
+        started = time.perf_counter()
+        try:
+            route, _ = find_route(routes, request.method, request.path)
+        except ServiceError as exc:  # no function owns this path and method: 404 or 405
+            request_id = request_id_of(request)
+            logs.request_line(
+                function="gateway",
+                request=request,
+                status=exc.status,
+                latency_s=time.perf_counter() - started,
+                request_id=request_id,
+                subject=None,
+                labels={"error_code": exc.code},
+            )
+            return error_response(exc, request_id)
+        return entries[route.function](request)
 
-    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
-    app.add_url_rule("/", "root", forward, methods=_METHODS)
-    app.add_url_rule("/<path:path>", "forward", forward, methods=_METHODS)
+    app.url_map.add(werkzeug.routing.Rule("/", defaults={"path": ""}, endpoint="forward"))
+    app.url_map.add(werkzeug.routing.Rule("/<path:path>", endpoint="forward"))
+    app.view_functions["forward"] = forward
     return app

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,9 +73,10 @@ class Operation:
     body: TypeAdapter[Any] | None = None
 
 
-def _request_id(request: Request) -> str:
+def request_id_of(request: Request) -> str:
+    """The caller's X-Request-Id if it is a plain token, else a new id."""
     given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str, str]) -> Response:
@@ -89,36 +90,47 @@ def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str
 
 
 def error_response(error: ServiceError, request_id: str) -> Response:
-    if not _REQUEST_ID.match(request_id):
+    if not _REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex
     return _json_response(error.body(request_id), error.status, request_id, error.headers)
 
 
-def _route(function: str, request: Request) -> tuple[Route, dict[str, str]]:
-    path = request.path.rstrip("/") or "/"
-    allowed = []
-    for route in routes_of(function):
+def find_route(routes: Iterable[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
+    """The operation for a method and path; HEAD is served as GET without a body."""
+    path = path.rstrip("/") or "/"
+    wanted = "GET" if method == "HEAD" else method
+    allowed = set()
+    for route in routes:
         params = route.match(path)
         if params is None:
             continue
-        if route.method == request.method:
+        if route.method == wanted:
             return route, params
-        allowed.append(route.method)
+        allowed.add(route.method)
     if allowed:
+        if "GET" in allowed:
+            allowed.add("HEAD")
         raise MethodNotAllowedError(
-            f"{request.method} is not allowed on {path}",
-            headers={"Allow": ", ".join(sorted(set(allowed)))},
+            f"{method} is not allowed on {path}",
+            headers={"Allow": ", ".join(sorted(allowed))},
         )
-    raise NotFoundError(f"no operation at {request.method} {path}")
+    raise NotFoundError(f"no operation at {method} {path}")
+
+
+def _too_large(request: Request, message: str) -> PayloadTooLargeError:
+    # functions-framework reads the whole body after the handler returns (get_data) so
+    # the connection can be reused; an empty cache stops that, and the connection closes.
+    request._cached_data = b""
+    return PayloadTooLargeError(message, headers={"Connection": "close"})
 
 
 def _read_body(request: Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
-        raise PayloadTooLargeError(f"request body of {length} bytes exceeds {limit} bytes")
+        raise _too_large(request, f"request body of {length} bytes exceeds {limit} bytes")
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+        raise _too_large(request, f"request body exceeds {limit} bytes")
     return data
 
 
@@ -127,7 +139,7 @@ def _parse_json(raw: bytes) -> Any:
         raise MalformedRequestError("request body is empty; a JSON object is required")
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedRequestError("request body is nested too deeply") from None
@@ -138,11 +150,11 @@ def dispatch(function: str, request: Request) -> Response:
     from common.api import OPERATIONS  # handlers import serving code; keep start-up lean
 
     started = time.perf_counter()
-    request_id = _request_id(request)
+    request_id = request_id_of(request)
     status, labels, principal = 500, {}, None
     try:
         services = get_services()
-        route, params = _route(function, request)
+        route, params = find_route(routes_of(function), request.method, request.path)
         labels["operation"] = route.operation_id
         operation = OPERATIONS[route.operation_id]
         raw = _read_body(request, services.settings.max_body_bytes)
@@ -173,15 +185,17 @@ def dispatch(function: str, request: Request) -> Response:
         status = exc.status
         labels["error_code"] = exc.code
         if exc.status >= 500:
-            log.error("request failed: %s", exc.message, extra={"request_id": request_id})
+            log.error(
+                "request failed: %s",
+                exc.message,
+                extra={"request_id": request_id, "code": exc.code},
+            )
         return error_response(exc, request_id)
     except Exception:
         status = 500
         labels["error_code"] = "internal"
         log.exception("unhandled error", extra={"request_id": request_id})
-        return error_response(
-            ServiceError("internal error; quote the request id when reporting it"), request_id
-        )
+        return error_response(ServiceError("unhandled error"), request_id)
     finally:
         logs.request_line(
             function=function,

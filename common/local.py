@@ -18,6 +18,14 @@ ALL_PERMISSIONS = ("admin",)
 DEMO_PERMISSIONS = ("model:read", "model:*:predict")
 
 
+def settings_or_exit(program: str) -> Settings:
+    """Settings for a command-line tool: a bad IPO_ variable is one line, not a traceback."""
+    try:
+        return Settings.from_environ()
+    except ValueError as exc:
+        raise SystemExit(f"{program}: {exc}") from None
+
+
 def secret_variable(name: str) -> str:
     return "IPO_SECRET_" + name.upper().replace("-", "_")
 

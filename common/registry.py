@@ -25,6 +25,7 @@ from common.errors import (
     NotFoundError,
     PreconditionFailedError,
 )
+from common.models import kinds
 
 MODELS = "models"
 VERSIONS = "model_versions"
@@ -140,7 +141,13 @@ class Registry:
 
     def read_artifact(self, record: ModelVersion) -> bytes:
         """The artifact's bytes, refused unless they hash to what the registry recorded."""
-        data = self._artifacts.get(record.artifact_key)
+        try:
+            data = self._artifacts.get(record.artifact_key)
+        except NotFoundError:
+            raise IntegrityError(
+                f"artifact {record.artifact_key} of {record.model_id} {record.version} is "
+                "missing from the artifact store"
+            ) from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != record.artifact_sha256:
             raise IntegrityError(
@@ -170,6 +177,11 @@ class Registry:
     ) -> ModelVersion:
         check_model_id(model_id)
         check_version(version)
+        if kind not in kinds():
+            raise InvalidValuesError(
+                f"unknown model kind {kind!r}; known kinds: {', '.join(kinds())}",
+                details=[{"field": "kind", "rule": "enum", "value": kind}],
+            )
         doc_id = _version_doc_id(model_id, version)
         if self._documents.get(VERSIONS, doc_id) is not None:
             raise ConflictError(f"model {model_id!r} version {version!r} is already registered")

@@ -18,7 +18,7 @@ import yaml
 SPEC_PATH = Path(__file__).with_name("openapi.yaml")
 _METHODS = ("get", "put", "post", "delete", "patch")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SEGMENT = "[A-Za-z0-9_.@:+-]{1,128}"
+_SEGMENT = "[A-Za-z0-9_.@+-]{1,128}"  # no ':' - parameters fill permission strings
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,11 @@ def get_services() -> Services:
     return _services
 
 
-def use_services(services: Services | None) -> None:
+def use_services(services: Services | None, *, close_previous: bool = True) -> None:
     """Install (or, with None, drop) the instance's services; for tests and scripts."""
     global _services
     with _lock:
-        if _services is not None and _services is not services:
+        if close_previous and _services is not None and _services is not services:
             _services.close()
         _services = services
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import Field, TypeAdapter
@@ -51,6 +51,10 @@ class ServingSnapshot:
 
 
 class SnapshotCache:
+    OUTAGE_RETRY_S = 5.0
+    """After a failed reload, how long the last snapshot serves before the store is tried
+    again: one caller per model pays for an outage, not every request."""
+
     def __init__(
         self, registry: Registry, ttl_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -58,14 +62,19 @@ class SnapshotCache:
         self._ttl_s = ttl_s
         self._clock = clock
         self._snapshots: dict[str, ServingSnapshot] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock_for(self, model_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(model_id, threading.Lock())
 
     def get(self, model_id: str) -> ServingSnapshot:
-        now = self._clock()
         snapshot = self._snapshots.get(model_id)
-        if snapshot is not None and now < snapshot.expires_at:
+        if snapshot is not None and self._clock() < snapshot.expires_at:
             return snapshot
-        with self._lock:  # one reload per model at a time; others wait for its result
+        with self._lock_for(model_id):  # one reload per model; its other callers wait for it
+            now = self._clock()
             snapshot = self._snapshots.get(model_id)
             if snapshot is not None and now < snapshot.expires_at:
                 return snapshot
@@ -78,7 +87,7 @@ class SnapshotCache:
                     "registry unreachable; serving the last known snapshot",
                     extra={"model_id": model_id, "generation": snapshot.generation},
                 )
-                return snapshot
+                fresh = replace(snapshot, expires_at=now + min(self._ttl_s, self.OUTAGE_RETRY_S))
             self._snapshots[model_id] = fresh
             return fresh
 
@@ -101,11 +110,10 @@ class SnapshotCache:
         )
 
     def invalidate(self, model_id: str | None = None) -> None:
-        with self._lock:
-            if model_id is None:
-                self._snapshots.clear()
-            else:
-                self._snapshots.pop(model_id, None)
+        if model_id is None:
+            self._snapshots.clear()
+        else:
+            self._snapshots.pop(model_id, None)
 
 
 def resolve_component(model_id: str, snapshots: SnapshotCache, pool: ModelPool) -> Component:
@@ -139,7 +147,7 @@ def predict(
     if record is None:
         raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
 
-    runtime = runtime_class(record.kind)
+    runtime = runtime_class(record.kind)  # a kind unknown to this code is a deployment fault
     instances = validate(
         runtime.instances_adapter(),
         request.instances,

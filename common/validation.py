@@ -37,6 +37,13 @@ def field_name(path: Sequence[str | int]) -> str:
     return out or "(body)"
 
 
+def _shown_key(part: str | int) -> str | int:
+    """An unknown key is echoed in the field name; a huge one must not bloat the answer."""
+    if isinstance(part, str) and len(part) > _MAX_VALUE_CHARS:
+        return part[:_MAX_VALUE_CHARS] + "..."
+    return part
+
+
 def _shown_value(value: Any) -> Any:
     """Echo scalars back so a client sees what was refused; never echo large payloads."""
     if isinstance(value, float) and value != value:  # NaN is not valid JSON
@@ -53,7 +60,7 @@ def _shown_value(value: Any) -> Any:
 def problems_from(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
     problems = []
     for err in exc.errors(include_url=False):
-        path = [*prefix, *err["loc"]]
+        path = [*prefix, *(_shown_key(part) for part in err["loc"])]
         problem: dict[str, Any] = {
             "field": field_name(path),
             "path": path,

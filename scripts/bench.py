@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.backends import build_backends
 from common.config import Settings
+from common.local import settings_or_exit
 from common.models.pool import ModelPool
 from common.registry import Registry
 from common.serving import SnapshotCache, resolve_component
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     about = machine()
-    rows = bench_models(Settings.from_environ(), args.repeats)
+    rows = bench_models(settings_or_exit("bench"), args.repeats)
     if not rows:
         print("no model in production; run `make run` or scripts/train_models.py first")
         return 1

@@ -13,8 +13,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import Settings
-from common.local import ALL_PERMISSIONS, development_token, ensure_signing_secret
+from common.local import (
+    ALL_PERMISSIONS,
+    development_token,
+    ensure_signing_secret,
+    settings_or_exit,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     args = parser.parse_args(argv)
     permissions = tuple(p.strip() for p in args.perms.split(",") if p.strip())
-    settings = Settings.from_environ()
+    settings = settings_or_exit("issue_token")
     ensure_signing_secret(settings)
     try:
         token = development_token(

@@ -21,8 +21,13 @@ from gunicorn.app.base import BaseApplication
 
 from common.backends import build_backends
 from common.config import Settings
-from common.errors import ServiceError
-from common.local import DEMO_PERMISSIONS, development_token, ensure_signing_secret
+from common.errors import NotFoundError, ServiceError
+from common.local import (
+    DEMO_PERMISSIONS,
+    development_token,
+    ensure_signing_secret,
+    settings_or_exit,
+)
 from common.registry import Registry
 
 DEMO_MODEL = "risk"
@@ -48,18 +53,20 @@ class Gateway(BaseApplication):  # type: ignore[misc]
 def _banner(settings: Settings, base: str) -> str:
     backends = build_backends(settings)
     registry = Registry(backends.documents, backends.artifacts)
-    example = None
+    example, problem = None, f"no {DEMO_MODEL} model is in production"
     try:
         production = registry.get_model(DEMO_MODEL).production_version
         if production is not None:
             example = registry.get_version(DEMO_MODEL, production).example
-    except ServiceError:
+    except NotFoundError:
         pass
+    except ServiceError as exc:
+        problem = f"the registry could not be read ({exc.message})"
     finally:
         backends.close()
     lines = [f"Serving every function on {base}  (health: {base}/healthz)"]
     if example is None:
-        lines.append(f"No {DEMO_MODEL} model in production; run: python scripts/train_models.py")
+        lines.append(f"No example request to show: {problem}. Run `make train` to build one.")
         return "\n".join(lines)
     token = development_token(
         settings, subject="local-demo", permissions=DEMO_PERMISSIONS, ttl_s=24 * 3600
@@ -81,12 +88,12 @@ def _banner(settings: Settings, base: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve every function on one local gateway.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--port", type=int, default=os.environ.get("PORT", "8080"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
 
-    settings = Settings.from_environ()
+    settings = settings_or_exit("serve")
     ensure_signing_secret(settings)
     base = f"http://{args.host}:{args.port}"
     options = {

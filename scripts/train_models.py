@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tqdm import tqdm
 
 from common.backends import build_backends
-from common.config import Settings
 from common.errors import NotFoundError, ServiceError
+from common.local import settings_or_exit
 from common.registry import Registry, version_key
 from common.training.base import register_built
 from common.training.builders import BUILDERS, build
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and len(wanted) != 1:
         parser.error("--data trains one model: name it with --models")
 
-    settings = Settings.from_environ()
+    settings = settings_or_exit("train_models")
     backends = build_backends(settings)
     registry = Registry(backends.documents, backends.artifacts)
     user = getpass.getuser()

@@ -65,6 +65,20 @@ def test_bad_claims_are_refused(payload: dict[str, object], reason: str) -> None
         verifier().verify(sign(payload))
 
 
+def test_a_token_living_longer_than_the_maximum_is_refused() -> None:
+    now = int(time.time())
+    with pytest.raises(UnauthenticatedError, match="lifetime"):
+        verifier().verify(sign(claims(iat=now - 10, exp=now + SETTINGS.jwt_max_ttl_s)))
+    verifier().verify(sign(claims(iat=now, exp=now + SETTINGS.jwt_max_ttl_s)))
+
+
+@pytest.mark.parametrize("field", ["exp", "iat"])
+def test_timestamps_must_be_integers(field: str) -> None:
+    value = int(time.time()) + (600 if field == "exp" else 0)
+    with pytest.raises(UnauthenticatedError):
+        verifier().verify(sign(claims(**{field: str(value)})))
+
+
 def test_wrong_key_is_refused() -> None:
     with pytest.raises(UnauthenticatedError, match="signature"):
         verifier().verify(sign(claims(), key="another-key-that-is-also-long-enough-0123"))

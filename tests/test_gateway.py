@@ -168,3 +168,23 @@ def test_the_signing_secret_was_created_privately(gateway: Gateway) -> None:
     assert env_file.stat().st_mode & 0o077 == 0
     assert "IPO_SECRET_JWT_SIGNING_KEY=" in env_file.read_text()
     assert SIGNING_KEY not in env_file.read_text()
+
+
+def test_health_carries_a_request_id(gateway: Gateway) -> None:
+    assert requests.get(f"{gateway.base}/healthz", timeout=5).headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT", "DELETE", "PATCH"])
+def test_other_methods_get_405_in_the_error_shape(gateway: Gateway, method: str) -> None:
+    response = requests.request(method, f"{gateway.base}/v1/models", timeout=5)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.headers["X-Request-Id"] == response.json()["request_id"]
+
+
+def test_head_is_get_without_a_body(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {_token(gateway)}"}
+    response = requests.head(f"{gateway.base}/v1/models/risk", headers=headers, timeout=5)
+    assert response.status_code == 200
+    assert response.content == b""

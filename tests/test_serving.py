@@ -61,15 +61,24 @@ def test_store_outage_serves_the_last_snapshot(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    cache = SnapshotCache(stack.registry, ttl_s=1, clock=clock)
+    cache = SnapshotCache(stack.registry, ttl_s=30, clock=clock)
     known = cache.get("risk")
+    calls: list[str] = []
 
-    def down(_: str) -> Any:
+    def down(model_id: str) -> Any:
+        calls.append(model_id)
         raise UnavailableError("store down")
 
     monkeypatch.setattr(stack.registry, "get_model", down)
-    clock.now += 5
-    assert cache.get("risk") is known
+    clock.now += 31
+    served = cache.get("risk")
+    assert (served.production, served.generation) == (known.production, known.generation)
+    for _ in range(20):  # within the outage retry delay nobody waits on the store again
+        cache.get("risk")
+    assert calls == ["risk"]
+    clock.now += SnapshotCache.OUTAGE_RETRY_S + 0.1
+    cache.get("risk")
+    assert calls == ["risk", "risk"]
     with pytest.raises(UnavailableError):
         SnapshotCache(stack.registry, ttl_s=1, clock=clock).get("risk")
 

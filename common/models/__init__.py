@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from common.errors import InvalidValuesError
+from common.errors import IntegrityError
 from common.models.base import ModelRuntime
 
 _KINDS = {
@@ -25,11 +25,12 @@ def kinds() -> list[str]:
 
 
 def runtime_class(kind: str) -> type[ModelRuntime]:
+    """The runtime of a kind; a record naming an unknown kind cannot be served (500)."""
     try:
         module_name, class_name = _KINDS[kind]
     except KeyError:
-        raise InvalidValuesError(
-            f"unknown model kind {kind!r}; known kinds: {', '.join(kinds())}"
+        raise IntegrityError(
+            f"model kind {kind!r} is not known to this code; known kinds: {', '.join(kinds())}"
         ) from None
     runtime: type[ModelRuntime] = getattr(importlib.import_module(module_name), class_name)
     return runtime

@@ -91,6 +91,16 @@ def test_malformed_json_is_400(predict_risk_client: FlaskClient, stack: Stack) -
     assert_error(response, 400, "malformed_request")
 
 
+def test_integer_beyond_the_parser_limit_is_400(
+    predict_risk_client: FlaskClient, stack: Stack
+) -> None:
+    body = '{"instances": [{"revenue_musd": 1' + "0" * 5000 + "}]}"
+    response = predict_risk_client.post(
+        URL, data=body, headers={**stack.headers(), "Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "malformed_request")
+
+
 def test_empty_body_is_400(predict_risk_client: FlaskClient, stack: Stack) -> None:
     assert_error(predict_risk_client.post(URL, headers=stack.headers()), 400, "malformed_request")
 
@@ -289,8 +299,10 @@ def test_store_unreachable_is_503_with_retry_after(tmp_path: Any) -> None:
         )
     finally:
         reset_services()
-    assert_error(response, 503, "unavailable")
+    body = assert_error(response, 503, "unavailable")
     assert int(response.headers["Retry-After"]) > 0
+    assert str(blocker) not in response.get_data(as_text=True)  # no paths or hosts leak
+    assert body["error"]["details"] == []
 
 
 def test_tampered_artifact_is_refused_without_loading(
@@ -308,3 +320,16 @@ def test_tampered_artifact_is_refused_without_loading(
     )
     assert_error(response, 500, "integrity_check_failed")
     assert not marker.exists()
+
+
+def test_missing_artifact_is_an_integrity_failure_not_404(
+    predict_risk_client: FlaskClient, stack: Stack
+) -> None:
+    record = stack.registry.get_version("risk", "1.0.0")
+    (stack.settings.resolved_artifact_dir / record.artifact_key).unlink()
+    response = predict_risk_client.post(
+        URL, json={"instances": [record.example]}, headers=stack.headers()
+    )
+    body = assert_error(response, 500, "integrity_check_failed")
+    assert record.artifact_sha256 not in response.get_data(as_text=True)
+    assert body["error"]["details"] == []

@@ -1,0 +1,101 @@
+"""Every model, end to end: discover its schema and example, then predict with the example."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jsonschema
+import pytest
+from flask.testing import FlaskClient
+
+from common.services import use_services
+from common.training.base import register_built
+from common.training.builders import build
+from tests.conftest import function_client
+from tests.fixtures import SEED, Stack, embedded_stack, trained_risk
+
+MODELS = ("dcf", "cca", "risk", "sentiment", "ensemble")
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """All five models registered and promoted as scripts/train_models.py does."""
+    stack = embedded_stack(tmp_path_factory.mktemp("all-models"))
+    register_built(stack.registry, trained_risk(), version="1.0.0", created_by="tests")
+    for model_id in ("dcf", "cca", "sentiment", "ensemble"):
+        for minor, built in enumerate(build(model_id, seed=SEED, registry=stack.registry)):
+            register_built(stack.registry, built, version=f"1.{minor}.0", created_by="tests")
+    try:
+        yield stack
+    finally:
+        stack.services.close()
+
+
+@pytest.fixture
+def installed(full_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for key, value in full_stack.environ.items():
+        monkeypatch.setenv(key, value)
+    use_services(full_stack.services)
+    try:
+        yield full_stack
+    finally:
+        use_services(None, close_previous=False)  # the module's stack outlives each test
+
+
+def client(name: str) -> FlaskClient:
+    return function_client(name)
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_example_from_discovery_predicts(installed: Stack, model_id: str) -> None:
+    headers = installed.headers()
+    detail = client("list_models").get(f"/v1/models/{model_id}", headers=headers)
+    assert detail.status_code == 200, detail.get_data(as_text=True)
+    production = detail.get_json()["production"]
+    assert production["model_card"]["intended_use"]
+    jsonschema.Draft202012Validator.check_schema(production["input_schema"])
+    if model_id != "ensemble":  # the ensemble's parts are checked by each component's schema
+        jsonschema.validate(production["example"], production["input_schema"])
+    response = client(f"predict_{model_id}").post(
+        f"/v1/predict/{model_id}", json={"instances": [production["example"]]}, headers=headers
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["model_id"] == model_id
+    assert body["model_version"] == production["version"]
+    assert len(body["predictions"]) == 1
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_golden_set_reproduces_through_http(installed: Stack, model_id: str) -> None:
+    record = installed.registry.get_version(
+        model_id, installed.registry.get_model(model_id).production_version or ""
+    )
+    golden = record.golden_set
+    assert golden
+    response = client(f"predict_{model_id}").post(
+        f"/v1/predict/{model_id}",
+        json={"instances": [g["instance"] for g in golden]},
+        headers=installed.headers(),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["predictions"] == [g["expected"] for g in golden]
+
+
+def test_ensemble_error_names_component_and_field(installed: Stack) -> None:
+    record = installed.registry.get_version("ensemble", "1.0.0")
+    bad = {**record.example, "dcf": {**record.example["dcf"], "revenue_musd": -5.0}}
+    response = client("predict_ensemble").post(
+        "/v1/predict/ensemble", json={"instances": [bad]}, headers=installed.headers()
+    )
+    assert response.status_code == 422
+    (problem,) = response.get_json()["error"]["details"]
+    assert problem["field"] == "instances[0].dcf.revenue_musd"
+    assert problem["component"] == "dcf"
+
+
+def test_sentiment_has_a_candidate_version(installed: Stack) -> None:
+    model = installed.registry.get_model("sentiment")
+    versions = [v.version for v in installed.registry.list_versions("sentiment")]
+    assert versions == ["1.0.0", "1.1.0"]
+    assert model.production_version == "1.0.0"
