@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.models.cca import to_artifact
-from common.training import cca_builder
+from common.models.cca_schema import to_artifact
+from common.training import cca_builder, cca_peers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261127, help="seed of the synthetic set")
     parser.add_argument("--weights", help="ev_revenue=w,ev_ebitda=w,pe=w summing to 1")
     band = parser.add_mutually_exclusive_group()
-    band.add_argument("--size-factor", type=float, default=cca_builder.DEFAULT_SIZE_FACTOR)
+    band.add_argument("--size-factor", type=float, default=cca_peers.DEFAULT_SIZE_FACTOR)
     band.add_argument("--no-size-band", action="store_true", help="always use whole sectors")
-    parser.add_argument("--min-peers", type=int, default=cca_builder.DEFAULT_MIN_PEERS)
+    parser.add_argument("--min-peers", type=int, default=cca_peers.DEFAULT_MIN_PEERS)
     args = parser.parse_args(argv)
 
     try:
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             "min_peers": args.min_peers,
         }
         if args.synthetic:
-            peer_set = cca_builder.synthetic_peer_set(args.seed, **options)
+            peer_set = cca_peers.synthetic_peer_set(args.seed, **options)
         else:
-            peer_set = cca_builder.peer_set_from_csv(args.csv, **options)
+            peer_set = cca_peers.peer_set_from_csv(args.csv, **options)
     except (OSError, ValueError) as exc:
         print(f"build_peer_set: {exc}", file=sys.stderr)
         return 1

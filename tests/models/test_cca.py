@@ -13,18 +13,17 @@ from hypothesis import strategies as st
 
 from common.errors import IntegrityError, InvalidValuesError
 from common.models.base import joblib_dump
-from common.models.cca import (
+from common.models.cca import CcaRuntime, linear_percentiles
+from common.models.cca_schema import (
     ARTIFACT_FORMAT,
     MULTIPLES,
     SECTORS,
     CcaInstance,
     CcaParameters,
-    CcaRuntime,
     PeerSet,
-    linear_percentiles,
     to_artifact,
 )
-from common.training import cca_builder
+from common.training import cca_builder, cca_peers
 from common.validation import validate
 
 TECH_MULTIPLES = {
@@ -83,7 +82,7 @@ def tiny() -> CcaRuntime:
 
 @pytest.fixture(scope="module")
 def demo() -> CcaRuntime:
-    return CcaRuntime.from_artifact(to_artifact(cca_builder.synthetic_peer_set(7)))
+    return CcaRuntime.from_artifact(to_artifact(cca_peers.synthetic_peer_set(7)))
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from common.models.cca import MULTIPLES, SECTORS, CcaRuntime
-from common.training import cca_builder
+from common.models.cca import CcaRuntime
+from common.models.cca_schema import MULTIPLES, SECTORS
+from common.training import cca_builder, cca_peers
 from common.training.base import MODEL_CARD_FIELDS, BuiltModel
-from common.training.cca_builder import PeerSetError
+from common.training.cca_peers import PeerSetError
 from tests.fixtures import SEED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def write_csv(path: Path, peers: list[dict[str, Any]]) -> Path:
 
 
 def good_rows() -> list[dict[str, Any]]:
-    return [p.model_dump() for p in cca_builder.synthetic_peers(SEED)]
+    return [p.model_dump() for p in cca_peers.synthetic_peers(SEED)]
 
 
 def test_golden_set_reproduces_through_the_runtime() -> None:
@@ -73,7 +74,7 @@ def test_evidence_is_complete_and_meaningful() -> None:
     assert metrics["loo_median_abs_log_error_blended"] < min(
         metrics[f"loo_median_abs_log_error_{m}"] for m in MULTIPLES
     )
-    low, high = cca_builder.PEERS_PER_SECTOR
+    low, high = cca_peers.PEERS_PER_SECTOR
     assert low <= metrics["peers_per_sector_min"] <= high
     assert 5 * low <= metrics["peers_total"] <= 5 * high
     assert metrics["latency_p95_ms"] > 0
@@ -94,7 +95,7 @@ def test_synthetic_targets_are_valid_and_varied() -> None:
 def test_csv_peer_set_builds_and_serves(tmp_path: Path) -> None:
     rows = good_rows()
     path = write_csv(tmp_path / "peers.csv", rows)
-    assert [p.model_dump() for p in cca_builder.peers_from_csv(path)] == rows
+    assert [p.model_dump() for p in cca_peers.peers_from_csv(path)] == rows
     (built,) = cca_builder.build(SEED, data=path)
     peer_set = CcaRuntime.from_artifact(built.artifact).peer_set
     assert peer_set.source.startswith("CSV peers.csv sha256:")
@@ -106,7 +107,7 @@ def test_csv_sector_case_and_spaces_are_forgiven(tmp_path: Path) -> None:
     rows = good_rows()
     rows[0]["sector"] = " Technology "
     path = write_csv(tmp_path / "peers.csv", rows)
-    assert cca_builder.peers_from_csv(path)[0].sector == "technology"
+    assert cca_peers.peers_from_csv(path)[0].sector == "technology"
 
 
 def test_csv_bad_rows_are_refused_with_line_numbers(tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ def test_csv_bad_rows_are_refused_with_line_numbers(tmp_path: Path) -> None:
         "Zeta,finance,3,10,inf,0\n"  # line 9: two problems
     )
     with pytest.raises(PeerSetError) as caught:
-        cca_builder.peers_from_csv(path)
+        cca_peers.peers_from_csv(path)
     problems = caught.value.problems
     assert [line for line, _ in problems] == [3, 4, 5, 7, 8, 9, 9]
     text = dict(problems[:5])
@@ -148,7 +149,7 @@ def test_csv_header_is_checked(tmp_path: Path, header: str, expected: str) -> No
     path = tmp_path / "peers.csv"
     path.write_text(header + "\n")
     with pytest.raises(PeerSetError) as caught:
-        cca_builder.peers_from_csv(path)
+        cca_peers.peers_from_csv(path)
     ((line, message),) = caught.value.problems
     assert line == 1
     assert expected in message
@@ -159,7 +160,7 @@ def test_csv_without_rows_is_refused(tmp_path: Path) -> None:
         path = tmp_path / "peers.csv"
         path.write_text(content)
         with pytest.raises(PeerSetError):
-            cca_builder.peers_from_csv(path)
+            cca_peers.peers_from_csv(path)
 
 
 def test_a_sector_short_of_peers_is_refused(tmp_path: Path) -> None:
@@ -167,11 +168,11 @@ def test_a_sector_short_of_peers_is_refused(tmp_path: Path) -> None:
     rows += [r for r in good_rows() if r["sector"] == "retail"][:4]
     path = write_csv(tmp_path / "peers.csv", rows)
     with pytest.raises(PeerSetError) as caught:
-        cca_builder.peer_set_from_csv(path)
+        cca_peers.peer_set_from_csv(path)
     assert caught.value.problems == [
         (None, "sector retail has 4 peer(s); every sector needs at least 5")
     ]
-    assert cca_builder.peer_set_from_csv(path, min_peers=4).min_peers == 4
+    assert cca_peers.peer_set_from_csv(path, min_peers=4).min_peers == 4
 
 
 def test_weights_are_parsed_and_checked() -> None:
@@ -184,9 +185,7 @@ def test_weights_are_parsed_and_checked() -> None:
         with pytest.raises(ValueError, match="weights"):
             cca_builder.parse_weights(bad)
     with pytest.raises(PeerSetError, match="sum to 1"):
-        cca_builder.synthetic_peer_set(
-            SEED, weights={"ev_revenue": 0.5, "ev_ebitda": 0.2, "pe": 0.2}
-        )
+        cca_peers.synthetic_peer_set(SEED, weights={"ev_revenue": 0.5, "ev_ebitda": 0.2, "pe": 0.2})
 
 
 def test_script_writes_a_servable_artifact(
