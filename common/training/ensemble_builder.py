@@ -47,8 +47,37 @@ def production_components(registry: Registry, ids: dict[str, str]) -> dict[str, 
     return found
 
 
+def coherent_company(
+    dcf: dict[str, Any], cca: dict[str, Any], risk: dict[str, Any], sentiment: dict[str, Any]
+) -> dict[str, Any]:
+    """One company seen by all four models: the DCF company's figures carried into the
+    CCA and risk inputs, so the two valuations describe the same business."""
+    revenue = float(dcf["revenue_musd"])
+    margin = float(dcf["operating_margin"])
+    tax = float(dcf.get("tax_rate", 0.25))
+    depreciation = float(dcf.get("depreciation_to_revenue", 0.03))
+    growth = dcf.get("revenue_growth", (dcf.get("growth_rates") or [0.1])[0])
+    company_cca = {
+        "sector": risk["sector"],
+        "revenue_musd": revenue,
+        "ebitda_musd": round(revenue * (margin + depreciation), 4),
+        "net_income_musd": round(revenue * margin * (1 - tax), 4),
+        "net_debt_musd": dcf["net_debt_musd"],
+        "shares_outstanding_m": dcf["shares_outstanding_m"],
+    }
+    if "market_cap_hint_musd" in cca:
+        company_cca["market_cap_hint_musd"] = cca["market_cap_hint_musd"]
+    company_risk = {
+        **risk,
+        "revenue_musd": revenue,
+        "revenue_growth": growth,
+        "operating_margin": margin,
+    }
+    return {"dcf": dcf, "cca": company_cca, "risk": company_risk, "sentiment": sentiment}
+
+
 def held_out_rows(registry: Registry, components: dict[str, Component]) -> list[dict[str, Any]]:
-    """Ensemble inputs assembled from the components' own held-out golden inputs."""
+    """Ensemble inputs built from the components' own held-out golden inputs."""
     sets = {
         role: [g["instance"] for g in registry.get_version(c.model_id, c.version).golden_set]
         for role, c in components.items()
@@ -56,7 +85,7 @@ def held_out_rows(registry: Registry, components: dict[str, Component]) -> list[
     size = min(len(rows) for rows in sets.values())
     if size == 0:
         raise ValueError("every component needs a golden set to build the ensemble from")
-    return [{role: sets[role][i] for role in ROLES} for i in range(size)]
+    return [coherent_company(*(sets[role][i] for role in ROLES)) for i in range(size)]
 
 
 def build(

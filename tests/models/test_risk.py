@@ -99,3 +99,75 @@ def test_foreign_artifacts_are_refused() -> None:
         RiskRuntime.from_artifact(joblib_dump({"format": "something-else"}))
     with pytest.raises(IntegrityError):
         RiskRuntime.from_artifact(joblib_dump([1, 2, 3]))
+
+
+def test_top_features_explain_the_predicted_class(
+    runtime: RiskRuntime, instances: list[RiskInstance]
+) -> None:
+    from common.models.base import joblib_load
+    from common.models.risk import FEATURES
+
+    fitted = joblib_load(trained_risk().artifact)["pipeline"]
+    classes = list(fitted.classes_)
+    coef = fitted[-1].coef_ - fitted[-1].coef_.mean(axis=0, keepdims=True)
+    scaled = fitted[:-1].transform(to_matrix(instances[:5]))
+    for out, z in zip(runtime.predict(instances[:5], None), scaled, strict=True):
+        parts = z * coef[classes.index(out["risk_class"])]
+        per_input = {"sector": parts[:5].sum(), **dict(zip(FEATURES[1:], parts[5:], strict=True))}
+        expected = sorted(per_input, key=lambda k: -abs(per_input[k]))[:3]
+        assert [t["feature"] for t in out["top_features"]] == expected
+        for item in out["top_features"]:
+            assert item["contribution"] == pytest.approx(per_input[item["feature"]], abs=1e-4)
+
+
+def test_loss_making_company_is_high_risk_because_of_its_margin(runtime: RiskRuntime) -> None:
+    risky = RiskInstance(
+        sector="manufacturing",
+        revenue_musd=800,
+        revenue_growth=0.05,
+        operating_margin=-2.5,
+        debt_to_equity=0.5,
+        company_age_years=20,
+        offering_size_musd=300,
+        underwriter_rank=7,
+        market_volatility=18,
+        insider_ownership=0.4,
+    )
+    (out,) = runtime.predict([risky], None)
+    assert out["risk_class"] == "high"
+    top = out["top_features"][0]
+    assert top["feature"] == "operating_margin"
+    assert top["contribution"] > 0
+
+
+def test_fast_path_must_agree_with_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.models import risk
+
+    real = risk.LinearModel.proba
+    monkeypatch.setattr(risk.LinearModel, "proba", lambda self, z: real(self, z) * 1.001)
+    with pytest.raises(IntegrityError, match="fast path"):
+        RiskRuntime.from_artifact(trained_risk().artifact)
+
+
+def test_other_estimators_are_served_by_the_pipeline() -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeClassifier
+
+    from common.models.risk import ARTIFACT_FORMAT, FEATURES
+
+    data = synthetic.generate(600, SEED)
+    tree = Pipeline(
+        [
+            ("features", FunctionTransformer(engineer_features)),
+            ("classifier", DecisionTreeClassifier(max_depth=4, random_state=0)),
+        ]
+    ).fit(data.X, data.y)
+    runtime = RiskRuntime.from_artifact(
+        joblib_dump({"format": ARTIFACT_FORMAT, "features": list(FEATURES), "pipeline": tree})
+    )
+    rows = [RiskInstance.model_validate(r) for r in data.rows()[:50]]
+    outputs = runtime.predict(rows, None)
+    expected = tree.predict(data.X[:50])
+    assert [o["risk_class"] for o in outputs] == list(expected)
+    assert all(o["top_features"] is None for o in outputs)
