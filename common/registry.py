@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +23,13 @@ from common.errors import (
     IntegrityError,
     InvalidValuesError,
     NotFoundError,
-    PreconditionFailedError,
 )
 from common.models import kinds
 
 MODELS = "models"
 VERSIONS = "model_versions"
+
+Stage = Literal["development", "staging", "production", "deprecated", "retired"]
 
 MODEL_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SEMVER = re.compile(
@@ -66,23 +67,29 @@ class ModelVersion(BaseModel):
     golden_set: list[dict[str, Any]] = Field(default_factory=list)
     drift_baseline: dict[str, Any] = Field(default_factory=dict)
     reports: dict[str, Any] = Field(default_factory=dict)
+    stage: Stage = "development"
     created_at: str
     created_by: str
 
 
 class ModelRecord(BaseModel):
+    """A model and its serving state; the generation counts serving-state changes."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     model_id: str
     kind: str
     description: str = ""
     production_version: str | None = None
+    canary_version: str | None = None
+    canary_percentage: int = 0
     generation: int = 0
+    gate: dict[str, Any] = Field(default_factory=dict)
     created_at: str
     updated_at: str
 
 
-def _version_doc_id(model_id: str, version: str) -> str:
+def version_doc_id(model_id: str, version: str) -> str:
     return f"{model_id}@{version}"
 
 
@@ -129,7 +136,7 @@ class Registry:
 
     def get_version(self, model_id: str, version: str) -> ModelVersion:
         valid = MODEL_ID.match(model_id) and SEMVER.match(version)
-        doc = self._documents.get(VERSIONS, _version_doc_id(model_id, version)) if valid else None
+        doc = self._documents.get(VERSIONS, version_doc_id(model_id, version)) if valid else None
         if doc is None:
             raise NotFoundError(f"model {model_id!r} has no version {version!r}")
         return ModelVersion.model_validate(doc.data)
@@ -174,7 +181,12 @@ class Registry:
         golden_set: list[dict[str, Any]] | None = None,
         drift_baseline: dict[str, Any] | None = None,
         reports: dict[str, Any] | None = None,
+        gate: dict[str, Any] | None = None,
     ) -> ModelVersion:
+        """Store a new immutable version (stage ``development``).
+
+        ``gate``: the model's promotion criteria, kept if this is its first version.
+        """
         check_model_id(model_id)
         check_version(version)
         if kind not in kinds():
@@ -182,7 +194,7 @@ class Registry:
                 f"unknown model kind {kind!r}; known kinds: {', '.join(kinds())}",
                 details=[{"field": "kind", "rule": "enum", "value": kind}],
             )
-        doc_id = _version_doc_id(model_id, version)
+        doc_id = version_doc_id(model_id, version)
         if self._documents.get(VERSIONS, doc_id) is not None:
             raise ConflictError(f"model {model_id!r} version {version!r} is already registered")
         sha = hashlib.sha256(artifact).hexdigest()
@@ -232,6 +244,7 @@ class Registry:
                         model_id=model_id,
                         kind=kind,
                         description=description,
+                        gate=gate or {},
                         created_at=now,
                         updated_at=now,
                     ).model_dump(mode="json"),
@@ -240,42 +253,3 @@ class Registry:
 
         self._documents.transaction(commit)
         return record
-
-    def set_production(
-        self, model_id: str, version: str, *, expected_generation: int | None = None
-    ) -> ModelRecord:
-        """Point production at ``version``; with ``expected_generation``, only if unchanged."""
-        check_model_id(model_id)
-        check_version(version)
-
-        def move(tx: Transaction) -> ModelRecord:
-            model_doc = tx.get(MODELS, model_id)
-            if model_doc is None:
-                raise NotFoundError(f"model {model_id!r} is not registered")
-            if tx.get(VERSIONS, _version_doc_id(model_id, version)) is None:
-                raise NotFoundError(f"model {model_id!r} has no version {version!r}")
-            model = ModelRecord.model_validate(model_doc.data)
-            if expected_generation is not None and model.generation != expected_generation:
-                raise PreconditionFailedError(
-                    f"model {model_id!r} is at generation {model.generation}, "
-                    f"not {expected_generation}; reread and retry"
-                )
-            updated = model.model_copy(
-                update={
-                    "production_version": version,
-                    "generation": model.generation + 1,
-                    "updated_at": self._clock(),
-                }
-            )
-            tx.update(
-                MODELS,
-                model_id,
-                {
-                    "production_version": updated.production_version,
-                    "generation": updated.generation,
-                    "updated_at": updated.updated_at,
-                },
-            )
-            return updated
-
-        return self._documents.transaction(move)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common import logs
@@ -16,9 +17,11 @@ from common.auth import TokenVerifier
 from common.backends import Backends, build_backends
 from common.config import Settings
 from common.errors import UnavailableError
+from common.lifecycle import Lifecycle
+from common.models.base import Component
 from common.models.pool import ModelPool
 from common.registry import Registry
-from common.serving import SnapshotCache
+from common.serving import SnapshotCache, resolve_component
 
 log = logging.getLogger("ipo.services")
 
@@ -31,18 +34,26 @@ class Services:
     verifier: TokenVerifier
     snapshots: SnapshotCache
     pool: ModelPool
+    lifecycle: Lifecycle
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
         backends = backends or build_backends(settings)
         registry = Registry(backends.documents, backends.artifacts)
+        snapshots = SnapshotCache(registry, settings.snapshot_ttl_s)
+        pool = ModelPool(registry, settings.model_pool_size)
+
+        def components(ids: Mapping[str, str]) -> dict[str, Component]:
+            return {role: resolve_component(m, snapshots, pool) for role, m in ids.items()}
+
         return cls(
             settings=settings,
             backends=backends,
             registry=registry,
             verifier=TokenVerifier(settings, backends.secrets),
-            snapshots=SnapshotCache(registry, settings.snapshot_ttl_s),
-            pool=ModelPool(registry, settings.model_pool_size),
+            snapshots=snapshots,
+            pool=pool,
+            lifecycle=Lifecycle(registry, backends.documents, components),
         )
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ a reload that finds the same generation keeps the record it has.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -48,6 +49,28 @@ class ServingSnapshot:
     generation: int
     production: ModelVersion | None
     expires_at: float
+    canary: ModelVersion | None = None
+    canary_percentage: int = 0
+
+    def route(self, subject: str) -> tuple[ModelVersion | None, str]:
+        """The version serving ``subject`` and its variant: a canary gets a sticky share of
+        users, chosen by a hash of model and user, never by request."""
+        if (
+            self.canary is not None
+            and bucket(self.model_id, subject) < self.canary_percentage * 100
+        ):
+            return self.canary, "canary"
+        return self.production, "production"
+
+
+BUCKETS = 10_000
+
+
+def bucket(*parts: str) -> int:
+    """A stable position in [0, 10000) for a key: the same user always lands in the same
+    place, so raising a share only adds users and never moves one back."""
+    digest = hashlib.sha256(":".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
 
 
 class SnapshotCache:
@@ -93,20 +116,21 @@ class SnapshotCache:
 
     def _load(self, model_id: str, previous: ServingSnapshot | None, now: float) -> ServingSnapshot:
         model = self._registry.get_model(model_id)
-        production = None
+        if previous is not None and previous.generation == model.generation:
+            return replace(previous, expires_at=now + self._ttl_s)
+        production = canary = None
         if model.production_version is not None:
-            unchanged = previous is not None and previous.generation == model.generation
-            production = (
-                previous.production
-                if unchanged and previous is not None
-                else self._registry.get_version(model_id, model.production_version)
-            )
+            production = self._registry.get_version(model_id, model.production_version)
+        if model.canary_version is not None and model.canary_percentage > 0:
+            canary = self._registry.get_version(model_id, model.canary_version)
         return ServingSnapshot(
             model_id=model_id,
             kind=model.kind,
             generation=model.generation,
             production=production,
             expires_at=now + self._ttl_s,
+            canary=canary,
+            canary_percentage=model.canary_percentage if canary else 0,
         )
 
     def invalidate(self, model_id: str | None = None) -> None:
@@ -139,11 +163,12 @@ def predict(
     snapshots: SnapshotCache,
     pool: ModelPool,
     request_id: str,
+    subject: str = "",
     max_details: int = 100,
     labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     snapshot = snapshots.get(model_id)
-    record = snapshot.production
+    record, variant = snapshot.route(subject)
     if record is None:
         raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
 
@@ -175,14 +200,14 @@ def predict(
         labels.update(
             model_id=model_id,
             model_version=record.version,
-            variant="production",
+            variant=variant,
             instances=len(instances),
         )
     return {
         "predictions": predictions,
         "model_id": model_id,
         "model_version": record.version,
-        "variant": "production",
+        "variant": variant,
         "experiment_id": None,
         "request_id": request_id,
     }

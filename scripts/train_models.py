@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from common.backends import build_backends
 from common.errors import NotFoundError, ServiceError
 from common.local import settings_or_exit
 from common.registry import Registry, version_key
+from common.services import Services
 from common.training.base import register_built
 from common.training.builders import BUILDERS, build
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--data trains one model: name it with --models")
 
     settings = settings_or_exit("train_models")
-    backends = build_backends(settings)
-    registry = Registry(backends.documents, backends.artifacts)
+    services = Services.build(settings)
+    registry = services.registry
     user = getpass.getuser()
     try:
         todo = []
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for model_id in tqdm(todo, desc="building models", unit="model", disable=not todo):
             for built in build(model_id, seed=args.seed, data=args.data, registry=registry):
                 version = next_version(registry, built.model_id)
-                register_built(registry, built, version=version, created_by=user)
+                register_built(services.lifecycle, built, version=version, created_by=user)
                 state = "in production" if built.promote else "registered"
                 shown = ", ".join(
                     f"{k}={v:.3f}" for k, v in built.metrics.items() if not k.endswith("rows")
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train_models: {exc}", file=sys.stderr)
         return 1
     finally:
-        backends.close()
+        services.close()
     return 0
 
 

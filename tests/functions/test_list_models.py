@@ -58,7 +58,7 @@ def test_versions_are_listed_in_semantic_order(
     list_models_client: FlaskClient, stack: Stack
 ) -> None:
     for version in ("1.10.0", "1.2.0", "1.0.1"):
-        register_risk(stack.registry, version, promote=False)
+        register_risk(stack.lifecycle, version, promote=False)
     body = list_models_client.get("/v1/models/risk", headers=stack.headers()).get_json()
     assert [v["version"] for v in body["versions"]] == ["1.0.0", "1.0.1", "1.2.0", "1.10.0"]
     assert body["production_version"] == "1.0.0"

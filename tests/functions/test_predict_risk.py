@@ -264,7 +264,7 @@ def test_unknown_path_is_404(predict_risk_client: FlaskClient, stack: Stack) -> 
 def test_model_without_production_version_is_404(empty_stack: Stack) -> None:
     from tests.fixtures import register_risk
 
-    register_risk(empty_stack.registry, promote=False)
+    register_risk(empty_stack.lifecycle, promote=False)
     client = function_client("predict_risk")
     response = client.post(
         URL,

@@ -60,7 +60,7 @@ def test_concurrent_gets_load_once(stack: Stack, monkeypatch: pytest.MonkeyPatch
 
 def test_least_recently_used_is_evicted(stack: Stack) -> None:
     for version in ("1.0.1", "1.0.2"):
-        register_risk(stack.registry, version, promote=False)
+        register_risk(stack.lifecycle, version, promote=False)
     pool = ModelPool(stack.registry, size=2)
     v100, v101, v102 = (stack.registry.get_version("risk", v) for v in ("1.0.0", "1.0.1", "1.0.2"))
     first = pool.get(v100)

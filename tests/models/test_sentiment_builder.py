@@ -74,7 +74,7 @@ def test_both_versions_register_lexicon_in_production(tmp_path: Path) -> None:
     stack = embedded_stack(tmp_path)
     try:
         for minor, b in enumerate(built()):
-            register_built(stack.registry, b, version=f"1.{minor}.0", created_by="tests")
+            register_built(stack.lifecycle, b, version=f"1.{minor}.0", created_by="tests")
         assert stack.registry.get_model("sentiment").production_version == "1.0.0"
         assert [v.version for v in stack.registry.list_versions("sentiment")] == [
             "1.0.0",

@@ -1,0 +1,411 @@
+"""Model lifecycle: stages, gated and verified promotion, canary rollout, rollback.
+
+Stages run development -> staging -> production -> deprecated -> retired. People move a
+version between development and staging and retire what no longer serves; production
+and deprecated are reached only through promotion and rollback, which also keep every
+version's stage in step with what serves.
+
+Every serving-state change (production version, canary version and share) is one store
+transaction that requires the generation seen when the change began, writes the model,
+the stages it touches and an append-only deployment record together, and increments the
+generation. Of two simultaneous promotions one commits and the other gets 409. Nothing
+about serving changes until the candidate has passed its gate and its verification;
+a refusal is recorded as a failed deployment with its reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common import gate as gates
+from common.backends.base import DocumentStore, Filter, Order, Transaction
+from common.errors import ConflictError, GoneError, InvalidValuesError, PreconditionFailedError
+from common.models.base import Component
+from common.models.pool import ModelPool
+from common.registry import (
+    MODELS,
+    VERSIONS,
+    ModelRecord,
+    ModelVersion,
+    Registry,
+    Stage,
+    utcnow,
+    version_doc_id,
+)
+from common.verification import verify
+
+DEPLOYMENTS = "deployments"
+EXPERIMENTS = "experiments"
+HISTORY_LIMIT = 200
+
+MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "development": frozenset({"staging", "retired"}),
+    "staging": frozenset({"development", "retired"}),
+    "production": frozenset(),
+    "deprecated": frozenset({"retired"}),
+    "retired": frozenset(),
+}
+PROMOTABLE: frozenset[str] = frozenset({"staging", "deprecated"})
+
+
+class ServingState(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    production_version: str | None = None
+    canary_version: str | None = None
+    canary_percentage: int = 0
+    generation: int = 0
+
+    @classmethod
+    def of(cls, model: ModelRecord) -> ServingState:
+        return cls.model_validate(model.model_dump())
+
+    def versions(self) -> set[str]:
+        return {v for v in (self.production_version, self.canary_version) if v}
+
+
+class Deployment(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    deployment_id: str
+    model_id: str
+    kind: Literal["promote", "rollback"]
+    status: Literal["succeeded", "failed"]
+    actor: str
+    created_at: str
+    version: str | None = None
+    traffic_percentage: int | None = None
+    from_state: ServingState = Field(alias="from")
+    to_state: ServingState | None = Field(default=None, alias="to")
+    reason: str = ""
+    gate: list[dict[str, Any]] = Field(default_factory=list)
+    verification: dict[str, Any] = Field(default_factory=dict)
+    restores: str | None = None
+    """For a rollback: the deployment whose prior state was restored."""
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+ComponentResolver = Callable[[Mapping[str, str]], dict[str, Component]]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        registry: Registry,
+        documents: DocumentStore,
+        resolve_components: ComponentResolver,
+        clock: Callable[[], str] = utcnow,
+    ) -> None:
+        self._registry = registry
+        self._documents = documents
+        self._resolve = resolve_components
+        self._clock = clock
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # --- stages ------------------------------------------------------------------------
+    def set_stage(self, model_id: str, version: str, stage: Stage) -> ModelVersion:
+        current = self._registry.get_version(model_id, version)
+        allowed = MANUAL_TRANSITIONS[current.stage]
+        if stage not in allowed:
+            via = (
+                " (production and deprecated are reached by promotion and rollback)"
+                if stage in ("production", "deprecated")
+                else ""
+            )
+            raise ConflictError(
+                f"{model_id} {version} is {current.stage}; it can move to "
+                f"{', '.join(sorted(allowed)) or 'no other stage'}, not {stage}{via}"
+            )
+
+        def move(tx: Transaction) -> ModelVersion:
+            doc = tx.get(VERSIONS, version_doc_id(model_id, version))
+            record = ModelVersion.model_validate(doc.data if doc else {})
+            if record.stage != current.stage:
+                raise PreconditionFailedError(f"{model_id} {version} changed stage; retry")
+            tx.update(VERSIONS, version_doc_id(model_id, version), {"stage": stage})
+            return record.model_copy(update={"stage": stage})
+
+        return self._documents.transaction(move)
+
+    # --- promotion ---------------------------------------------------------------------
+    def promote(
+        self,
+        model_id: str,
+        version: str,
+        *,
+        actor: str,
+        traffic_percentage: int = 100,
+        expected_generation: int | None = None,
+    ) -> Deployment:
+        model = self._registry.get_model(model_id)
+        candidate = self._registry.get_version(model_id, version)
+        before = ServingState.of(model)
+        if expected_generation is not None and before.generation != expected_generation:
+            raise PreconditionFailedError(
+                f"{model_id} is at generation {before.generation}, not {expected_generation}"
+            )
+        if not 1 <= traffic_percentage <= 100:
+            raise InvalidValuesError("traffic_percentage must be within 1..100")
+        if candidate.stage == "retired":
+            raise GoneError(f"{model_id} {version} is retired")
+        if before.production_version == version:
+            raise ConflictError(f"{model_id} {version} is already in production")
+        if candidate.stage not in PROMOTABLE and before.canary_version != version:
+            raise ConflictError(
+                f"{model_id} {version} is {candidate.stage}; move it to staging before promoting"
+            )
+
+        spec = gates.spec_for(model.kind, model.gate)
+        results = gates.evaluate(spec, candidate.metrics)
+        if spec.require_experiment:
+            results.append(self._experiment_evidence(model_id, version))
+        failed = [r for r in results if not r["passed"]]
+        if failed:
+            self._record_failure(
+                model_id,
+                version,
+                traffic_percentage,
+                actor,
+                before,
+                reason="promotion gate failed",
+                gate=results,
+            )
+            raise InvalidValuesError(
+                f"{model_id} {version} does not meet its promotion gate: "
+                + ", ".join(r["criterion"] for r in failed),
+                details=failed,
+            )
+
+        report = self._verify(candidate, spec)
+        if not report["passed"]:
+            self._record_failure(
+                model_id,
+                version,
+                traffic_percentage,
+                actor,
+                before,
+                reason="verification failed",
+                gate=results,
+                verification=report,
+            )
+            raise InvalidValuesError(
+                f"{model_id} {version} failed verification: " + "; ".join(report["problems"]),
+                details=[{"verification": report}],
+            )
+
+        if traffic_percentage == 100:
+            after = ServingState(production_version=version, generation=before.generation + 1)
+            if before.canary_version and before.canary_version != version:
+                after = after.model_copy(
+                    update={
+                        "canary_version": before.canary_version,
+                        "canary_percentage": before.canary_percentage,
+                    }
+                )
+        else:
+            after = before.model_copy(
+                update={
+                    "canary_version": version,
+                    "canary_percentage": traffic_percentage,
+                    "generation": before.generation + 1,
+                }
+            )
+        return self._commit(
+            model_id,
+            before,
+            after,
+            actor=actor,
+            kind="promote",
+            version=version,
+            traffic_percentage=traffic_percentage,
+            gate=results,
+            verification=report,
+        )
+
+    def _verify(self, candidate: ModelVersion, spec: gates.GateSpec) -> dict[str, Any]:
+        runtime = ModelPool(self._registry, size=1).get(candidate).runtime  # hash checked
+        components = self._resolve(runtime.components()) if runtime.components() else None
+        budget = next(
+            (c.threshold for c in spec.criteria if c.metric == "latency_p95_ms" and c.op == "<="),
+            None,
+        )
+        return verify(
+            runtime, candidate.golden_set, components=components, latency_budget_ms=budget
+        )
+
+    def _experiment_evidence(self, model_id: str, version: str) -> dict[str, Any]:
+        """A completed experiment of this model in which ``version`` showed no regression."""
+        found = self._documents.query(
+            EXPERIMENTS,
+            [Filter("model_id", "==", model_id), Filter("status", "==", "completed")],
+        )
+        for doc in found:
+            if doc.data.get("conclusions", {}).get(version) == "no_regression":
+                return {"criterion": "experiment", "passed": True, "experiment_id": doc.id}
+        return {
+            "criterion": "experiment",
+            "passed": False,
+            "message": f"no completed experiment shows {version} without a significant "
+            "regression on its success metrics",
+        }
+
+    # --- rollback ----------------------------------------------------------------------
+    def rollback(
+        self, model_id: str, *, actor: str, deployment_id: str | None = None
+    ) -> Deployment:
+        """Restore the state before the latest (or the named) successful deployment."""
+        model = self._registry.get_model(model_id)
+        before = ServingState.of(model)
+        history = [d for d in self.history(model_id) if d.status == "succeeded"]
+        if deployment_id is None:
+            if not history:
+                raise ConflictError(f"{model_id} has no deployment to roll back")
+            target = history[0]
+        else:
+            named = next((d for d in history if d.deployment_id == deployment_id), None)
+            if named is None:
+                raise ConflictError(
+                    f"{model_id} has no successful deployment {deployment_id!r} to roll back"
+                )
+            target = named
+        restored = target.from_state
+        for v in restored.versions():
+            if self._registry.get_version(model_id, v).stage == "retired":
+                raise ConflictError(f"cannot restore {model_id} {v}: it is retired")
+        after = restored.model_copy(update={"generation": before.generation + 1})
+        return self._commit(
+            model_id,
+            before,
+            after,
+            actor=actor,
+            kind="rollback",
+            version=None,
+            traffic_percentage=None,
+            restores=target.deployment_id,
+        )
+
+    # --- history -----------------------------------------------------------------------
+    def history(self, model_id: str, limit: int = HISTORY_LIMIT) -> list[Deployment]:
+        self._registry.get_model(model_id)  # 404 for an unknown model
+        docs = self._documents.query(
+            DEPLOYMENTS,
+            [Filter("model_id", "==", model_id)],
+            [Order("created_at", descending=True)],
+            limit,
+        )
+        return [Deployment.model_validate(d.data) for d in docs]
+
+    # --- the one write path ------------------------------------------------------------
+    def _commit(
+        self,
+        model_id: str,
+        before: ServingState,
+        after: ServingState,
+        *,
+        actor: str,
+        kind: Literal["promote", "rollback"],
+        version: str | None,
+        traffic_percentage: int | None,
+        gate: list[dict[str, Any]] | None = None,
+        verification: dict[str, Any] | None = None,
+        restores: str | None = None,
+    ) -> Deployment:
+        now = self._clock()
+        deployment = Deployment(
+            deployment_id=uuid.uuid4().hex,
+            model_id=model_id,
+            kind=kind,
+            status="succeeded",
+            actor=actor,
+            created_at=now,
+            version=version,
+            traffic_percentage=traffic_percentage,
+            from_state=before,
+            to_state=after,
+            gate=gate or [],
+            verification=verification or {},
+            restores=restores,
+        )
+        touched = sorted(before.versions() | after.versions())
+
+        def write(tx: Transaction) -> None:
+            doc = tx.get(MODELS, model_id)
+            current = ServingState.of(ModelRecord.model_validate(doc.data if doc else {}))
+            if current.generation != before.generation:
+                raise PreconditionFailedError(
+                    f"{model_id} changed while this deployment was verified (generation "
+                    f"{current.generation}, expected {before.generation}); reread and retry"
+                )
+            stages = {}
+            for v in touched:
+                vdoc = tx.get(VERSIONS, version_doc_id(model_id, v))
+                stages[v] = ModelVersion.model_validate(vdoc.data if vdoc else {}).stage
+            tx.update(
+                MODELS,
+                model_id,
+                {
+                    "production_version": after.production_version,
+                    "canary_version": after.canary_version,
+                    "canary_percentage": after.canary_percentage,
+                    "generation": after.generation,
+                    "updated_at": now,
+                },
+            )
+            for v in touched:
+                stage = _stage_after(v, stages[v], after)
+                if stage != stages[v]:
+                    tx.update(VERSIONS, version_doc_id(model_id, v), {"stage": stage})
+            tx.create(DEPLOYMENTS, deployment.deployment_id, deployment.as_json())
+
+        self._documents.transaction(write)
+        return deployment
+
+    def _record_failure(
+        self,
+        model_id: str,
+        version: str,
+        traffic_percentage: int,
+        actor: str,
+        before: ServingState,
+        *,
+        reason: str,
+        gate: list[dict[str, Any]],
+        verification: dict[str, Any] | None = None,
+    ) -> None:
+        failed = Deployment(
+            deployment_id=uuid.uuid4().hex,
+            model_id=model_id,
+            kind="promote",
+            status="failed",
+            actor=actor,
+            created_at=self._clock(),
+            version=version,
+            traffic_percentage=traffic_percentage,
+            from_state=before,
+            to_state=None,
+            reason=reason,
+            gate=gate,
+            verification=verification or {},
+        )
+        self._documents.create(DEPLOYMENTS, failed.deployment_id, failed.as_json())
+
+
+def _stage_after(version: str, stage: str, after: ServingState) -> str:
+    """Stages follow serving: production serves all, a canary stays staging, a version
+    that stopped serving production becomes deprecated."""
+    if version == after.production_version:
+        return "production"
+    if version == after.canary_version:
+        return "staging"
+    if stage == "production":
+        return "deprecated"
+    return stage
