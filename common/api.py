@@ -8,26 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import serving
+from common import control, serving
 from common.http import Call, Operation
-from common.registry import ModelRecord, ModelVersion
-
-_EVIDENCE = {"golden_set", "drift_baseline", "artifact_key", "artifact_uri"}
-"""Kept in the registry for verification, monitoring and loading; not part of the API
-answer (storage locations are nobody's business but the platform's)."""
-_VERSION_SUMMARY = {"input_schema", "example", "model_card", "reports", *_EVIDENCE}
-
-
-def _summary(model: ModelRecord) -> dict[str, Any]:
-    return model.model_dump(mode="json")
-
-
-def _version(record: ModelVersion, *, full: bool) -> dict[str, Any]:
-    return record.model_dump(mode="json", exclude=_EVIDENCE if full else _VERSION_SUMMARY)
+from common.views import model_view, version_view
 
 
 def list_models(call: Call) -> dict[str, Any]:
-    return {"models": [_summary(m) for m in call.services.registry.list_models()]}
+    return {"models": [model_view(m) for m in call.services.registry.list_models()]}
 
 
 def get_model(call: Call) -> dict[str, Any]:
@@ -36,9 +23,9 @@ def get_model(call: Call) -> dict[str, Any]:
     versions = registry.list_versions(model.model_id)
     production = next((v for v in versions if v.version == model.production_version), None)
     return {
-        **_summary(model),
-        "production": _version(production, full=True) if production else None,
-        "versions": [_version(v, full=False) for v in versions],
+        **model_view(model),
+        "production": version_view(production) if production else None,
+        "versions": [version_view(v, full=False) for v in versions],
     }
 
 
@@ -51,6 +38,7 @@ def predict_handler(model_id: str) -> Any:
             snapshots=services.snapshots,
             pool=services.pool,
             request_id=call.request_id,
+            subject=call.principal.subject,
             max_details=services.settings.max_error_details,
             labels=call.labels,
         )
@@ -61,6 +49,12 @@ def predict_handler(model_id: str) -> Any:
 OPERATIONS: dict[str, Operation] = {
     "listModels": Operation(list_models),
     "getModel": Operation(get_model),
+    "getModelVersion": Operation(control.get_version),
+    "listDeployments": Operation(control.list_deployments),
+    "registerModelVersion": Operation(control.register_version, body=control.REGISTER),
+    "setVersionStage": Operation(control.set_stage, body=control.STAGE),
+    "promoteModel": Operation(control.promote, body=control.PROMOTE),
+    "rollbackModel": Operation(control.rollback, body=control.ROLLBACK),
     **{
         f"predict{model_id.capitalize()}": Operation(
             predict_handler(model_id), body=serving.PREDICT_REQUEST

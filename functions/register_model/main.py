@@ -1,0 +1,10 @@
+"""Cloud Function entry: `register_model`. All logic lives in `common/`."""
+
+import functions_framework
+
+from common.http import dispatch
+
+
+@functions_framework.http
+def register_model(request):
+    return dispatch("register_model", request)

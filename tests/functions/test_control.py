@@ -1,0 +1,190 @@
+"""The control plane over HTTP: register, stage, promote, roll back, history."""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import cache
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from common.training.base import BuiltModel
+from common.training.dcf_builder import build as build_dcf
+from tests.conftest import function_client
+from tests.fixtures import SEED, Stack, trained_risk
+from tests.functions.test_predict_risk import assert_error
+
+
+@cache
+def built_dcf() -> BuiltModel:
+    return build_dcf(seed=SEED)[0]
+
+
+def register_body(built: BuiltModel, version: str, **changes: Any) -> dict[str, Any]:
+    body = {
+        "version": version,
+        "kind": built.kind,
+        "artifact_base64": base64.b64encode(built.artifact).decode(),
+        "description": built.description,
+        "metrics": built.metrics,
+        "model_card": built.model_card,
+        "golden_set": built.golden_set,
+        "drift_baseline": built.drift_baseline,
+        "example": built.example,
+    }
+    return {**body, **changes}
+
+
+def register(stack: Stack, model_id: str, body: dict[str, Any], perms: tuple[str, ...]) -> Any:
+    return function_client("register_model").post(
+        f"/v1/models/{model_id}/versions", json=body, headers=stack.headers(perms)
+    )
+
+
+def control(stack: Stack, name: str, path: str, body: dict[str, Any], perms=("admin",)) -> Any:  # type: ignore[no-untyped-def]
+    return function_client(name).post(path, json=body, headers=stack.headers(perms))
+
+
+def test_register_a_json_artifact_with_the_register_permission(empty_stack: Stack) -> None:
+    response = register(
+        empty_stack, "dcf", register_body(built_dcf(), "1.0.0"), ("model:dcf:register",)
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["version"], body["stage"], body["created_by"]) == (
+        "1.0.0",
+        "development",
+        "tester",
+    )
+    assert "golden_set" not in body
+    assert "artifact_uri" not in body
+    again = register(empty_stack, "dcf", register_body(built_dcf(), "1.0.0"), ("admin",))
+    assert_error(again, 409, "conflict")
+
+
+def test_a_pickled_artifact_needs_admin(empty_stack: Stack) -> None:
+    body = register_body(trained_risk(), "1.0.0")
+    refused = register(empty_stack, "risk", body, ("model:risk:register",))
+    assert_error(refused, 403, "forbidden")
+    assert register(empty_stack, "risk", body, ("admin",)).status_code == 201
+
+
+def test_an_artifact_that_does_not_load_is_422_and_nothing_is_stored(empty_stack: Stack) -> None:
+    bogus = base64.b64encode(json.dumps({"format": "ipo-dcf/1"}).encode()).decode()
+    body = register_body(built_dcf(), "1.0.0", artifact_base64=bogus)
+    response = register(empty_stack, "dcf", body, ("admin",))
+    details = assert_error(response, 422, "invalid_values")["error"]["details"]
+    assert details == [{"field": "artifact_base64", "rule": "loads"}]
+    missing = function_client("list_models").get(
+        "/v1/models/dcf/versions/1.0.0", headers=empty_stack.headers()
+    )
+    assert_error(missing, 404, "not_found")
+
+
+def test_bad_base64_and_bad_examples_are_422(empty_stack: Stack) -> None:
+    body = register_body(built_dcf(), "1.0.0", artifact_base64="not base64!!")
+    assert_error(register(empty_stack, "dcf", body, ("admin",)), 422, "invalid_values")
+    example = {**built_dcf().example, "revenue_musd": -1.0}
+    response = register(
+        empty_stack, "dcf", register_body(built_dcf(), "1.0.0", example=example), ("admin",)
+    )
+    details = assert_error(response, 422, "invalid_values")["error"]["details"]
+    assert details[0]["field"] == "example.revenue_musd"
+
+
+def test_the_whole_life_of_a_model_over_http(stack: Stack) -> None:
+    weak = BuiltModel(
+        **{**trained_risk().__dict__, "metrics": {**trained_risk().metrics, "accuracy": 0.8}}
+    )
+    assert register(stack, "risk", register_body(weak, "1.1.0"), ("admin",)).status_code == 201
+    staged = control(
+        stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "staging"}
+    )
+    assert staged.get_json()["stage"] == "staging"
+
+    refused = control(stack, "promote_model", "/v1/models/risk/promote", {"version": "1.1.0"})
+    details = assert_error(refused, 422, "invalid_values")["error"]["details"]
+    assert details == [
+        {"criterion": "accuracy", "op": ">=", "threshold": 0.85, "value": 0.8, "passed": False}
+    ]
+
+    assert (
+        register(stack, "risk", register_body(trained_risk(), "1.2.0"), ("admin",)).status_code
+        == 201
+    )
+    control(stack, "promote_model", "/v1/models/risk/versions/1.2.0/stage", {"stage": "staging"})
+    canary = control(
+        stack,
+        "promote_model",
+        "/v1/models/risk/promote",
+        {"version": "1.2.0", "traffic_percentage": 10},
+    )
+    assert canary.status_code == 200, canary.get_data(as_text=True)
+    assert canary.get_json()["model"]["canary_version"] == "1.2.0"
+    assert canary.get_json()["deployment"]["to"]["canary_percentage"] == 10
+
+    full = control(stack, "promote_model", "/v1/models/risk/promote", {"version": "1.2.0"})
+    assert full.get_json()["model"]["production_version"] == "1.2.0"
+
+    back = control(stack, "rollback_model", "/v1/models/risk/rollback", {})
+    assert back.status_code == 200
+    assert back.get_json()["model"]["production_version"] == "1.0.0"
+
+    history = (
+        function_client("list_models")
+        .get("/v1/models/risk/deployments", headers=stack.headers(("model:read",)))
+        .get_json()["deployments"]
+    )
+    assert [(d["kind"], d["status"], d["version"]) for d in history] == [
+        ("rollback", "succeeded", None),
+        ("promote", "succeeded", "1.2.0"),
+        ("promote", "succeeded", "1.2.0"),
+        ("promote", "failed", "1.1.0"),
+        ("promote", "succeeded", "1.0.0"),
+    ]
+
+
+def test_permissions_are_per_model_and_per_action(stack: Stack) -> None:
+    denied = control(
+        stack,
+        "promote_model",
+        "/v1/models/risk/promote",
+        {"version": "1.0.0"},
+        ("model:dcf:promote",),
+    )
+    assert_error(denied, 403, "forbidden")
+    denied = control(
+        stack, "rollback_model", "/v1/models/risk/rollback", {}, ("model:risk:promote",)
+    )
+    assert_error(denied, 403, "forbidden")
+
+
+def test_retired_versions_answer_410(stack: Stack) -> None:
+    register(stack, "risk", register_body(trained_risk(), "1.1.0"), ("admin",))
+    control(stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "retired"})
+    response = function_client("list_models").get(
+        "/v1/models/risk/versions/1.1.0", headers=stack.headers()
+    )
+    assert_error(response, 410, "gone")
+
+
+def test_disallowed_transition_is_409(stack: Stack) -> None:
+    response = control(
+        stack, "promote_model", "/v1/models/risk/versions/1.0.0/stage", {"stage": "staging"}
+    )
+    assert_error(response, 409, "conflict")
+
+
+def test_a_promotion_reaches_this_instance_at_once(
+    stack: Stack, predict_risk_client: FlaskClient
+) -> None:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    ask = lambda: predict_risk_client.post(  # noqa: E731
+        "/v1/predict/risk", json={"instances": [example]}, headers=stack.headers()
+    ).get_json()["model_version"]
+    assert ask() == "1.0.0"
+    register(stack, "risk", register_body(trained_risk(), "1.1.0"), ("admin",))
+    control(stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "staging"})
+    control(stack, "promote_model", "/v1/models/risk/promote", {"version": "1.1.0"})
+    assert ask() == "1.1.0"
