@@ -34,6 +34,16 @@ TARGETS = 500
 HELD_OUT_SHARE = 0.2
 
 
+GATE = {
+    "criteria": [
+        {"metric": "loo_median_abs_log_error_blended", "op": "<=", "threshold": 0.5},
+        {"metric": "peers_per_sector_min", "op": ">=", "threshold": 5.0},
+        {"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0},
+    ]
+}
+"""CCA's bar: peers value each other within a factor of e^0.5 at the median, enough peers."""
+
+
 def synthetic_targets(n: int, seed: int) -> list[dict[str, Any]]:
     """Companies to value, valid for CcaInstance; some with negative EBITDA or earnings."""
     rng = np.random.default_rng(seed)
@@ -169,6 +179,7 @@ def package(peer_set: PeerSet, *, seed: int, synthetic: bool) -> BuiltModel:
     )
     return finish(
         model_id="cca",
+        gate=GATE,
         runtime_class=CcaRuntime,
         artifact=artifact,
         description=(

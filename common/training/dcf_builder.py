@@ -72,6 +72,18 @@ HELD_OUT = 200
 CONSISTENCY_ROWS = 40
 
 
+GATE = {
+    "criteria": [
+        {"metric": "npv_max_rel_error", "op": "<=", "threshold": 1e-6},
+        {"metric": "batch_matches_single", "op": ">=", "threshold": 1.0},
+        {"metric": "mc_reproducible", "op": ">=", "threshold": 1.0},
+        {"metric": "mc_point_inside_p5_p95", "op": ">=", "threshold": 0.95},
+        {"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0},
+    ]
+}
+"""The DCF declares its own bar: exact arithmetic, reproducible simulation, honest range."""
+
+
 def artifact(seed: int) -> bytes:
     """The assumption set as canonical JSON: the same seed always gives the same bytes."""
     body = {
@@ -330,6 +342,7 @@ def build(seed: int, data: Path | None = None) -> list[BuiltModel]:
     return [
         finish(
             model_id="dcf",
+            gate=GATE,
             runtime_class=DcfRuntime,
             artifact=body,
             description=(

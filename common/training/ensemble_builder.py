@@ -23,6 +23,10 @@ SENTIMENT_STRENGTH = 0.05
 CONFIDENCE = 0.90
 
 
+GATE = {"criteria": [{"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0}]}
+"""The ensemble learns nothing; its bar is speed (its components pass their own gates)."""
+
+
 def artifact(components: dict[str, str] | None = None) -> bytes:
     body = {
         "format": ARTIFACT_FORMAT,
@@ -130,6 +134,7 @@ def build(
     return [
         finish(
             model_id="ensemble",
+            gate=GATE,
             runtime_class=EnsembleRuntime,
             artifact=built_artifact,
             description=(

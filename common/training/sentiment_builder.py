@@ -33,6 +33,16 @@ MODEL_ID = "sentiment"
 LEXICON_RESOURCE = "finance_lexicon.json"
 
 
+GATE = {
+    "criteria": [
+        {"metric": "accuracy", "op": ">=", "threshold": 0.5},
+        {"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0},
+    ]
+}
+"""Sentiment's bar: clearly better than the 1/3 of guessing among three labels; a
+candidate must also win an experiment against the baseline before it replaces it."""
+
+
 def shipped_lexicon() -> LexiconArtifact:
     """The project's own finance lexicon (common/models/data/, provenance in its README)."""
     text = resources.files("common.models").joinpath("data", LEXICON_RESOURCE).read_text("utf-8")
@@ -131,6 +141,7 @@ def train(
     )
     lexicon_version = finish(
         model_id=MODEL_ID,
+        gate=GATE,
         runtime_class=SentimentRuntime,
         artifact=lexicon_bytes,
         description=(
@@ -175,6 +186,7 @@ def train(
     vocabulary = len(pipeline.named_steps["tfidf"].vocabulary_)
     classifier_version = finish(
         model_id=MODEL_ID,
+        gate=GATE,
         runtime_class=SentimentRuntime,
         artifact=classifier_bytes,
         description=(
