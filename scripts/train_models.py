@@ -3,6 +3,7 @@
     python scripts/train_models.py                    # every model: next version, promoted
     python scripts/train_models.py --if-absent        # only models with no production version
     python scripts/train_models.py --models risk --data my_ipos.csv
+    python scripts/train_models.py --models risk --export build/  # files for ipoctl register
 
 Backends come from the IPO_ settings, so the same command fills the embedded SQLite store
 on a laptop, or Firestore and Cloud Storage in a project.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from common.errors import NotFoundError, ServiceError
 from common.local import settings_or_exit
 from common.registry import Registry, version_key
 from common.services import Services
-from common.training.base import register_built
+from common.training.base import BuiltModel, register_built
 from common.training.builders import BUILDERS, build
 
 
@@ -33,6 +36,28 @@ def next_version(registry: Registry, model_id: str) -> str:
         return "1.0.0"
     major, minor, _patch = version_key(versions[-1].version)[:3]
     return f"{major}.{minor + 1}.0"
+
+
+def export(built: BuiltModel, folder: Path) -> tuple[Path, Path]:
+    """The artifact and its evidence as files, in the shape `ipoctl register` sends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{built.model_id}-{hashlib.sha256(built.artifact).hexdigest()[:12]}"
+    artifact = folder / f"{stem}.artifact"
+    metadata = folder / f"{stem}.json"
+    artifact.write_bytes(built.artifact)
+    evidence = {
+        "description": built.description,
+        "metrics": built.metrics,
+        "tags": built.tags,
+        "model_card": built.model_card,
+        "golden_set": built.golden_set,
+        "drift_baseline": built.drift_baseline,
+        "example": built.example,
+        "reports": built.reports,
+        "gate": built.gate,
+    }
+    metadata.write_text(json.dumps({k: v for k, v in evidence.items() if v}, indent=1) + "\n")
+    return artifact, metadata
 
 
 def _in_production(registry: Registry, model_id: str) -> str | None:
@@ -48,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-absent", action="store_true", help="skip models in production")
     parser.add_argument("--seed", type=int, default=20261127, help="seed of the synthetic data")
     parser.add_argument("--data", type=Path, help="the user's CSV (one model at a time)")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="write each built version to DIR (artifact + metadata for `ipoctl register`) "
+        "instead of registering it",
+    )
     args = parser.parse_args(argv)
 
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -71,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                 todo.append(model_id)
         for model_id in tqdm(todo, desc="building models", unit="model", disable=not todo):
             for built in build(model_id, seed=args.seed, data=args.data, registry=registry):
+                if args.export is not None:
+                    artifact, metadata = export(built, args.export)
+                    tqdm.write(f"{model_id}: wrote {artifact} and {metadata}")
+                    continue
                 version = next_version(registry, built.model_id)
                 register_built(services.lifecycle, built, version=version, created_by=user)
                 state = "in production" if built.promote else "registered"

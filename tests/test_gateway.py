@@ -188,3 +188,27 @@ def test_head_is_get_without_a_body(gateway: Gateway) -> None:
     response = requests.head(f"{gateway.base}/v1/models/risk", headers=headers, timeout=5)
     assert response.status_code == 200
     assert response.content == b""
+
+
+def test_ipoctl_against_the_running_gateway(gateway: Gateway) -> None:
+    environ = {**gateway.environ, "IPOCTL_URL": gateway.base, "IPOCTL_TOKEN": _token(gateway)}
+
+    def ipoctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "scripts/ipoctl.py", *args],
+            cwd=ROOT,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = ipoctl("--json", "models")
+    assert listed.returncode == 0, listed.stderr
+    assert [m["model_id"] for m in json.loads(listed.stdout)["models"]] == ["risk"]
+    refused = ipoctl("promote", "risk", "1.0.0")
+    assert refused.returncode == 1
+    assert "already in production" in refused.stderr
+    history = ipoctl("history", "risk")
+    assert history.returncode == 0
+    assert "promote" in history.stdout
