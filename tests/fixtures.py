@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from common.auth import issue_token
-from common.backends import build_backends
+from common.backends import Backends, build_artifact_store, build_document_store
+from common.backends.env_secrets import EnvSecretSource
 from common.config import Settings
 from common.lifecycle import Lifecycle
 from common.models.base import Component, ModelRuntime
@@ -94,9 +94,13 @@ def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
         "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY,
         **extra_environ,
     }
-    os.environ.update(environ)
     settings = Settings.from_environ(environ)
-    services = Services.build(settings, build_backends(settings))
+    backends = Backends(
+        documents=build_document_store(settings),
+        artifacts=build_artifact_store(settings),
+        secrets=EnvSecretSource(settings.env_file, environ=environ),  # not os.environ
+    )
+    services = Services.build(settings, backends)
     return Stack(settings=settings, services=services, environ=environ)
 
 
