@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
-from common import cli, cli_client
+from common import cli, cli_client, cli_commands
 from common.cli_client import RawResponse, TransportError
 from common.config import Settings
 from common.local import ensure_signing_secret
@@ -187,7 +187,7 @@ def run(
     transport: FakeTransport | None = None,
     env: Mapping[str, str] = ENV,
     stdin: str = "",
-    minter: Callable[[], cli.Minter] | None = None,
+    minter: Callable[[], cli_commands.Minter] | None = None,
     real_transport: bool = False,
 ) -> Result:
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -839,7 +839,7 @@ def canary_router(request: Sent) -> Reply:
     }
 
 
-def fake_minter(minted: list[str]) -> Callable[[], cli.Minter]:
+def fake_minter(minted: list[str]) -> Callable[[], cli_commands.Minter]:
     def mint(subject: str) -> str:
         minted.append(subject)
         return "tok-" + subject
@@ -913,20 +913,20 @@ def test_canary_check_refusals() -> None:
 def test_local_minter_signs_with_the_local_secret(tmp_path: Path) -> None:
     environ = {"IPO_ENV_FILE": str(tmp_path / "local.env"), "IPO_DATA_DIR": str(tmp_path)}
     ensure_signing_secret(Settings.from_environ(environ))
-    token = cli.local_minter(environ)("user-3")
+    token = cli_commands.local_minter(environ)("user-3")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == "user-3"
     assert claims["perms"] == ["model:*:predict"]
-    assert claims["exp"] - claims["iat"] == cli.CANARY_TOKEN_TTL_S
+    assert claims["exp"] - claims["iat"] == cli_commands.CANARY_TOKEN_TTL_S
 
 
 def test_local_minter_without_a_secret_is_a_usage_error(tmp_path: Path) -> None:
     environ = {"IPO_ENV_FILE": str(tmp_path / "absent.env"), "IPO_DATA_DIR": str(tmp_path)}
     with pytest.raises(cli_client.UsageError) as caught:
-        cli.local_minter(environ)("user-1")
+        cli_commands.local_minter(environ)("user-1")
     assert "canary-check cannot mint local tokens" in caught.value.lines[0]
     with pytest.raises(cli_client.UsageError):
-        cli.local_minter({"IPO_NO_SUCH_SETTING": "1"})
+        cli_commands.local_minter({"IPO_NO_SUCH_SETTING": "1"})
 
 
 # --- the real transport and the script ----------------------------------------------------
