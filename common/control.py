@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AfterValidator, Field, TypeAdapter
 
 from common.errors import ForbiddenError, GoneError, InvalidValuesError, ServiceError
 from common.gate import GateSpec
@@ -22,6 +22,30 @@ from common.validation import StrictModel, field_name, problems_from
 from common.views import model_view, version_view
 
 MAX_GOLDEN_CASES = 200
+MAX_NESTING = 16
+"""Deepest nesting of a free-form field: Firestore stores at most 20 levels of maps."""
+
+
+def _nesting(value: Any, depth: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_nesting(v, depth + 1) for v in value.values()), default=depth + 1)
+    if isinstance(value, list):
+        return max((_nesting(v, depth + 1) for v in value), default=depth + 1)
+    return depth
+
+
+def _shallow(value: Any) -> Any:
+    if _nesting(value) > MAX_NESTING:
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+Shallow = Annotated[dict[str, Any], AfterValidator(_shallow)]
+
+
+class GoldenCase(StrictModel):
+    instance: Shallow
+    expected: Shallow
 
 
 class RegisterRequest(StrictModel):
@@ -31,12 +55,14 @@ class RegisterRequest(StrictModel):
     description: str = Field("", max_length=4000)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=200)
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
-    model_card: dict[str, Any] = Field(default_factory=dict)
-    golden_set: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_GOLDEN_CASES)
-    drift_baseline: dict[str, Any] = Field(default_factory=dict)
-    example: dict[str, Any] = Field(default_factory=dict)
-    reports: dict[str, Any] = Field(default_factory=dict)
-    gate: GateSpec | None = Field(None, description="Promotion criteria; first version only.")
+    model_card: Shallow = Field(default_factory=dict)
+    golden_set: list[GoldenCase] = Field(default_factory=list, max_length=MAX_GOLDEN_CASES)
+    drift_baseline: Shallow = Field(default_factory=dict)
+    example: Shallow = Field(default_factory=dict)
+    reports: Shallow = Field(default_factory=dict)
+    gate: GateSpec | None = Field(
+        None, description="Promotion criteria, with a model's first version only (admin)."
+    )
 
 
 class StageRequest(StrictModel):
@@ -87,7 +113,7 @@ def _check_inputs(kind: str, body: RegisterRequest) -> None:
     if body.example:
         checks.append((["example"], body.example))
     checks += [
-        (["golden_set", i, "instance"], c.get("instance")) for i, c in enumerate(body.golden_set)
+        (["golden_set", i, "instance"], case.instance) for i, case in enumerate(body.golden_set)
     ]
     for path, value in checks:
         try:
@@ -103,6 +129,25 @@ def _check_inputs(kind: str, body: RegisterRequest) -> None:
         )
 
 
+def _check_gate_change(call: Call, model_id: str) -> None:
+    """The gate decides what may serve: only admin sets it, and only for a new model."""
+    from common.errors import NotFoundError
+
+    if not call.principal.allows("admin"):
+        raise ForbiddenError(
+            "setting a model's promotion gate needs the admin permission",
+            details=[{"required_permission": "admin"}],
+        )
+    try:
+        call.services.registry.get_model(model_id)
+    except NotFoundError:
+        return
+    raise InvalidValuesError(
+        f"model {model_id!r} already has its promotion gate; it is set with the first version",
+        details=[{"field": "gate", "rule": "first_version_only"}],
+    )
+
+
 def register_version(call: Call) -> Reply:
     body: RegisterRequest = call.body
     model_id = call.params["model_id"]
@@ -114,6 +159,8 @@ def register_version(call: Call) -> Reply:
             "needs the admin permission",
             details=[{"required_permission": "admin"}],
         )
+    if body.gate is not None:
+        _check_gate_change(call, model_id)
     if body.kind not in kinds():
         raise InvalidValuesError(
             f"unknown model kind {body.kind!r}",
@@ -145,7 +192,7 @@ def register_version(call: Call) -> Reply:
         input_schema=runtime.input_schema(),
         example=body.example,
         model_card=body.model_card,
-        golden_set=body.golden_set,
+        golden_set=[case.model_dump() for case in body.golden_set],
         drift_baseline=body.drift_baseline,
         reports=body.reports,
         gate=body.gate.model_dump() if body.gate else None,

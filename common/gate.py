@@ -30,7 +30,8 @@ class Criterion(BaseModel):
 class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    criteria: tuple[Criterion, ...] = ()
+    criteria: tuple[Criterion, ...] = Field(min_length=1)
+    """At least one: a gate with no criteria would let anything through."""
     require_experiment: bool = False
     """Also require a completed experiment in which this version showed no significant
     regression on its success metrics."""
@@ -53,6 +54,9 @@ def spec_for(kind: str, declared: Mapping[str, Any] | None) -> GateSpec:
     if kind in CLASSIFIER_KINDS:
         return CLASSIFIER_DEFAULTS
     return GateSpec(criteria=(Criterion(metric="latency_p95_ms", op="<=", threshold=500.0),))
+
+
+__all__ = ["CLASSIFIER_DEFAULTS", "Criterion", "GateSpec", "evaluate", "spec_for"]
 
 
 def evaluate(spec: GateSpec, metrics: Mapping[str, float]) -> list[dict[str, Any]]:

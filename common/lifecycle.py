@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common import gate as gates
 from common.backends.base import DocumentStore, Filter, Order, Transaction
-from common.errors import ConflictError, GoneError, InvalidValuesError, PreconditionFailedError
+from common.errors import (
+    ConflictError,
+    GoneError,
+    InvalidValuesError,
+    PreconditionFailedError,
+    ServiceError,
+)
 from common.models.base import Component
 from common.models.pool import ModelPool
 from common.registry import (
@@ -50,6 +56,9 @@ MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
     "retired": frozenset(),
 }
 PROMOTABLE: frozenset[str] = frozenset({"staging", "deprecated"})
+RESTORABLE: frozenset[str] = frozenset({"staging", "deprecated"})
+"""Stages a rollback may bring back into serving: a version since moved to development or
+retired stays out."""
 
 
 class ServingState(BaseModel):
@@ -127,8 +136,17 @@ class Lifecycle:
             )
 
         def move(tx: Transaction) -> ModelVersion:
+            model_doc = tx.get(MODELS, model_id)
             doc = tx.get(VERSIONS, version_doc_id(model_id, version))
             record = ModelVersion.model_validate(doc.data if doc else {})
+            serving = ServingState.of(
+                ModelRecord.model_validate(model_doc.data if model_doc else {})
+            )
+            if version in serving.versions():
+                raise ConflictError(
+                    f"{model_id} {version} is serving traffic; promote another version or roll "
+                    "back before moving it"
+                )
             if record.stage != current.stage:
                 raise PreconditionFailedError(f"{model_id} {version} changed stage; retry")
             tx.update(VERSIONS, version_doc_id(model_id, version), {"stage": stage})
@@ -159,7 +177,11 @@ class Lifecycle:
             raise GoneError(f"{model_id} {version} is retired")
         if before.production_version == version:
             raise ConflictError(f"{model_id} {version} is already in production")
-        if candidate.stage not in PROMOTABLE and before.canary_version != version:
+        if traffic_percentage < 100 and before.production_version is None:
+            raise ConflictError(
+                f"{model_id} has no production version; a canary needs one to share traffic with"
+            )
+        if candidate.stage not in PROMOTABLE:
             raise ConflictError(
                 f"{model_id} {version} is {candidate.stage}; move it to staging before promoting"
             )
@@ -203,14 +225,8 @@ class Lifecycle:
             )
 
         if traffic_percentage == 100:
+            # Any canary ends: it was judged against the production version now replaced.
             after = ServingState(production_version=version, generation=before.generation + 1)
-            if before.canary_version and before.canary_version != version:
-                after = after.model_copy(
-                    update={
-                        "canary_version": before.canary_version,
-                        "canary_percentage": before.canary_percentage,
-                    }
-                )
         else:
             after = before.model_copy(
                 update={
@@ -232,15 +248,26 @@ class Lifecycle:
         )
 
     def _verify(self, candidate: ModelVersion, spec: gates.GateSpec) -> dict[str, Any]:
-        runtime = ModelPool(self._registry, size=1).get(candidate).runtime  # hash checked
-        components = self._resolve(runtime.components()) if runtime.components() else None
+        """A report, never an exception: a candidate that cannot even run fails verification."""
         budget = next(
             (c.threshold for c in spec.criteria if c.metric == "latency_p95_ms" and c.op == "<="),
             None,
         )
-        return verify(
-            runtime, candidate.golden_set, components=components, latency_budget_ms=budget
-        )
+        try:
+            runtime = ModelPool(self._registry, size=1).get(candidate).runtime  # hash checked
+            components = self._resolve(runtime.components()) if runtime.components() else None
+            return verify(
+                runtime, candidate.golden_set, components=components, latency_budget_ms=budget
+            )
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ServiceError) else type(exc).__name__
+            return {
+                "passed": False,
+                "problems": [f"the candidate could not be run: {message}"],
+                "golden_cases": len(candidate.golden_set),
+                "golden_mismatches": [],
+                "latency_p95_ms": None,
+            }
 
     def _experiment_evidence(self, model_id: str, version: str) -> dict[str, Any]:
         """A completed experiment of this model in which ``version`` showed no regression."""
@@ -262,26 +289,32 @@ class Lifecycle:
     def rollback(
         self, model_id: str, *, actor: str, deployment_id: str | None = None
     ) -> Deployment:
-        """Restore the state before the latest (or the named) successful deployment."""
+        """Restore the state before the deployment that made the current state (or before
+        the named successful deployment)."""
         model = self._registry.get_model(model_id)
         before = ServingState.of(model)
-        history = [d for d in self.history(model_id) if d.status == "succeeded"]
         if deployment_id is None:
-            if not history:
+            found = self._documents.query(
+                DEPLOYMENTS,
+                [
+                    Filter("model_id", "==", model_id),
+                    Filter("status", "==", "succeeded"),
+                    Filter("to.generation", "==", before.generation),
+                ],
+                limit=1,
+            )
+            if not found:
                 raise ConflictError(f"{model_id} has no deployment to roll back")
-            target = history[0]
+            target = Deployment.model_validate(found[0].data)
         else:
-            named = next((d for d in history if d.deployment_id == deployment_id), None)
-            if named is None:
+            doc = self._documents.get(DEPLOYMENTS, deployment_id)
+            named = Deployment.model_validate(doc.data) if doc else None
+            if named is None or named.model_id != model_id or named.status != "succeeded":
                 raise ConflictError(
                     f"{model_id} has no successful deployment {deployment_id!r} to roll back"
                 )
             target = named
-        restored = target.from_state
-        for v in restored.versions():
-            if self._registry.get_version(model_id, v).stage == "retired":
-                raise ConflictError(f"cannot restore {model_id} {v}: it is retired")
-        after = restored.model_copy(update={"generation": before.generation + 1})
+        after = target.from_state.model_copy(update={"generation": before.generation + 1})
         return self._commit(
             model_id,
             before,
@@ -332,7 +365,7 @@ class Lifecycle:
             from_state=before,
             to_state=after,
             gate=gate or [],
-            verification=verification or {},
+            verification=_for_the_record(verification or {}),
             restores=restores,
         )
         touched = sorted(before.versions() | after.versions())
@@ -349,6 +382,13 @@ class Lifecycle:
             for v in touched:
                 vdoc = tx.get(VERSIONS, version_doc_id(model_id, v))
                 stages[v] = ModelVersion.model_validate(vdoc.data if vdoc else {}).stage
+            for v in after.versions() - before.versions():
+                allowed = PROMOTABLE if kind == "promote" else RESTORABLE
+                if stages[v] not in allowed:
+                    raise ConflictError(
+                        f"{model_id} {v} is {stages[v]}; it cannot start serving "
+                        f"(allowed: {', '.join(sorted(allowed))})"
+                    )
             tx.update(
                 MODELS,
                 model_id,
@@ -394,9 +434,16 @@ class Lifecycle:
             to_state=None,
             reason=reason,
             gate=gate,
-            verification=verification or {},
+            verification=_for_the_record(verification or {}),
         )
         self._documents.create(DEPLOYMENTS, failed.deployment_id, failed.as_json())
+
+
+def _for_the_record(report: dict[str, Any]) -> dict[str, Any]:
+    """The verification report as deployments keep it: where golden outputs differed, not
+    the values (readers of the history need not see golden data)."""
+    mismatches = [m.split(":", 1)[0] for m in report.get("golden_mismatches", [])]
+    return {**report, "golden_mismatches": mismatches}
 
 
 def _stage_after(version: str, stage: str, after: ServingState) -> str:

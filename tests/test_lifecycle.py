@@ -159,7 +159,10 @@ def test_missing_metric_fails_the_gate(life: Lifecycle) -> None:
 
 def test_experiment_evidence_when_required(life: Lifecycle, stack: Stack) -> None:
     built = trained_risk()
-    gate = {"criteria": [], "require_experiment": True}
+    gate = {
+        "criteria": [{"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0}],
+        "require_experiment": True,
+    }
     staged(life, "1.0.0", BuiltModel(**{**built.__dict__, "gate": gate}))
     with pytest.raises(InvalidValuesError) as caught:
         life.promote("risk", "1.0.0", actor="t")
@@ -245,11 +248,23 @@ def test_canary_share_is_sticky_and_close_to_target(any_stack: Stack) -> None:
     ]
 
 
-def test_raising_the_share_keeps_earlier_canary_users(life: Lifecycle) -> None:
+def test_raising_the_share_keeps_earlier_canary_users(stack: Stack) -> None:
+    life = stack.lifecycle
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0")
     users = [f"u{i}" for i in range(2000)]
-    at10 = {u for u in users if bucket("risk", u) < 10 * 100}
-    at50 = {u for u in users if bucket("risk", u) < 50 * 100}
-    assert at10 <= at50
+
+    def canary_users() -> set[str]:
+        stack.services.snapshots.invalidate()
+        snapshot = stack.services.snapshots.get("risk")
+        return {u for u in users if snapshot.route(u)[1] == "canary"}
+
+    life.promote("risk", "1.1.0", actor="t", traffic_percentage=10)
+    at10 = canary_users()
+    life.promote("risk", "1.1.0", actor="t", traffic_percentage=50)
+    at50 = canary_users()
+    assert at10 < at50
+    assert 0.45 <= len(at50) / len(users) <= 0.55
 
 
 def test_rollback_to_before_a_named_deployment(life: Lifecycle) -> None:
@@ -271,32 +286,112 @@ def test_rollback_without_history_is_409(life: Lifecycle) -> None:
         life.rollback("risk", actor="t")
 
 
-def test_deployments_are_append_only_records(life: Lifecycle, stack: Stack) -> None:
+def test_deployment_records_never_change(life: Lifecycle, stack: Stack) -> None:
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0")
+    first = stack.services.backends.documents.query(DEPLOYMENTS)
+    life.promote("risk", "1.1.0", actor="t")
+    life.rollback("risk", actor="t")
+    later = {d.id: d for d in stack.services.backends.documents.query(DEPLOYMENTS)}
+    assert len(later) == len(first) + 2
+    for doc in first:
+        assert later[doc.id].data == doc.data
+        assert later[doc.id].revision == doc.revision
+
+
+# --- what may serve ------------------------------------------------------------------------
+
+
+def test_a_serving_version_cannot_be_retired_or_demoted(life: Lifecycle) -> None:
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0")
+    life.promote("risk", "1.1.0", actor="t", traffic_percentage=50)
+    for version, stage in (("1.1.0", "retired"), ("1.1.0", "development"), ("1.0.0", "retired")):
+        with pytest.raises(ConflictError, match=r"serving|production"):
+            life.set_stage("risk", version, stage)  # type: ignore[arg-type]
+
+
+def test_a_full_promotion_ends_any_canary(life: Lifecycle) -> None:
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0")
+    staged(life, "1.2.0")
+    life.promote("risk", "1.1.0", actor="t", traffic_percentage=50)
+    life.promote("risk", "1.2.0", actor="t")
+    model = life.registry.get_model("risk")
+    assert (model.production_version, model.canary_version, model.canary_percentage) == (
+        "1.2.0",
+        None,
+        0,
+    )
+    assert life.registry.get_version("risk", "1.1.0").stage == "staging"
+
+
+def test_a_canary_needs_a_production_version(life: Lifecycle) -> None:
+    staged(life, "1.0.0")
+    with pytest.raises(ConflictError, match="no production version"):
+        life.promote("risk", "1.0.0", actor="t", traffic_percentage=10)
+
+
+def test_rollback_does_not_bring_back_a_retired_version(life: Lifecycle) -> None:
     register_risk(life, "1.0.0")
     staged(life, "1.1.0")
     life.promote("risk", "1.1.0", actor="t")
-    documents = stack.services.backends.documents
-    ids = [d.id for d in documents.query(DEPLOYMENTS)]
-    with pytest.raises(ConflictError):
-        documents.create(DEPLOYMENTS, ids[0], {"model_id": "risk"})
+    life.set_stage("risk", "1.0.0", "retired")
+    with pytest.raises(ConflictError, match="retired"):
+        life.rollback("risk", actor="t")
+    assert life.registry.get_model("risk").production_version == "1.1.0"
+
+
+def test_rollback_finds_its_deployment_among_many_failures(life: Lifecycle) -> None:
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0")
+    life.promote("risk", "1.1.0", actor="t")
+    staged(life, "1.2.0", weak_model(0.5))
+    for _ in range(5):
+        with pytest.raises(InvalidValuesError):
+            life.promote("risk", "1.2.0", actor="t")
+    life.rollback("risk", actor="t")
+    assert life.registry.get_model("risk").production_version == "1.0.0"
+
+
+def test_a_candidate_that_cannot_run_fails_verification(life: Lifecycle, stack: Stack) -> None:
+    register_risk(life, "1.0.0")
+    staged(life, "1.1.0", weak_model(0.9))  # the same bytes under a new version...
+    record = life.registry.get_version("risk", "1.1.0")
+    (stack.settings.resolved_artifact_dir / record.artifact_key).unlink()  # ...now gone
+    with pytest.raises(InvalidValuesError, match="could not be run"):
+        life.promote("risk", "1.1.0", actor="t")
+    assert life.history("risk")[0].reason == "verification failed"
 
 
 # --- the race ----------------------------------------------------------------------------
 
 
-def test_two_simultaneous_promotions_exactly_one_wins(any_stack: Stack) -> None:
+def test_two_simultaneous_promotions_exactly_one_wins(
+    any_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both promotions pass verification before either commits; the store decides."""
+    from common import lifecycle as lifecycle_module
+
     life = any_stack.lifecycle
     register_risk(life, "1.0.0")
     staged(life, "1.1.0")
     staged(life, "1.2.0")
     generation = life.registry.get_model("risk").generation
+    both_verified = threading.Barrier(2, timeout=30)
+    real_verify = lifecycle_module.verify
+
+    def verify_then_wait(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        report = real_verify(*args, **kwargs)
+        both_verified.wait()
+        return report
+
+    monkeypatch.setattr(lifecycle_module, "verify", verify_then_wait)
     outcomes: list[str] = []
-    barrier = threading.Barrier(2)
 
     def promote(version: str) -> None:
-        barrier.wait()
         try:
-            life.promote("risk", version, actor=version, expected_generation=generation)
+            life.promote("risk", version, actor=version)
             outcomes.append(version)
         except PreconditionFailedError:
             outcomes.append("409")

@@ -188,3 +188,53 @@ def test_a_promotion_reaches_this_instance_at_once(
     control(stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "staging"})
     control(stack, "promote_model", "/v1/models/risk/promote", {"version": "1.1.0"})
     assert ask() == "1.1.0"
+
+
+def test_golden_cases_need_instance_and_expected(empty_stack: Stack) -> None:
+    cases = [{"instance": built_dcf().golden_set[0]["instance"]}]
+    response = register(
+        empty_stack, "dcf", register_body(built_dcf(), "1.0.0", golden_set=cases), ("admin",)
+    )
+    details = assert_error(response, 422, "invalid_values")["error"]["details"]
+    assert details[0]["field"] == "golden_set[0].expected"
+
+
+def test_deeply_nested_fields_are_422(empty_stack: Stack) -> None:
+    card: dict[str, Any] = {}
+    for _ in range(40):
+        card = {"level": card}
+    response = register(
+        empty_stack, "dcf", register_body(built_dcf(), "1.0.0", model_card=card), ("admin",)
+    )
+    assert_error(response, 422, "invalid_values")
+
+
+def test_only_admin_sets_a_gate_and_only_for_a_new_model(stack: Stack, empty_stack: Stack) -> None:
+    gate = {"criteria": [{"metric": "latency_p95_ms", "op": "<=", "threshold": 100.0}]}
+    body = register_body(built_dcf(), "1.0.0", gate=gate)
+    assert_error(register(empty_stack, "dcf", body, ("model:dcf:register",)), 403, "forbidden")
+    assert register(empty_stack, "dcf", body, ("admin",)).status_code == 201
+    again = register(empty_stack, "dcf", register_body(built_dcf(), "1.1.0", gate=gate), ("admin",))
+    assert_error(again, 422, "invalid_values")
+    empty = register_body(built_dcf(), "1.0.0", gate={"criteria": []})
+    assert_error(register(stack, "dcf", empty, ("admin",)), 422, "invalid_values")
+
+
+def test_history_keeps_mismatch_places_not_golden_values(stack: Stack) -> None:
+    from common.registry import VERSIONS, version_doc_id
+
+    register(stack, "risk", register_body(trained_risk(), "1.1.0"), ("admin",))
+    control(stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "staging"})
+    wrong = [dict(c) for c in stack.registry.get_version("risk", "1.1.0").golden_set]
+    wrong[0] = {**wrong[0], "expected": {**wrong[0]["expected"], "risk_score": 1.5}}
+    stack.services.backends.documents.update(
+        VERSIONS, version_doc_id("risk", "1.1.0"), {"golden_set": wrong}
+    )
+    refused = control(stack, "promote_model", "/v1/models/risk/promote", {"version": "1.1.0"})
+    assert "1.5" in json.dumps(refused.get_json())  # the promoter sees the values
+    history = (
+        function_client("list_models")
+        .get("/v1/models/risk/deployments", headers=stack.headers(("model:read",)))
+        .get_json()["deployments"]
+    )
+    assert history[0]["verification"]["golden_mismatches"] == ["case 0.risk_score"]
