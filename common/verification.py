@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from common.models.base import Component, ModelRuntime
+from common.models.base import Component, ModelRuntime, predict_rows
 
 REL_TOLERANCE = 1e-6
 ABS_TOLERANCE = 1e-9
@@ -44,16 +44,6 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     return [] if expected == actual else [f"{path or '(root)'}: {expected!r} != {actual!r}"]
 
 
-def _run(
-    runtime: ModelRuntime, rows: list[dict[str, Any]], components: Mapping[str, Component] | None
-) -> list[dict[str, Any]]:
-    instances = runtime.instances_adapter().validate_python(rows)
-    params = runtime.parameters_adapter().validate_python({})
-    if components:
-        return runtime.predict_composite(instances, params, components)
-    return runtime.predict(instances, params)
-
-
 def verify(
     runtime: ModelRuntime,
     golden_set: list[dict[str, Any]],
@@ -67,7 +57,7 @@ def verify(
         problems.append("the version has no golden set to verify against")
         mismatches: list[str] = []
     else:
-        outputs = _run(runtime, [case["instance"] for case in golden_set], components)
+        outputs = predict_rows(runtime, [case["instance"] for case in golden_set], components)
         mismatches = [
             f"case {i}{d}"
             for i, (case, out) in enumerate(zip(golden_set, outputs, strict=True))
@@ -81,7 +71,7 @@ def verify(
         timings = []
         for _ in range(LATENCY_RUNS):
             started = time.perf_counter()
-            _run(runtime, [example], components)
+            predict_rows(runtime, [example], components)
             timings.append((time.perf_counter() - started) * 1000.0)
         p95 = round(float(np.percentile(timings, 95)), 4)
         if latency_budget_ms is not None and p95 > latency_budget_ms:

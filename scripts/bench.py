@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.backends import build_backends
 from common.config import Settings
 from common.local import settings_or_exit
+from common.models.base import predict_rows
 from common.models.pool import ModelPool
 from common.registry import Registry
 from common.serving import SnapshotCache, resolve_component
-from common.training.base import run
 
 BATCHES = (1, 100)
 
@@ -101,7 +101,7 @@ def bench_models(settings: Settings, repeats: int) -> list[dict[str, Any]]:
                 instances = [inputs[i % len(inputs)] for i in range(batch)]
                 row[f"batch_{batch}_ms_per_instance"] = round(
                     _per_instance_ms(
-                        lambda r=runtime, b=instances, c=components: run(r, b, c),
+                        lambda r=runtime, b=instances, c=components: predict_rows(r, b, c),
                         batch,
                         repeats,
                     ),
@@ -111,7 +111,9 @@ def bench_models(settings: Settings, repeats: int) -> list[dict[str, Any]]:
                     row[f"batch_{batch}_parts_ms_per_instance"] = round(
                         sum(
                             _per_instance_ms(
-                                lambda r=c.runtime, b=[x[role] for x in instances]: run(r, b),
+                                lambda r=c.runtime, b=[x[role] for x in instances]: predict_rows(
+                                    r, b
+                                ),
                                 batch,
                                 repeats,
                             )

@@ -63,6 +63,20 @@ class ModelRuntime(ABC):
         raise TypeError(f"a {self.kind} model combines no other models")
 
 
+def predict_rows(
+    runtime: ModelRuntime,
+    rows: Sequence[dict[str, Any]],
+    components: Mapping[str, Component] | None = None,
+) -> list[dict[str, Any]]:
+    """Validate plain rows and predict as serving does, with default parameters (and the
+    components, for a composite): what builders, verification and the bench all run."""
+    instances = runtime.instances_adapter().validate_python(list(rows))
+    params = runtime.parameters_adapter().validate_python({})
+    if components:
+        return runtime.predict_composite(instances, params, components)
+    return runtime.predict(instances, params)
+
+
 @dataclass(frozen=True)
 class Component:
     """One model a composite combines, as serving resolved it for this request."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.models import runtime_class as runtime_of
-from common.models.base import Component, ModelRuntime
+from common.models.base import Component, ModelRuntime, predict_rows
 from common.registry import ModelVersion
 
 if TYPE_CHECKING:
@@ -78,23 +78,6 @@ def model_card(
     return card
 
 
-def _validated(runtime: ModelRuntime, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    return runtime.instances_adapter().validate_python(list(rows))
-
-
-def run(
-    runtime: ModelRuntime,
-    rows: Sequence[dict[str, Any]],
-    components: Mapping[str, Component] | None = None,
-) -> list[dict[str, Any]]:
-    """Predict as serving does, with default parameters (and components, if composite)."""
-    instances = _validated(runtime, rows)
-    params = runtime.parameters_adapter().validate_python({})
-    if components:
-        return runtime.predict_composite(instances, params, components)
-    return runtime.predict(instances, params)
-
-
 def golden_set(
     runtime: ModelRuntime,
     rows: Sequence[dict[str, Any]],
@@ -103,7 +86,7 @@ def golden_set(
 ) -> list[dict[str, Any]]:
     """Held-out inputs with the outputs this artifact gives for them."""
     chosen = list(rows[:size])
-    outputs = run(runtime, chosen, components)
+    outputs = predict_rows(runtime, chosen, components)
     return [{"instance": row, "expected": out} for row, out in zip(chosen, outputs, strict=True)]
 
 
@@ -160,11 +143,11 @@ def latency_p95_ms(
     components: Mapping[str, Component] | None = None,
 ) -> float:
     """p95 of single-instance predictions (validation included) on this machine."""
-    run(runtime, [example], components)
+    predict_rows(runtime, [example], components)
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run(runtime, [example], components)
+        predict_rows(runtime, [example], components)
         timings.append((time.perf_counter() - started) * 1000.0)
     return round(float(np.percentile(timings, 95)), 4)
 

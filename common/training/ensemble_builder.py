@@ -11,11 +11,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from common.models.base import Component
+from common.models.base import Component, predict_rows
 from common.models.ensemble import ARTIFACT_FORMAT, ROLES, EnsembleRuntime
 from common.models.pool import ModelPool
 from common.registry import Registry
-from common.training.base import BuiltModel, finish, model_card, run
+from common.training.base import BuiltModel, finish, model_card
 
 WEIGHTS = {"dcf": 0.6, "cca": 0.4}
 RISK_STRENGTH = 0.15
@@ -104,7 +104,7 @@ def build(
     rows = held_out_rows(registry, components)
     built_artifact = artifact(ids)
     runtime = EnsembleRuntime.from_artifact(built_artifact)
-    outputs = run(runtime, rows, components)
+    outputs = predict_rows(runtime, rows, components)
     ratios = [
         abs(math.log(o["contributions"]["dcf"]["value_per_share"] / v))
         for o in outputs
