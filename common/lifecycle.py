@@ -442,6 +442,8 @@ class Lifecycle:
 def _for_the_record(report: dict[str, Any]) -> dict[str, Any]:
     """The verification report as deployments keep it: where golden outputs differed, not
     the values (readers of the history need not see golden data)."""
+    if not report:
+        return {}
     mismatches = [m.split(":", 1)[0] for m in report.get("golden_mismatches", [])]
     return {**report, "golden_mismatches": mismatches}
 

@@ -1,6 +1,6 @@
 """Measure the platform. Prints one table and, with --out, writes it as Markdown and JSON.
 
-    python scripts/bench.py models [--out bench-results/models] [--repeats 50]
+    python scripts/bench.py models [--out bench-results/models] [--repeats 200]
 
 ``models``: in-process time per instance of every model in production, at batch 1 and
 batch 100, as serving computes it (batch validation against the model's schema, then one

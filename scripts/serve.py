@@ -79,7 +79,8 @@ def _banner(settings: Settings, base: str) -> str:
         f"-d {shlex.quote(body)}"
     )
     lines += [
-        "Try a prediction (the token is valid for 24 hours; `make token` prints another):",
+        "Try a prediction (this token may read models and predict for 24 hours; "
+        "`make token` prints an admin token valid for an hour):",
         curl,
     ]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from common.lifecycle import Lifecycle
 from common.models.base import Component, ModelRuntime
 from common.registry import ModelVersion, Registry
 from common.services import Services
-from common.training import risk_trainer, synthetic
+from common.training import risk_builder, synthetic
 from common.training.base import BuiltModel, register_built
 from common.validation import StrictModel
 
@@ -30,7 +30,7 @@ SEED = 7
 @cache
 def trained_risk() -> BuiltModel:
     """A real risk model on a small synthetic sample; trained once per test session."""
-    return risk_trainer.train(synthetic.generate(1500, SEED), seed=SEED)
+    return risk_builder.train(synthetic.generate(1500, SEED), seed=SEED)
 
 
 def register_risk(

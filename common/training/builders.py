@@ -13,7 +13,7 @@ from common.registry import Registry
 from common.training.base import BuiltModel
 
 BUILDERS: dict[str, str] = {
-    "risk": "common.training.risk_trainer",
+    "risk": "common.training.risk_builder",
     "dcf": "common.training.dcf_builder",
     "cca": "common.training.cca_builder",
     "sentiment": "common.training.sentiment_builder",
