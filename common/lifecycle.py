@@ -19,10 +19,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from common import gate as gates
 from common.backends.base import DocumentStore, Filter, Order, Transaction
+from common.deployments import (
+    DEPLOYMENTS,
+    Deployment,
+    ServingState,
+    for_the_record,
+    stage_after,
+)
 from common.errors import (
     ConflictError,
     GoneError,
@@ -44,7 +49,6 @@ from common.registry import (
 )
 from common.verification import verify
 
-DEPLOYMENTS = "deployments"
 EXPERIMENTS = "experiments"
 HISTORY_LIMIT = 200
 
@@ -59,45 +63,6 @@ PROMOTABLE: frozenset[str] = frozenset({"staging", "deprecated"})
 RESTORABLE: frozenset[str] = frozenset({"staging", "deprecated"})
 """Stages a rollback may bring back into serving: a version since moved to development or
 retired stays out."""
-
-
-class ServingState(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    production_version: str | None = None
-    canary_version: str | None = None
-    canary_percentage: int = 0
-    generation: int = 0
-
-    @classmethod
-    def of(cls, model: ModelRecord) -> ServingState:
-        return cls.model_validate(model.model_dump())
-
-    def versions(self) -> set[str]:
-        return {v for v in (self.production_version, self.canary_version) if v}
-
-
-class Deployment(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    deployment_id: str
-    model_id: str
-    kind: Literal["promote", "rollback"]
-    status: Literal["succeeded", "failed"]
-    actor: str
-    created_at: str
-    version: str | None = None
-    traffic_percentage: int | None = None
-    from_state: ServingState = Field(alias="from")
-    to_state: ServingState | None = Field(default=None, alias="to")
-    reason: str = ""
-    gate: list[dict[str, Any]] = Field(default_factory=list)
-    verification: dict[str, Any] = Field(default_factory=dict)
-    restores: str | None = None
-    """For a rollback: the deployment whose prior state was restored."""
-
-    def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
 
 
 ComponentResolver = Callable[[Mapping[str, str]], dict[str, Component]]
@@ -365,7 +330,7 @@ class Lifecycle:
             from_state=before,
             to_state=after,
             gate=gate or [],
-            verification=_for_the_record(verification or {}),
+            verification=for_the_record(verification or {}),
             restores=restores,
         )
         touched = sorted(before.versions() | after.versions())
@@ -401,7 +366,7 @@ class Lifecycle:
                 },
             )
             for v in touched:
-                stage = _stage_after(v, stages[v], after)
+                stage = stage_after(v, stages[v], after)
                 if stage != stages[v]:
                     tx.update(VERSIONS, version_doc_id(model_id, v), {"stage": stage})
             tx.create(DEPLOYMENTS, deployment.deployment_id, deployment.as_json())
@@ -434,27 +399,6 @@ class Lifecycle:
             to_state=None,
             reason=reason,
             gate=gate,
-            verification=_for_the_record(verification or {}),
+            verification=for_the_record(verification or {}),
         )
         self._documents.create(DEPLOYMENTS, failed.deployment_id, failed.as_json())
-
-
-def _for_the_record(report: dict[str, Any]) -> dict[str, Any]:
-    """The verification report as deployments keep it: where golden outputs differed, not
-    the values (readers of the history need not see golden data)."""
-    if not report:
-        return {}
-    mismatches = [m.split(":", 1)[0] for m in report.get("golden_mismatches", [])]
-    return {**report, "golden_mismatches": mismatches}
-
-
-def _stage_after(version: str, stage: str, after: ServingState) -> str:
-    """Stages follow serving: production serves all, a canary stays staging, a version
-    that stopped serving production becomes deprecated."""
-    if version == after.production_version:
-        return "production"
-    if version == after.canary_version:
-        return "staging"
-    if stage == "production":
-        return "deprecated"
-    return stage
