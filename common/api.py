@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import control, serving
+from common import control, experiments_api, serving
 from common.http import Call, Operation
 from common.views import model_view, version_view
 
@@ -40,6 +40,7 @@ def predict_handler(model_id: str) -> Any:
             request_id=call.request_id,
             subject=call.principal.subject,
             max_details=services.settings.max_error_details,
+            experiments=services.experiments,
             labels=call.labels,
         )
 
@@ -55,6 +56,12 @@ OPERATIONS: dict[str, Operation] = {
     "setVersionStage": Operation(control.set_stage, body=control.STAGE),
     "promoteModel": Operation(control.promote, body=control.PROMOTE),
     "rollbackModel": Operation(control.rollback, body=control.ROLLBACK),
+    "createExperiment": Operation(experiments_api.create, body=experiments_api.DESIGN),
+    "getExperiment": Operation(experiments_api.get),
+    "stopExperiment": Operation(experiments_api.stop, body=experiments_api.STOP),
+    "assignVariant": Operation(experiments_api.assign, body=experiments_api.ASSIGN),
+    "recordOutcome": Operation(experiments_api.outcome, body=experiments_api.OUTCOME),
+    "experimentResults": Operation(experiments_api.results),
     **{
         f"predict{model_id.capitalize()}": Operation(
             predict_handler(model_id), body=serving.PREDICT_REQUEST

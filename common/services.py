@@ -17,6 +17,7 @@ from common.auth import TokenVerifier
 from common.backends import Backends, build_backends
 from common.config import Settings
 from common.errors import UnavailableError
+from common.experiments import Experiments
 from common.lifecycle import Lifecycle
 from common.models.base import Component
 from common.models.pool import ModelPool
@@ -35,12 +36,14 @@ class Services:
     snapshots: SnapshotCache
     pool: ModelPool
     lifecycle: Lifecycle
+    experiments: Experiments
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
         backends = backends or build_backends(settings)
         registry = Registry(backends.documents, backends.artifacts)
-        snapshots = SnapshotCache(registry, settings.snapshot_ttl_s)
+        experiments = Experiments(backends.documents, registry)
+        snapshots = SnapshotCache(registry, settings.snapshot_ttl_s, experiments=experiments)
         pool = ModelPool(registry, settings.model_pool_size)
 
         def components(ids: Mapping[str, str]) -> dict[str, Component]:
@@ -54,6 +57,7 @@ class Services:
             snapshots=snapshots,
             pool=pool,
             lifecycle=Lifecycle(registry, backends.documents, components),
+            experiments=experiments,
         )
 
     def close(self) -> None:

@@ -14,17 +14,18 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import Field, TypeAdapter
 
-from common.errors import NotFoundError, UnavailableError
+from common.errors import NotFoundError, ServiceError, UnavailableError
+from common.experiments import Experiment, Experiments
 from common.models import runtime_class
 from common.models.base import Component
 from common.models.pool import ModelPool
-from common.registry import ModelVersion, Registry
+from common.registry import ModelVersion, Registry, utcnow
 from common.validation import StrictModel, validate
 
 log = logging.getLogger("ipo.serving")
@@ -51,16 +52,23 @@ class ServingSnapshot:
     expires_at: float
     canary: ModelVersion | None = None
     canary_percentage: int = 0
+    experiment: Experiment | None = None
+    experiment_versions: Mapping[str, ModelVersion] = field(default_factory=dict)
 
-    def route(self, subject: str) -> tuple[ModelVersion | None, str]:
-        """The version serving ``subject`` and its variant: a canary gets a sticky share of
-        users, chosen by a hash of model and user, never by request."""
+    def route(self, subject: str, now: str = "") -> tuple[ModelVersion | None, str, str | None]:
+        """The version serving ``subject``, its variant and experiment: a running experiment
+        first, else a canary's sticky share of users (by a hash of model and user, never by
+        request), else production."""
+        experiment = self.experiment
+        if experiment is not None and experiment.is_running(now or utcnow()):
+            variant = experiment.assign(subject)
+            return self.experiment_versions[variant], variant, experiment.experiment_id
         if (
             self.canary is not None
             and bucket(self.model_id, subject) < self.canary_percentage * 100
         ):
-            return self.canary, "canary"
-        return self.production, "production"
+            return self.canary, "canary", None
+        return self.production, "production", None
 
 
 BUCKETS = 10_000
@@ -79,9 +87,14 @@ class SnapshotCache:
     again: one caller per model pays for an outage, not every request."""
 
     def __init__(
-        self, registry: Registry, ttl_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        registry: Registry,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        experiments: Experiments | None = None,
     ) -> None:
         self._registry = registry
+        self._experiments = experiments
         self._ttl_s = ttl_s
         self._clock = clock
         self._snapshots: dict[str, ServingSnapshot] = {}
@@ -116,8 +129,25 @@ class SnapshotCache:
 
     def _load(self, model_id: str, previous: ServingSnapshot | None, now: float) -> ServingSnapshot:
         model = self._registry.get_model(model_id)
+        experiment = self._experiments.active_for(model_id) if self._experiments else None
+        versions: Mapping[str, ModelVersion] = {}
+        if experiment is not None:
+            same = previous is not None and previous.experiment == experiment
+            versions = (
+                previous.experiment_versions
+                if same and previous is not None
+                else {
+                    name: self._registry.get_version(model_id, version)
+                    for name, version in experiment.variants.items()
+                }
+            )
         if previous is not None and previous.generation == model.generation:
-            return replace(previous, expires_at=now + self._ttl_s)
+            return replace(
+                previous,
+                expires_at=now + self._ttl_s,
+                experiment=experiment,
+                experiment_versions=versions,
+            )
         production = canary = None
         if model.production_version is not None:
             production = self._registry.get_version(model_id, model.production_version)
@@ -131,6 +161,8 @@ class SnapshotCache:
             expires_at=now + self._ttl_s,
             canary=canary,
             canary_percentage=model.canary_percentage if canary else 0,
+            experiment=experiment,
+            experiment_versions=versions,
         )
 
     def invalidate(self, model_id: str | None = None) -> None:
@@ -166,9 +198,10 @@ def predict(
     subject: str = "",
     max_details: int = 100,
     labels: dict[str, Any] | None = None,
+    experiments: Experiments | None = None,
 ) -> dict[str, Any]:
     snapshot = snapshots.get(model_id)
-    record, variant = snapshot.route(subject)
+    record, variant, experiment_id = snapshot.route(subject)
     if record is None:
         raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
 
@@ -196,6 +229,14 @@ def predict(
     else:
         predictions = loaded.runtime.predict(instances, parameters)
 
+    if experiment_id is not None and experiments is not None and snapshot.experiment:
+        try:  # the prediction stands even if its exposure cannot be recorded
+            experiments.expose(snapshot.experiment, request_id, variant, subject)
+        except ServiceError as exc:
+            log.warning(
+                "experiment exposure not recorded; its outcome cannot be joined",
+                extra={"experiment_id": experiment_id, "error": exc.message},
+            )
     if labels is not None:
         labels.update(
             model_id=model_id,
@@ -208,6 +249,6 @@ def predict(
         "model_id": model_id,
         "model_version": record.version,
         "variant": variant,
-        "experiment_id": None,
+        "experiment_id": experiment_id,
         "request_id": request_id,
     }

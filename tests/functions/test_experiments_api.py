@@ -1,0 +1,134 @@
+"""Experiments over HTTP: create, routed predictions, outcomes days later, results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.training.base import register_built
+from tests.conftest import function_client
+from tests.fixtures import Stack, trained_risk
+from tests.functions.test_predict_risk import assert_error
+
+DESIGN = {
+    "model_id": "risk",
+    "variants": {"control": "1.0.0", "candidate": "1.1.0"},
+    "split": {"control": 0.5, "candidate": 0.5},
+    "metrics": [{"name": "first_day_return", "type": "continuous", "direction": "increase"}],
+}
+
+
+def start(stack: Stack) -> dict[str, Any]:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    response = function_client("create_experiment").post(
+        "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:write",))
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    body: dict[str, Any] = response.get_json()
+    assert "salt" not in body
+    return body
+
+
+def predict_as(stack: Stack, subject: str) -> dict[str, Any]:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    response = function_client("predict_risk").post(
+        "/v1/predict/risk",
+        json={"instances": [example]},
+        headers=stack.headers(("model:risk:predict",), subject=subject),
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def test_predictions_follow_the_experiment_and_outcomes_join_later(stack: Stack) -> None:
+    experiment = start(stack)
+    served = {f"user-{i}": predict_as(stack, f"user-{i}") for i in range(40)}
+    assert {b["experiment_id"] for b in served.values()} == {experiment["experiment_id"]}
+    assert {b["variant"] for b in served.values()} == {"control", "candidate"}
+    for body in served.values():
+        expected = DESIGN["variants"][body["variant"]]  # type: ignore[index]
+        assert body["model_version"] == expected
+    again = predict_as(stack, "user-3")
+    assert again["variant"] == served["user-3"]["variant"]
+
+    assigned = function_client("assign_variant").post(
+        f"/v1/experiments/{experiment['experiment_id']}/assign",
+        json={},
+        headers=stack.headers(("experiment:read",), subject="user-3"),
+    )
+    assert assigned.get_json()["variant"] == served["user-3"]["variant"]
+
+    url = f"/v1/experiments/{experiment['experiment_id']}/outcomes"
+    write = stack.headers(("experiment:write",))
+    request_id = served["user-1"]["request_id"]
+    body = {"request_id": request_id, "values": {"first_day_return": 0.21}}
+    first = function_client("record_outcome").post(url, json=body, headers=write)
+    second = function_client("record_outcome").post(url, json=body, headers=write)
+    assert first.status_code == second.status_code == 200
+    assert first.get_json() == second.get_json()
+    changed = {"request_id": request_id, "values": {"first_day_return": 0.5}}
+    assert_error(
+        function_client("record_outcome").post(url, json=changed, headers=write), 409, "conflict"
+    )
+    unknown = {"request_id": "nope", "values": {"first_day_return": 0.1}}
+    assert_error(
+        function_client("record_outcome").post(url, json=unknown, headers=write), 404, "not_found"
+    )
+    bad = {"request_id": request_id, "values": {"other": 0.1}}
+    assert_error(
+        function_client("record_outcome").post(url, json=bad, headers=write), 422, "invalid_values"
+    )
+
+    results = (
+        function_client("experiment_results")
+        .get(
+            f"/v1/experiments/{experiment['experiment_id']}/results",
+            headers=stack.headers(("experiment:read",)),
+        )
+        .get_json()["results"]
+    )
+    assert sum(results["srm"]["observed"].values()) == 41  # every prediction was one exposure
+    comparison = results["comparisons"]["candidate"]["first_day_return"]
+    assert comparison["verdict"] == "not enough data"
+
+
+def test_stopping_returns_traffic_to_production(stack: Stack) -> None:
+    experiment = start(stack)
+    stopped = function_client("create_experiment").post(
+        f"/v1/experiments/{experiment['experiment_id']}/stop",
+        json={},
+        headers=stack.headers(("experiment:write",)),
+    )
+    assert stopped.get_json()["status"] == "stopped"
+    body = predict_as(stack, "user-9")
+    assert (body["variant"], body["experiment_id"]) == ("production", None)
+
+
+def test_experiment_permissions(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    denied = function_client("create_experiment").post(
+        "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:read",))
+    )
+    assert_error(denied, 403, "forbidden")
+    experiment = start_again(stack)
+    other = function_client("assign_variant").post(
+        f"/v1/experiments/{experiment}/assign",
+        json={"user_id": "someone-else"},
+        headers=stack.headers(("experiment:read",)),
+    )
+    assert_error(other, 403, "forbidden")
+
+
+def start_again(stack: Stack) -> str:
+    response = function_client("create_experiment").post(
+        "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:write",))
+    )
+    return str(response.get_json()["experiment_id"])
+
+
+def test_bad_designs_are_422(stack: Stack) -> None:
+    bad = {**DESIGN, "split": {"control": 0.7, "candidate": 0.7}}
+    response = function_client("create_experiment").post(
+        "/v1/experiments", json=bad, headers=stack.headers(("experiment:write",))
+    )
+    assert_error(response, 422, "invalid_values")

@@ -1,0 +1,206 @@
+"""Experiments: assignment, idempotent delayed outcomes, sharded aggregates, results."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy import stats as sp
+
+from common.errors import ConflictError, InvalidValuesError, NotFoundError
+from common.experiments import Experiment, ExperimentDesign, Experiments
+from common.stats import Metric
+from tests.fixtures import Stack, embedded_stack, register_risk
+from tests.services import FirestoreEmulator
+
+METRICS = [
+    {"name": "first_day_return", "type": "continuous", "direction": "increase"},
+    {"name": "priced_in_range", "type": "binary", "direction": "increase"},
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    extra: dict[str, str] = {}
+    if request.param == "firestore":
+        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
+        extra = {
+            "IPO_DOCUMENT_STORE": "firestore",
+            "IPO_GCP_PROJECT": f"test-{uuid.uuid4().hex[:12]}",
+            "IPO_FIRESTORE_EMULATOR_HOST": emulator.host,
+        }
+    built = embedded_stack(tmp_path, **extra)
+    register_risk(built.lifecycle, "1.0.0")
+    register_risk(built.lifecycle, "1.1.0", promote=False)
+    try:
+        yield built
+    finally:
+        built.services.close()
+
+
+def experiments(stack: Stack) -> Experiments:
+    return Experiments(stack.services.backends.documents, stack.registry)
+
+
+def design(**changes: Any) -> ExperimentDesign:
+    body: dict[str, Any] = {
+        "model_id": "risk",
+        "variants": {"control": "1.0.0", "candidate": "1.1.0"},
+        "split": {"control": 0.5, "candidate": 0.5},
+        "metrics": METRICS,
+        **changes,
+    }
+    return ExperimentDesign.model_validate(body)
+
+
+def sketch_of(split: dict[str, float]) -> Experiment:
+    return Experiment(
+        experiment_id="e1",
+        model_id="m",
+        variants=dict.fromkeys(split, "1.0.0"),
+        split=split,
+        metrics=(Metric(name="x", type="binary", direction="increase"),),
+        start="2026-01-01T00:00:00Z",
+        end="2027-01-01T00:00:00Z",
+        salt="s",
+        status="active",
+        created_by="t",
+        created_at="2026-01-01T00:00:00Z",
+    )
+
+
+def test_split_lands_within_a_point_and_is_sticky() -> None:
+    experiment = sketch_of({"control": 0.5, "b": 0.3, "c": 0.2})
+    users = [f"user-{i}" for i in range(100_000)]
+    first = [experiment.assign(u) for u in users]
+    shares = Counter(first)
+    for name, weight in experiment.split.items():
+        assert abs(shares[name] / len(users) - weight) < 0.01
+    assert [experiment.assign(u) for u in users[:5000]] == first[:5000]
+
+
+def test_changing_weights_moves_only_the_users_it_must() -> None:
+    before = sketch_of({"control": 0.5, "b": 0.5})
+    after = sketch_of({"control": 0.4, "b": 0.6})
+    users = [f"u{i}" for i in range(20_000)]
+    moved = [u for u in users if before.assign(u) != after.assign(u)]
+    assert all(before.assign(u) == "control" and after.assign(u) == "b" for u in moved)
+    assert abs(len(moved) / len(users) - 0.1) < 0.01
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"split": {"control": 0.5, "candidate": 0.6}},
+        {"variants": {"a": "1.0.0", "candidate": "1.1.0"}, "split": {"a": 0.5, "candidate": 0.5}},
+        {"metrics": [METRICS[0], METRICS[0]]},
+    ],
+)
+def test_incoherent_designs_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        design(**changes)
+
+
+def test_unknown_versions_are_422(stack: Stack) -> None:
+    with pytest.raises(InvalidValuesError, match="no version"):
+        experiments(stack).create(
+            design(variants={"control": "1.0.0", "candidate": "9.9.9"}), actor="t"
+        )
+
+
+def test_one_active_experiment_per_model(stack: Stack) -> None:
+    experiments(stack).create(design(), actor="t")
+    with pytest.raises(ConflictError):
+        experiments(stack).create(design(), actor="t")
+
+
+def test_outcomes_are_idempotent_and_joined_by_request_id(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    service.expose(experiment, "req-1", "candidate", "user-1")
+    values = {"first_day_return": 0.12, "priced_in_range": True}
+    first = service.record_outcome(experiment, "req-1", values)
+    again = service.record_outcome(experiment, "req-1", values)
+    assert first["written"] is True
+    assert again["written"] is False
+    assert {k: v for k, v in again.items() if k != "written"} == {
+        k: v for k, v in first.items() if k != "written"
+    }
+    with pytest.raises(ConflictError):
+        service.record_outcome(experiment, "req-1", {**values, "first_day_return": 0.5})
+    with pytest.raises(NotFoundError):
+        service.record_outcome(experiment, "never-assigned", values)
+    with pytest.raises(InvalidValuesError):
+        service.record_outcome(experiment, "req-1", {"unknown": 1.0})
+    with pytest.raises(InvalidValuesError):
+        service.record_outcome(experiment, "req-1", {"priced_in_range": 0.5})
+    result = service.results(experiment)
+    assert result["srm"] is not None
+
+
+def test_fifty_concurrent_writers_lose_nothing(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    rng = np.random.default_rng(1)
+    values = rng.normal(0.1, 0.2, 50).round(6)
+    for i in range(50):
+        service.expose(experiment, f"r{i}", "candidate", f"u{i}")
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            service.record_outcome(
+                experiment,
+                f"r{i}",
+                {"first_day_return": float(values[i]), "priced_in_range": i % 2 == 0},
+            )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    documents = stack.services.backends.documents
+    from common.experiments import AGGREGATES, EXPOSURES
+    from common.stats_sketch import ArmAggregate
+
+    merged = ArmAggregate.continuous()
+    for doc in documents.query(AGGREGATES):
+        if doc.data["metric"] == "first_day_return":
+            merged.merge(ArmAggregate.from_dict(doc.data["aggregate"]))
+    assert merged.moments.count == 50
+    assert merged.moments.mean == pytest.approx(float(np.mean(values)), abs=1e-12)
+    assert sum(int(d.data["count"]) for d in documents.query(EXPOSURES)) == 50
+
+
+def test_results_match_scipy_on_the_same_outcomes(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    rng = np.random.default_rng(7)
+    data = {"control": rng.normal(0.10, 0.3, 150), "candidate": rng.normal(0.16, 0.3, 150)}
+    for variant, xs in data.items():
+        for i, x in enumerate(xs):
+            request = f"{variant}-{i}"
+            service.expose(experiment, request, variant, request)
+            service.record_outcome(
+                experiment, request, {"first_day_return": float(x), "priced_in_range": bool(x > 0)}
+            )
+    result = service.results(experiment)
+    expected = sp.ttest_ind(data["candidate"], data["control"], equal_var=False)
+    found = _find(result, "candidate", "first_day_return")
+    assert found["p_value"] == pytest.approx(expected.pvalue, abs=1e-6)
+
+
+def _find(result: dict[str, Any], variant: str, metric: str) -> dict[str, Any]:
+    found: dict[str, Any] = result["comparisons"][variant][metric]
+    return found
