@@ -204,3 +204,39 @@ def test_results_match_scipy_on_the_same_outcomes(stack: Stack) -> None:
 def _find(result: dict[str, Any], variant: str, metric: str) -> dict[str, Any]:
     found: dict[str, Any] = result["comparisons"][variant][metric]
     return found
+
+
+def test_a_completed_experiment_is_evidence_for_the_gate(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    rng = np.random.default_rng(3)
+    for variant in ("control", "candidate"):
+        for i in range(150):
+            request = f"{variant}-{i}"
+            service.expose(experiment, request, variant, request)
+            service.record_outcome(
+                experiment,
+                request,
+                {"first_day_return": float(rng.normal(0.1, 0.2)), "priced_in_range": bool(i % 3)},
+            )
+    done = service.finish(experiment, "completed")
+    assert done.conclusions == {"1.1.0": "no_regression"}
+    assert service.get(experiment.experiment_id).status == "completed"
+
+
+def test_the_simulation_prints_a_results_table() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "scripts/simulate_experiment.py", "--users", "150"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    assert "label_correct" in done.stdout
+    assert "sample-ratio check" in done.stdout
