@@ -341,4 +341,4 @@ def _dump(experiment: Experiment) -> dict[str, Any]:
 
 
 def _plain(identifier: str) -> bool:
-    return 0 < len(identifier) <= 128 and all(c.isalnum() or c in "._-" for c in identifier)
+    return 0 < len(identifier) <= 128 and all(c.isalnum() or c in "._:-" for c in identifier)
