@@ -12,6 +12,7 @@ that is not the API's, or no connection.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,12 @@ from common.cli_commands import (
     Context,
     Minter,
     cmd_canary_check,
+    cmd_experiment_assign,
+    cmd_experiment_create,
+    cmd_experiment_outcome,
+    cmd_experiment_results,
+    cmd_experiment_show,
+    cmd_experiment_stop,
     cmd_history,
     cmd_models,
     cmd_predict,
@@ -69,6 +76,23 @@ def _positive_seconds(value: str) -> float:
     if not 0 < seconds <= 3600:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 3600 seconds")
     return seconds
+
+
+def _metric_value(item: str) -> tuple[str, float | bool]:
+    """``NAME=NUMBER`` or ``NAME=true|false``: one outcome value of ``experiment outcome``."""
+    name, sep, raw = item.partition("=")
+    word = raw.strip().lower()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{item!r} is not NAME=NUMBER or NAME=true|false")
+    if word in ("true", "false"):
+        return name, word == "true"
+    try:
+        number = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number or true/false") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a finite number")
+    return name, int(number) if number.is_integer() else number
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -199,7 +223,55 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"number of simulated users, 1..{MAX_USERS}",
     )
+    _add_experiment_commands(commands)
     return parser
+
+
+def _add_experiment_commands(commands: Any) -> None:
+    """``experiment ACTION ...``: one group, its actions parsed like the other commands."""
+    text = "A/B experiments: create, show, stop, assign, outcome, results."
+    group = commands.add_parser("experiment", help=text, description=text)
+    _add_global_options(group, top=False)
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(
+        name: str, handler: Callable[[Context, argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = actions.add_parser(name, help=text, description=text)
+        _add_global_options(sub, top=False)
+        sub.set_defaults(handler=handler)
+        if name != "create":
+            sub.add_argument("id", metavar="ID", help="experiment id")
+        return sub
+
+    sub = action("create", cmd_experiment_create, "Start an experiment from a JSON design.")
+    sub.add_argument(
+        "--design",
+        required=True,
+        metavar="FILE",
+        help="JSON design (model_id, variants, split, metrics, ...); '-' for stdin",
+    )
+    action("show", cmd_experiment_show, "Show an experiment's design and status.")
+    action("stop", cmd_experiment_stop, "Stop a running experiment.")
+    sub = action("assign", cmd_experiment_assign, "Show which variant a user is assigned.")
+    sub.add_argument(
+        "--user", help="another user's id (needs experiment:write; default: the token's)"
+    )
+    sub = action("outcome", cmd_experiment_outcome, "Record the outcome of one prediction.")
+    sub.add_argument("--request-id", required=True, help="the request id the prediction answered")
+    sub.add_argument("--values", metavar="FILE", help="JSON object metric -> value; '-' for stdin")
+    sub.add_argument(
+        "--value",
+        action="append",
+        type=_metric_value,
+        metavar="NAME=X",
+        help="one metric's value: a number, or true/false for a binary metric (repeatable)",
+    )
+    action(
+        "results",
+        cmd_experiment_results,
+        "Per variant and metric: both arms, lift, Holm-adjusted p, verdict; then the SRM check.",
+    )
 
 
 def main(

@@ -247,7 +247,7 @@ class Experiments:
             if metric is None:
                 problems.append({"field": f"values.{name}", "rule": "unknown_metric"})
             elif metric.type == "binary" and not (
-                isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))
+                isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1))
             ):
                 problems.append({"field": f"values.{name}", "rule": "boolean", "value": value})
             elif metric.type == "continuous" and (

@@ -982,3 +982,202 @@ def test_register_passes_reports_and_a_gate_through_only_when_given(tmp_path: Pa
     assert (with_gate["gate"], with_gate["reports"]) == (gate, {"fairness": {}})
     assert "gate" not in without
     assert "reports" not in without
+
+
+# --- experiments --------------------------------------------------------------------------
+
+DESIGN = {
+    "model_id": "sentiment",
+    "variants": {"control": "1.0.0", "candidate": "1.1.0"},
+    "split": {"control": 0.5, "candidate": 0.5},
+    "metrics": [{"name": "label_correct", "type": "binary", "direction": "increase"}],
+}
+EXPERIMENT = {
+    **DESIGN,
+    "experiment_id": "exp-1",
+    "start": "2026-12-01T00:00:00Z",
+    "end": "2026-12-31T00:00:00Z",
+    "status": "active",
+    "created_by": "analyst",
+    "created_at": "2026-12-01T00:00:00.25Z",
+    "conclusions": {},
+}
+
+
+def arm(count: int, mean: float, low: float, high: float) -> dict[str, Any]:
+    return {"count": count, "mean": mean, "std": 0.5, "ci": {"low": low, "high": high}}
+
+
+COMPARISON = {
+    "control": arm(489, 0.544, 0.49968, 0.58761),
+    "variant": arm(511, 0.89041, 0.86043, 0.91462),
+    "difference": 0.346,
+    "ci": {"low": 0.29, "high": 0.4},
+    "lift": {"estimate": 0.63686, "low": 0.5, "high": 0.77},
+    "p_value": 2.7e-34,
+    "p_value_adjusted": 5.49e-34,
+    "always_valid_ci": {"low": 0.2, "high": 0.5},
+    "verdict": "better",
+}
+RESULTS = {
+    "experiment": EXPERIMENT,
+    "results": {
+        "control": "control",
+        "srm": {"p_value": 0.4871, "mismatch": False, "threshold": 0.001},
+        "comparisons": {"candidate": {"label_correct": COMPARISON}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "method", "path", "body"),
+    [
+        (["experiment", "create", "--design", "-"], "POST", "/v1/experiments", DESIGN),
+        (["experiment", "show", "exp-1"], "GET", "/v1/experiments/exp-1", None),
+        (["experiment", "stop", "exp-1"], "POST", "/v1/experiments/exp-1/stop", {}),
+        (["experiment", "assign", "exp-1"], "POST", "/v1/experiments/exp-1/assign", {}),
+        (
+            ["experiment", "assign", "a/b", "--user", "u-7"],
+            "POST",
+            "/v1/experiments/a%2Fb/assign",
+            {"user_id": "u-7"},
+        ),
+        (
+            ["experiment", "outcome", "exp-1", "--request-id", "r1", "--values", "-"],
+            "POST",
+            "/v1/experiments/exp-1/outcomes",
+            {"request_id": "r1", "values": {"label_correct": True}},
+        ),
+        (
+            [
+                *("experiment", "outcome", "exp-1", "--request-id", "r1"),
+                *("--value", "label_correct=false", "--value", "err=0.25", "--value", "n=3"),
+            ],
+            "POST",
+            "/v1/experiments/exp-1/outcomes",
+            {"request_id": "r1", "values": {"label_correct": False, "err": 0.25, "n": 3}},
+        ),
+        (["experiment", "results", "exp-1"], "GET", "/v1/experiments/exp-1/results", None),
+    ],
+)
+def test_each_experiment_command_sends_its_request(
+    argv: list[str], method: str, path: str, body: Any
+) -> None:
+    transport = FakeTransport([(200, {})])
+    stdin = json.dumps(DESIGN) if "create" in argv else '{"label_correct": true}'
+    result = run("--json", *argv, transport=transport, stdin=stdin)
+    assert result.code == 0, result.err
+    (sent,) = transport.sent
+    assert (sent.method, sent.url, sent.body) == (method, URL + path, body)
+    assert ("Content-Type" in sent.headers) == (method == "POST")
+
+
+def test_experiment_results_table() -> None:
+    transport = FakeTransport([(200, RESULTS)])
+    result = run("experiment", "results", "exp-1", transport=transport)
+    assert result.code == 0, result.err
+    head, table, srm = result.out.rstrip("\n").split("\n\n")
+    assert head == "experiment exp-1 on sentiment (active)"
+    assert table.splitlines() == [
+        "METRIC         VARIANT      N  MEAN    95% CI            LIFT     P (HOLM)  VERDICT",
+        "label_correct  control    489  0.5440  [0.4997, 0.5876]  -        -         -",
+        "label_correct  candidate  511  0.8904  [0.8604, 0.9146]  +63.69%  5.5e-34   better",
+    ]
+    assert srm == "sample-ratio check: p = 0.487 (consistent with the design)"
+
+
+def test_experiment_results_flags_a_sample_ratio_mismatch_and_missing_data() -> None:
+    empty = {"control": {"count": 0, "mean": None, "ci": None}, "variant": {"count": 0}}
+    comparisons = {"candidate": {"m": {**COMPARISON, **empty, "lift": None, "verdict": "x"}}}
+    srm = {"p_value": 0.0002, "mismatch": True, "threshold": 0.001}
+    answer = {"experiment": EXPERIMENT, "results": {"srm": srm, "comparisons": comparisons}}
+    result = run("experiment", "results", "exp-1", transport=FakeTransport([(200, answer)]))
+    lines = result.out.splitlines()
+    assert lines[3].split() == ["m", "control", "0", "-", "-", "-", "-", "-"]
+    assert lines[4].split() == ["m", "candidate", "0", "-", "-", "-", "5.5e-34", "x"]
+    assert lines[-1] == (
+        "sample-ratio check: p = 0.0002 (MISMATCH: below 0.001, every number is suspect)"
+    )
+
+
+def test_experiment_results_json_is_the_raw_answer() -> None:
+    raw = json.dumps(RESULTS, indent=1).encode()
+    result = run(
+        "experiment", "results", "exp-1", "--json", transport=FakeTransport([RawResponse(200, raw)])
+    )
+    assert (result.code, result.out) == (0, raw.decode() + "\n")
+
+
+def test_experiment_show_assign_and_outcome_render() -> None:
+    stopped = {**EXPERIMENT, "status": "stopped", "conclusions": {"candidate": "inconclusive"}}
+    found = pairs(run("experiment", "stop", "exp-1", transport=FakeTransport([(200, stopped)])).out)
+    assert found["status"] == "stopped"
+    assert found["variants"] == "candidate 1.1.0 (50%), control 1.0.0 (50%)"
+    assert found["metrics"] == "label_correct (binary, increase)"
+    assert found["conclusions"] == "candidate=inconclusive"
+    assignment = {
+        "experiment_id": "exp-1",
+        "user_id": "u-7",
+        "variant": "candidate",
+        "model_id": "sentiment",
+        "model_version": "1.1.0",
+        "active": False,
+    }
+    result = run("experiment", "assign", "exp-1", transport=FakeTransport([(200, assignment)]))
+    assert result.out == (
+        "user u-7 is in variant candidate (sentiment 1.1.0) of experiment exp-1"
+        " (experiment no longer active)\n"
+    )
+    recorded = {"request_id": "r1", "variant": "control", "values": {"label_correct": True}}
+    result = run(
+        "experiment",
+        "outcome",
+        "exp-1",
+        "--request-id",
+        "r1",
+        "--value",
+        "label_correct=true",
+        transport=FakeTransport([(200, recorded)]),
+    )
+    assert result.out == "recorded outcome of r1 (variant control): label_correct=true\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (409, "conflict", "request 'r1' already has a different outcome"),
+        (404, "not_found", "experiment exp-9 not found"),
+    ],
+)
+def test_experiment_refusals_exit_1(status: int, code: str, message: str) -> None:
+    reply = {"error": {"code": code, "message": message, "details": []}, "request_id": "q"}
+    argv = ["experiment", "outcome", "exp-9", "--request-id", "r1", "--value", "m=1"]
+    result = run(*argv, transport=FakeTransport([(status, reply)]))
+    assert result.code == cli_client.EXIT_REFUSED
+    assert result.err.splitlines() == [f"error: {code}: {message}", "request id: q"]
+    result = run("experiment", "show", "exp-9", transport=FakeTransport([(503, reply)]))
+    assert result.code == cli_client.EXIT_SERVER
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin"),
+    [
+        (["experiment"], ""),
+        (["experiment", "show"], ""),
+        (["experiment", "create"], ""),
+        (["experiment", "create", "--design", "-"], "[1]"),
+        (["experiment", "create", "--design", "-"], "nope"),
+        (["experiment", "outcome", "exp-1", "--value", "m=1"], ""),
+        (["experiment", "outcome", "exp-1", "--request-id", "r1"], ""),
+        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m"], ""),
+        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m=x"], ""),
+        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m=nan"], ""),
+        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--values", "-"], "[]"),
+    ],
+)
+def test_experiment_usage_errors_exit_2(
+    argv: list[str], stdin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = FakeTransport()
+    assert run(*argv, transport=transport, stdin=stdin).code == cli_client.EXIT_USAGE
+    assert transport.sent == []

@@ -132,3 +132,26 @@ def test_bad_designs_are_422(stack: Stack) -> None:
         "/v1/experiments", json=bad, headers=stack.headers(("experiment:write",))
     )
     assert_error(response, 422, "invalid_values")
+
+
+def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    design = {**DESIGN, "metrics": [{"name": "hit", "type": "binary", "direction": "increase"}]}
+    created = (
+        function_client("create_experiment")
+        .post("/v1/experiments", json=design, headers=stack.headers(("experiment:write",)))
+        .get_json()
+    )
+    url = f"/v1/experiments/{created['experiment_id']}/outcomes"
+    write = stack.headers(("experiment:write",))
+    for i, value in enumerate([True, 1, 0]):
+        request_id = predict_as(stack, f"user-{i}")["request_id"]
+        body = {"request_id": request_id, "values": {"hit": value}}
+        assert (
+            function_client("record_outcome").post(url, json=body, headers=write).status_code == 200
+        )
+    request_id = predict_as(stack, "user-9")["request_id"]
+    half = {"request_id": request_id, "values": {"hit": 0.5}}
+    assert_error(
+        function_client("record_outcome").post(url, json=half, headers=write), 422, "invalid_values"
+    )
