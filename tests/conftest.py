@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,24 @@ def predict_risk_client(stack: Stack) -> FlaskClient:
 @pytest.fixture
 def list_models_client(stack: Stack) -> FlaskClient:
     return function_client("list_models")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
+def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """The embedded stack, or the same with Firestore (emulator) as the document store."""
+    extra: dict[str, str] = {}
+    if request.param == "firestore":
+        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
+        extra = {
+            "IPO_DOCUMENT_STORE": "firestore",
+            "IPO_GCP_PROJECT": f"test-{uuid.uuid4().hex[:12]}",
+            "IPO_FIRESTORE_EMULATOR_HOST": emulator.host,
+        }
+    stack = embedded_stack(tmp_path, **extra)
+    try:
+        yield stack
+    finally:
+        stack.services.close()
 
 
 # --- services the tests start themselves (one per session), stopped by process ---

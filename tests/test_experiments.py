@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +14,7 @@ from scipy import stats as sp
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
 from common.experiments import Experiment, ExperimentDesign, Experiments
 from common.stats import Metric
-from tests.fixtures import Stack, embedded_stack, register_risk
-from tests.services import FirestoreEmulator
+from tests.fixtures import Stack, register_risk
 
 METRICS = [
     {"name": "first_day_return", "type": "continuous", "direction": "increase"},
@@ -26,23 +22,12 @@ METRICS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    extra: dict[str, str] = {}
-    if request.param == "firestore":
-        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-        extra = {
-            "IPO_DOCUMENT_STORE": "firestore",
-            "IPO_GCP_PROJECT": f"test-{uuid.uuid4().hex[:12]}",
-            "IPO_FIRESTORE_EMULATOR_HOST": emulator.host,
-        }
-    built = embedded_stack(tmp_path, **extra)
-    register_risk(built.lifecycle, "1.0.0")
-    register_risk(built.lifecycle, "1.1.0", promote=False)
-    try:
-        yield built
-    finally:
-        built.services.close()
+@pytest.fixture
+def stack(any_stack: Stack) -> Stack:
+    """Risk 1.0.0 in production and 1.1.0 registered, on every document store."""
+    register_risk(any_stack.lifecycle, "1.0.0")
+    register_risk(any_stack.lifecycle, "1.1.0", promote=False)
+    return any_stack
 
 
 def experiments(stack: Stack) -> Experiments:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,6 @@ from common.registry import VERSIONS, version_doc_id
 from common.serving import PredictRequest, bucket, predict
 from common.training.base import BuiltModel
 from tests.fixtures import Stack, embedded_stack, register_risk, trained_risk
-from tests.services import FirestoreEmulator
-
-
-@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.firestore)])
-def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    """The embedded stack, or the same with Firestore (emulator) as the document store."""
-    extra: dict[str, str] = {}
-    if request.param == "firestore":
-        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-        extra = {
-            "IPO_DOCUMENT_STORE": "firestore",
-            "IPO_GCP_PROJECT": f"test-{uuid.uuid4().hex[:12]}",
-            "IPO_FIRESTORE_EMULATOR_HOST": emulator.host,
-        }
-    stack = embedded_stack(tmp_path, **extra)
-    try:
-        yield stack
-    finally:
-        stack.services.close()
 
 
 @pytest.fixture
