@@ -157,36 +157,33 @@ class Lifecycle:
             results.append(self._experiment_evidence(model_id, version))
         failed = [r for r in results if not r["passed"]]
         if failed:
-            self._record_failure(
+            raise self._refused(
                 model_id,
                 version,
                 traffic_percentage,
                 actor,
                 before,
                 reason="promotion gate failed",
-                gate=results,
-            )
-            raise InvalidValuesError(
-                f"{model_id} {version} does not meet its promotion gate: "
+                message=f"{model_id} {version} does not meet its promotion gate: "
                 + ", ".join(r["criterion"] for r in failed),
                 details=failed,
+                gate=results,
             )
 
         report = self._verify(candidate, spec)
         if not report["passed"]:
-            self._record_failure(
+            raise self._refused(
                 model_id,
                 version,
                 traffic_percentage,
                 actor,
                 before,
                 reason="verification failed",
+                message=f"{model_id} {version} failed verification: "
+                + "; ".join(report["problems"]),
+                details=[{"verification": report}],
                 gate=results,
                 verification=report,
-            )
-            raise InvalidValuesError(
-                f"{model_id} {version} failed verification: " + "; ".join(report["problems"]),
-                details=[{"verification": report}],
             )
 
         if traffic_percentage == 100:
@@ -374,7 +371,7 @@ class Lifecycle:
         self._documents.transaction(write)
         return deployment
 
-    def _record_failure(
+    def _refused(
         self,
         model_id: str,
         version: str,
@@ -383,9 +380,12 @@ class Lifecycle:
         before: ServingState,
         *,
         reason: str,
+        message: str,
+        details: list[dict[str, Any]],
         gate: list[dict[str, Any]],
         verification: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> InvalidValuesError:
+        """Record a refused promotion as a failed deployment; the error to raise for it."""
         failed = Deployment(
             deployment_id=uuid.uuid4().hex,
             model_id=model_id,
@@ -402,3 +402,4 @@ class Lifecycle:
             verification=for_the_record(verification or {}),
         )
         self._documents.create(DEPLOYMENTS, failed.deployment_id, failed.as_json())
+        return InvalidValuesError(message, details=details)
