@@ -1,4 +1,4 @@
-"""The one seam to the outside world: stores, artifacts, secrets.
+"""The one seam to the outside world: stores, artifacts, secrets, key wrapping.
 
 Nothing outside this package imports a Google Cloud client. ``build_backends`` picks each
 implementation from Settings and imports it only when chosen, so a function that runs on
@@ -15,6 +15,7 @@ from common.backends.base import (
     Document,
     DocumentStore,
     Filter,
+    KeyWrapper,
     Order,
     SecretSource,
     Transaction,
@@ -28,12 +29,14 @@ __all__ = [
     "Document",
     "DocumentStore",
     "Filter",
+    "KeyWrapper",
     "Order",
     "SecretSource",
     "Transaction",
     "build_artifact_store",
     "build_backends",
     "build_document_store",
+    "build_key_wrapper",
     "build_secret_source",
 ]
 
@@ -43,6 +46,7 @@ class Backends:
     documents: DocumentStore
     artifacts: ArtifactStore
     secrets: SecretSource
+    keys: KeyWrapper
 
     def close(self) -> None:
         self.documents.close()
@@ -78,9 +82,20 @@ def build_secret_source(settings: Settings) -> SecretSource:
     return EnvSecretSource(env_file=settings.env_file)
 
 
+def build_key_wrapper(settings: Settings) -> KeyWrapper:
+    if settings.key_wrapper == "kms":
+        from common.backends.kms_keys import KmsKeyWrapper
+
+        return KmsKeyWrapper(settings)
+    from common.backends.local_keys import LocalKeyWrapper
+
+    return LocalKeyWrapper(settings.resolved_key_file)
+
+
 def build_backends(settings: Settings) -> Backends:
     return Backends(
         documents=build_document_store(settings),
         artifacts=build_artifact_store(settings),
         secrets=build_secret_source(settings),
+        keys=build_key_wrapper(settings),
     )

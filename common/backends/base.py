@@ -183,3 +183,23 @@ class SecretSource(ABC):
     @abstractmethod
     def get(self, name: str) -> str:
         """The secret's value; NotFoundError if unknown, UnavailableError if unreachable."""
+
+
+class KeyWrapper(ABC):
+    """Wraps and unwraps data keys under a key the platform never sees in the cloud (KMS).
+
+    ``context`` is bound to the wrapped key (AES-GCM associated data locally, KMS
+    additional authenticated data in the cloud): unwrapping with another context fails.
+    """
+
+    key_id: str
+    """Names the wrapping key in sealed records (a KMS key name or a local fingerprint)."""
+
+    @abstractmethod
+    def wrap(self, data_key: bytes, *, context: bytes) -> bytes:
+        """The wrapped key; UnavailableError if the key service cannot be reached."""
+
+    @abstractmethod
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        """The data key; IntegrityError if ``wrapped`` or ``context`` was altered,
+        UnavailableError if the key service cannot be reached."""
