@@ -10,7 +10,7 @@ PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit lock clean
+.PHONY: help run serve train token test lint typecheck unit redis lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -47,8 +47,27 @@ lint: $(VENV)/.dev  ## ruff lint and format check.
 typecheck: $(VENV)/.dev  ## mypy (strict) on common/.
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.dev  ## The pytest suite only.
+unit: $(VENV)/.dev redis  ## The pytest suite only.
 	$(PY) -m pytest
+
+# Tests start their own redis-server on a free port; the packaged service is stopped
+# at once so nothing comes to depend on a server on 6379.
+REDIS_HINT := redis-server is not installed: run `apt-get install redis-server` (make test does this when run as root); its tests will skip
+
+redis:  ## Install redis-server for the tests if missing (root only; otherwise they skip).
+	@if command -v redis-server >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" -eq 0 ]; then \
+		echo "Installing redis-server (apt-get)..." >&2; \
+		if apt-get update -qq </dev/null >&2 && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server </dev/null >&2; then \
+			{ invoke-rc.d redis-server stop || service redis-server stop; } </dev/null >/dev/null 2>&1 || true; \
+		else \
+			echo 'apt-get could not install redis-server; its tests will skip' >&2; \
+		fi; \
+	else \
+		echo '$(REDIS_HINT)' >&2; \
+	fi
 
 test: lint typecheck unit  ## Everything CI runs: lint, types, the whole suite.
 

@@ -14,7 +14,13 @@ from flask.testing import FlaskClient
 from common.config import Settings
 from common.services import reset_services, use_services
 from tests.fixtures import Stack, embedded_stack, register_risk
-from tests.services import FakeGCS, FirestoreEmulator, find_firestore_emulator
+from tests.services import (
+    FakeGCS,
+    FirestoreEmulator,
+    RedisServer,
+    find_firestore_emulator,
+    find_redis_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +122,21 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fir
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session. A test that stops it restarts it before it
+    ends (try/finally); tests keep apart by key prefix or subject, or FLUSHDB first."""
+    executable, reason = find_redis_server()
+    if executable is None:
+        pytest.skip(reason)
+    server = RedisServer(tmp_path_factory.mktemp("redis") / "redis.log", executable)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

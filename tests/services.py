@@ -3,13 +3,15 @@ and the settings that point a backend at them.
 
 The Firestore emulator is a shell script that starts Java as a child, so it runs in a
 session of its own and is stopped by process group: killing only the script would leave
-the JVM behind.
+the JVM behind. redis-server is started the same way, on a port of its own, never the
+6379 a packaged service may be using.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +30,13 @@ FIRESTORE_INSTALL_HINT = (
     "the Firestore emulator is not installed: run "
     "`apt-get install google-cloud-cli-firestore-emulator` or "
     "`gcloud components install cloud-firestore-emulator` (it needs Java)"
+)
+REDIS_INSTALL_HINT = (
+    "redis-server is not installed: run `apt-get install redis-server` "
+    "(make test does this when run as root)"
+)
+_REDIS_FLAGS = shlex.split(
+    "--bind 127.0.0.1 --save '' --appendonly no --protected-mode yes --daemonize no"
 )
 _EMULATOR_RELATIVE = Path("platform/cloud-firestore-emulator/cloud_firestore_emulator")
 _SDK_ROOTS = (Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"))
@@ -115,6 +124,71 @@ class FirestoreEmulator:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
         self.process = None
+
+
+def find_redis_server() -> tuple[str | None, str]:
+    """The redis-server executable, or None and the reason it cannot run here."""
+    path = shutil.which("redis-server")
+    return (path, "") if path else (None, REDIS_INSTALL_HINT)
+
+
+class RedisServer:
+    """A throw-away redis-server: no persistence, loopback only, one port for its life,
+    so a test can stop it (an outage) and ``restart`` it where clients expect it."""
+
+    def __init__(self, log_path: Path, executable: str = "redis-server") -> None:
+        self.executable = executable
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.executable, "--port", str(self.port), *_REDIS_FLAGS],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready(time.monotonic() + timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, deadline: float) -> None:
+        import redis
+
+        assert self.process is not None
+        with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    log = self.log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server exited early:\n{log}")
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    if client.ping():
+                        return
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {self.port} in time")
+
+    def stop(self) -> None:
+        """SIGTERM, wait, then SIGKILL; the port is free once this returns."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.terminate()  # SIGTERM; a process already gone is no error
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def restart(self, timeout_s: float = 10.0) -> None:
+        """Start again on the same port (after ``stop``), with an empty data set."""
+        self.stop()
+        self.start(timeout_s)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
