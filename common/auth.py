@@ -1,9 +1,11 @@
 """Bearer-token verification, principals and permissions.
 
-Tokens are JWTs signed with HS256 under a secret from the SecretSource. The accepted
-algorithm is fixed here and never read from the token; ``exp``, ``iat``, ``aud``, ``iss``
-and ``sub`` are required; a ``crit`` header is refused because no extension is understood;
-a token may live at most ``jwt_max_ttl_s``, so a leaked token is not a permanent key.
+Tokens are JWTs: RS256 or ES256 from an identity provider's JWKS (by ``kid``), or HS256
+under a secret from the SecretSource (no ``kid``). The accepted algorithm is fixed by the
+key and never read from the token; ``exp``, ``iat``, ``aud``, ``iss`` (exact) and ``sub``
+are required and ``nbf`` honoured; a ``crit`` header is refused because no extension is
+understood; a token may live at most ``jwt_max_ttl_s``, so a leaked token is not a
+permanent key.
 
 Permissions are strings such as ``model:read`` or ``model:risk:predict``. A granted
 permission may use ``*`` for one whole segment (``model:*:predict``); ``admin`` grants all.
@@ -11,20 +13,26 @@ permission may use ``*`` for one whole segment (``model:*:predict``); ``admin`` 
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from werkzeug.datastructures import Headers
 
 from common.backends.base import SecretSource
 from common.config import Settings
 from common.errors import ForbiddenError, NotFoundError, UnauthenticatedError, UnavailableError
+from common.jwks import KeySet
 
-ALGORITHM = "HS256"
+HS256 = "HS256"
+FORWARDED_AUTHORIZATION = "X-Forwarded-Authorization"
+GATEWAY_USERINFO = "X-Apigateway-Api-Userinfo"
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
 MIN_SECRET_BYTES = 32
 ADMIN = "admin"
@@ -71,13 +79,26 @@ def _signing_key(secrets: SecretSource, name: str) -> bytes:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens; the signing key is fetched once per instance."""
+    """Verifies bearer tokens: RS256/ES256 by ``kid`` through the JWKS, HS256 without one.
 
-    def __init__(self, settings: Settings, secrets: SecretSource) -> None:
+    The algorithm comes from the key (the JWKS key's type, or HS256 for the shared
+    secret), never from the token. The HS256 secret is fetched once per instance.
+    """
+
+    def __init__(
+        self, settings: Settings, secrets: SecretSource, *, key_set: KeySet | None = None
+    ) -> None:
         self._settings = settings
         self._secrets = secrets
         self._key: bytes | None = None
         self._lock = threading.Lock()
+        if key_set is None and settings.jwt_jwks_url:
+            key_set = KeySet(
+                settings.jwt_jwks_url,
+                ttl_s=settings.jwt_jwks_ttl_s,
+                timeout_s=settings.backend_timeout_s,
+            )
+        self._key_set = key_set
 
     def _get_key(self) -> bytes:
         if self._key is None:
@@ -86,7 +107,19 @@ class TokenVerifier:
                     self._key = _signing_key(self._secrets, self._settings.jwt_secret_name)
         return self._key
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, headers: Headers | Mapping[str, str]) -> Principal:
+        """The caller behind a request's headers.
+
+        Behind API Gateway the caller's own token arrives in X-Forwarded-Authorization
+        (Authorization then carries the gateway's identity token, checked by IAM before
+        the request got here). With ``trust_gateway_identity`` the claims the gateway has
+        already verified are read from X-Apigateway-Api-Userinfo instead.
+        """
+        if self._settings.trust_gateway_identity:
+            userinfo = headers.get(GATEWAY_USERINFO)
+            if userinfo:
+                return self._from_gateway(userinfo)
+        authorization = headers.get(FORWARDED_AUTHORIZATION) or headers.get("Authorization")
         if not authorization:
             raise UnauthenticatedError("missing bearer token (Authorization: Bearer <token>)")
         scheme, _, token = authorization.strip().partition(" ")
@@ -95,38 +128,92 @@ class TokenVerifier:
             raise UnauthenticatedError("Authorization header must be 'Bearer <token>'")
         return self.verify(token)
 
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise UnauthenticatedError("token is not a well-formed JWT") from None
+        if "crit" in header:
+            raise UnauthenticatedError("token has a 'crit' header, which is not supported")
+        kid = header.get("kid")
+        if kid is None:
+            if not self._settings.jwt_hs256_enabled:
+                raise UnauthenticatedError("token has no key id ('kid')")
+            return self._get_key(), HS256
+        if not isinstance(kid, str) or self._key_set is None:
+            raise UnauthenticatedError("token is signed with an unknown key ('kid')")
+        found = self._key_set.get(kid)
+        return found.key, found.algorithm
+
     def verify(self, token: str) -> Principal:
-        key = self._get_key()
+        key, algorithm = self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=[ALGORITHM],
+                algorithms=[algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
                 leeway=self._settings.jwt_leeway_s,
                 options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},
             )
-        except jwt.ExpiredSignatureError:
-            raise UnauthenticatedError("token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise UnauthenticatedError("token is not valid yet") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise UnauthenticatedError(f"token lacks the required claim {exc.claim!r}") from None
-        except jwt.InvalidAudienceError:
-            raise UnauthenticatedError("token audience is not this service") from None
-        except jwt.InvalidIssuerError:
-            raise UnauthenticatedError("token issuer is not trusted") from None
-        except jwt.PyJWTError:  # bad signature, malformed, unsupported 'crit', wrong alg
-            raise UnauthenticatedError("token signature or claims are invalid") from None
+        except jwt.PyJWTError as exc:
+            raise UnauthenticatedError(_reason(exc)) from None
+        return self._principal(claims)
+
+    def _from_gateway(self, userinfo: str) -> Principal:
+        """Claims API Gateway verified; the time, audience and issuer rules still apply."""
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(userinfo + "=" * (-len(userinfo) % 4)))
+        except ValueError:
+            raise UnauthenticatedError(f"{GATEWAY_USERINFO} is not base64url JSON") from None
+        if not isinstance(claims, dict):
+            raise UnauthenticatedError(f"{GATEWAY_USERINFO} is not a JSON object")
+        missing = [name for name in REQUIRED_CLAIMS if name not in claims]
+        if missing:
+            raise UnauthenticatedError(f"token lacks the required claim {missing[0]!r}")
+        now, leeway = time.time(), self._settings.jwt_leeway_s
+        if not _is_int(claims["exp"]) or claims["exp"] <= now - leeway:
+            raise UnauthenticatedError("token has expired")
+        if "nbf" in claims and (not _is_int(claims["nbf"]) or claims["nbf"] > now + leeway):
+            raise UnauthenticatedError("token is not valid yet")
+        audience = claims["aud"]
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self._settings.jwt_audience not in audiences:
+            raise UnauthenticatedError("token audience is not this service")
+        if claims["iss"] != self._settings.jwt_issuer:
+            raise UnauthenticatedError("token issuer is not trusted")
+        return self._principal(claims)
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
         issued, expires = claims["iat"], claims["exp"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (issued, expires)):
+        if not (_is_int(issued) and _is_int(expires)):
             raise UnauthenticatedError("token 'iat' and 'exp' must be integer timestamps")
         if expires - issued > self._settings.jwt_max_ttl_s:
             raise UnauthenticatedError(
                 f"token lifetime exceeds {self._settings.jwt_max_ttl_s} seconds"
             )
         return _principal_from_claims(claims)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "token is not valid yet"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the required claim {exc.claim!r}"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "token audience is not this service"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "token issuer is not trusted"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "token algorithm is not the one its key verifies"
+    return "token signature or claims are invalid"
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -167,4 +254,4 @@ def issue_token(
         "nbf": issued,
         "exp": issued + ttl_s,
     }
-    return jwt.encode(claims, _signing_key(secrets, settings.jwt_secret_name), ALGORITHM)
+    return jwt.encode(claims, _signing_key(secrets, settings.jwt_secret_name), HS256)

@@ -41,7 +41,7 @@ def sign(payload: dict[str, object], key: str = SIGNING_KEY, **kw: object) -> st
 
 def test_issued_token_verifies() -> None:
     token = issue_token(SETTINGS, SECRETS, subject="svc", permissions=["model:*:predict"])
-    principal = verifier().authenticate(f"Bearer {token}")
+    principal = verifier().authenticate({"Authorization": f"Bearer {token}"})
     assert principal.subject == "svc"
     assert principal.permissions == frozenset({"model:*:predict"})
 
