@@ -62,6 +62,31 @@ class Settings(BaseModel):
         ),
     )
 
+    key_wrapper: Literal["local", "kms"] = Field(
+        "local",
+        description="Wraps the per-record data keys of envelope encryption: a local key "
+        "file, or Cloud KMS.",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="Local key-wrapping key (32 random bytes, created 0600 on first use); "
+        "default <data_dir>/keys/wrapping.key.",
+    )
+    kms_key_name: str | None = Field(
+        None,
+        pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$",
+        description="Cloud KMS key that wraps data keys (projects/.../cryptoKeys/...).",
+    )
+    redis_url: str | None = Field(
+        None,
+        pattern=r"^(redis|rediss|unix)://",
+        description="Redis (Memorystore) URL for the shared cache and rate limits; unset: "
+        "per-instance only.",
+    )
+    redis_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="Timeout of one Redis call; a slower Redis is skipped."
+    )
+
     # --- network behaviour -------------------------------------------------------------
     backend_timeout_s: float = Field(
         5.0, gt=0, le=60, description="Timeout of one call to a store, bucket or secret service."
@@ -89,6 +114,37 @@ class Settings(BaseModel):
         86400, ge=60, le=7 * 86400, description="Longest token lifetime (exp - iat) accepted."
     )
 
+    jwt_hs256_enabled: bool = Field(
+        True, description="Accept HS256 tokens (no 'kid') signed with the secret above."
+    )
+    jwt_jwks_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="JWKS of the identity provider: RS256/ES256 tokens are verified by 'kid'.",
+    )
+    jwt_jwks_ttl_s: int = Field(
+        300, ge=10, le=86400, description="How long a fetched JWKS is trusted."
+    )
+    trust_gateway_identity: bool = Field(
+        False,
+        description="Take the caller's claims from API Gateway's X-Apigateway-Api-Userinfo "
+        "header without re-verifying the token; safe only when nothing but the gateway can "
+        "invoke the functions (docs/SECURITY.md).",
+    )
+
+    # --- limits and audit --------------------------------------------------------------
+    rate_limit_per_minute: int = Field(
+        1000,
+        ge=0,
+        description="Requests per principal per minute (token bucket of that size); 0: off.",
+    )
+    audit_secret_name: str = Field(
+        "audit-hmac-key", description="Name of the audit chain's HMAC secret in the source."
+    )
+    audit_queue_size: int = Field(
+        10000, ge=1, le=1_000_000, description="Audit entries waiting to be written, at most."
+    )
+
     # --- serving -----------------------------------------------------------------------
     snapshot_ttl_s: float = Field(
         10.0, ge=0, le=300, description="How long a serving snapshot is trusted in memory."
@@ -108,6 +164,8 @@ class Settings(BaseModel):
             raise ValueError("IPO_ARTIFACT_BUCKET is required when IPO_ARTIFACT_STORE=gcs")
         if self.secret_source == "secret-manager" and not self.gcp_project:  # noqa: S105
             raise ValueError("IPO_GCP_PROJECT is required when IPO_SECRET_SOURCE=secret-manager")
+        if self.key_wrapper == "kms" and not self.kms_key_name:
+            raise ValueError("IPO_KMS_KEY_NAME is required when IPO_KEY_WRAPPER=kms")
         _ = self.pinned_secret_versions  # parse early: a malformed value fails at start-up
         return self
 
@@ -140,6 +198,10 @@ class Settings(BaseModel):
     @property
     def resolved_artifact_dir(self) -> Path:
         return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "keys" / "wrapping.key"
 
     @cached_property
     def pinned_secret_versions(self) -> dict[str, str]:

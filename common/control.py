@@ -51,10 +51,16 @@ class GoldenCase(StrictModel):
 class RegisterRequest(StrictModel):
     version: str = Field(min_length=5, max_length=64, description="Semantic version.")
     kind: str = Field(min_length=1, max_length=32, description="Model kind (runtime).")
-    artifact_base64: str = Field(min_length=4, description="The artifact's bytes, base64.")
+    artifact_base64: str = Field(
+        min_length=4,
+        max_length=14 * 1024 * 1024,  # what fits in a 10 MiB body, base64-encoded
+        description="The artifact's bytes, base64.",
+    )
     description: str = Field("", max_length=4000)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=200)
-    tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    tags: dict[str, Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, max_length=50
+    )
     model_card: Shallow = Field(default_factory=dict)
     golden_set: list[GoldenCase] = Field(default_factory=list, max_length=MAX_GOLDEN_CASES)
     drift_baseline: Shallow = Field(default_factory=dict)

@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -87,7 +87,7 @@ class ExperimentDesign(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     model_id: str = Field(min_length=1, max_length=63)
-    variants: dict[str, str] = Field(min_length=2, max_length=10)
+    variants: dict[str, Annotated[str, Field(max_length=64)]] = Field(min_length=2, max_length=10)
     split: dict[str, float] = Field(min_length=2, max_length=10)
     metrics: list[Metric] = Field(min_length=1, max_length=20)
     start: str | None = Field(None, max_length=40, description="ISO 8601; default now.")

@@ -30,7 +30,7 @@ class Criterion(BaseModel):
 class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    criteria: tuple[Criterion, ...] = Field(min_length=1)
+    criteria: tuple[Criterion, ...] = Field(min_length=1, max_length=50)
     """At least one: a gate with no criteria would let anything through."""
     require_experiment: bool = False
     """Also require a completed experiment in which this version showed no significant

@@ -2,9 +2,11 @@
 
 Every function calls ``dispatch(function_name, request)``. In order it: takes or makes a
 request id; routes by path and method (404, 405); refuses a body over the limit before
-reading it (413); authenticates the bearer token (401); checks the operation's permission
-(403); parses JSON (400); validates the body against the operation's schema (422); runs
-the handler; maps any error to the one error shape; and writes one structured log line.
+reading it (413); authenticates the bearer token (401); applies the principal's rate
+limit (429); checks the operation's permission (403); parses JSON (400); validates the
+body against the operation's schema (422); runs the handler; maps any error to the one
+error shape; appends the request's one audit entry (503 if the trail cannot take it);
+and writes one structured log line.
 
 Authentication comes before parsing on purpose: an anonymous caller gets a 401 without
 the service spending time on its body.
@@ -25,6 +27,7 @@ from flask import Request, Response
 from pydantic import TypeAdapter
 
 from common import logs
+from common.audit import AuditEvent, now_rfc3339, sha256_hex
 from common.auth import Principal
 from common.errors import (
     MalformedRequestError,
@@ -145,27 +148,40 @@ def _parse_json(raw: bytes) -> Any:
         raise MalformedRequestError("request body is nested too deeply") from None
 
 
-def dispatch(function: str, request: Request) -> Response:
-    """Serve one request for ``function``; never raises, never leaks a traceback."""
+@dataclass
+class _Served:
+    """What one request came to, for its audit entry and its log line."""
+
+    function: str
+    request_id: str
+    started: float
+    status: int = 500
+    operation: str = "unrouted"
+    principal: Principal | None = None
+    raw: bytes = b""
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def _serve(served: _Served, request: Request) -> Response:
     from common.api import OPERATIONS  # handlers import serving code; keep start-up lean
 
-    started = time.perf_counter()
-    request_id = request_id_of(request)
-    status, labels, principal = 500, {}, None
+    labels = served.labels
     try:
         services = get_services()
-        route, params = find_route(routes_of(function), request.method, request.path)
-        labels["operation"] = route.operation_id
+        route, params = find_route(routes_of(served.function), request.method, request.path)
+        served.operation = labels["operation"] = route.operation_id
         operation = OPERATIONS[route.operation_id]
-        raw = _read_body(request, services.settings.max_body_bytes)
-        principal = services.verifier.authenticate(request.headers.get("Authorization"))
+        served.raw = _read_body(request, services.settings.max_body_bytes)
+        principal = served.principal = services.verifier.authenticate(request.headers)
+        if services.rate_limiter is not None:
+            services.rate_limiter.check(principal.subject)
         if route.permission:
             principal.require(route.permission.format(**params))
         body = None
         if operation.body is not None:
             body = validate(
                 operation.body,
-                _parse_json(raw),
+                _parse_json(served.raw),
                 max_details=services.settings.max_error_details,
             )
         call = Call(
@@ -174,35 +190,82 @@ def dispatch(function: str, request: Request) -> Response:
             params=params,
             query=request.args,
             body=body,
-            request_id=request_id,
+            request_id=served.request_id,
             labels=labels,
         )
+        labels.setdefault("model_id", params.get("model_id"))
         result = operation.handler(call)
         reply = result if isinstance(result, Reply) else Reply(result)
-        status = reply.status
-        return _json_response(reply.body, reply.status, request_id, reply.headers)
+        served.status = reply.status
+        return _json_response(reply.body, reply.status, served.request_id, reply.headers)
     except ServiceError as exc:
-        status = exc.status
+        served.status = exc.status
         labels["error_code"] = exc.code
         if exc.status >= 500:
             log.error(
                 "request failed: %s",
                 exc.message,
-                extra={"request_id": request_id, "code": exc.code},
+                extra={"request_id": served.request_id, "code": exc.code},
             )
-        return error_response(exc, request_id)
+        return error_response(exc, served.request_id)
     except Exception:
-        status = 500
+        served.status = 500
         labels["error_code"] = "internal"
-        log.exception("unhandled error", extra={"request_id": request_id})
-        return error_response(ServiceError("unhandled error"), request_id)
-    finally:
-        logs.request_line(
-            function=function,
-            request=request,
-            status=status,
-            latency_s=time.perf_counter() - started,
-            request_id=request_id,
-            subject=principal.subject if principal else None,
-            labels=labels,
+        log.exception("unhandled error", extra={"request_id": served.request_id})
+        return error_response(ServiceError("unhandled error"), served.request_id)
+
+
+def _audit(served: _Served, request: Request, response: Response) -> Response:
+    """Append the request's one audit entry; an unaudited answer is not sent (503)."""
+    try:
+        services = get_services()
+    except ServiceError:
+        return response  # misconfigured: nothing to audit with, and already a 503
+    body = response.get_data()
+    prediction = served.operation.startswith("predict") and served.status < 400
+    event = AuditEvent(
+        operation=served.operation,
+        function=served.function,
+        method=request.method,
+        path=request.path,
+        principal=served.principal.subject if served.principal else None,
+        model_id=served.labels.get("model_id"),
+        model_version=served.labels.get("model_version"),
+        request_id=served.request_id,
+        request_sha256=sha256_hex(served.raw),
+        response_sha256=sha256_hex(body),
+        status=served.status,
+        outcome="ok" if served.status < 400 else served.labels.get("error_code", "error"),
+        client_ip=request.remote_addr or "",
+        user_agent=request.headers.get("User-Agent", "")[:512],
+        time=now_rfc3339(),
+        financial_data=served.raw.decode() if prediction else None,
+        proprietary_metrics=body.decode() if prediction else None,
+    )
+    try:
+        services.audit.append(event)
+    except ServiceError as exc:
+        log.error(
+            "audit entry not written: %s", exc.message, extra={"request_id": served.request_id}
         )
+        served.status = exc.status
+        served.labels["error_code"] = exc.code
+        return error_response(exc, served.request_id)
+    return response
+
+
+def dispatch(function: str, request: Request) -> Response:
+    """Serve one request for ``function``; never raises, never leaks a traceback."""
+    served = _Served(function, request_id_of(request), time.perf_counter())
+    response = _serve(served, request)
+    response = _audit(served, request, response)
+    logs.request_line(
+        function=function,
+        request=request,
+        status=served.status,
+        latency_s=time.perf_counter() - served.started,
+        request_id=served.request_id,
+        subject=served.principal.subject if served.principal else None,
+        labels=served.labels,
+    )
+    return response

@@ -1,4 +1,4 @@
-"""Laptop set-up: a signing secret in the local .env file, and development tokens.
+"""Laptop set-up: signing and audit secrets in the local .env file, development tokens.
 
 Only scripts import this module; no function does. In the cloud the signing secret lives
 in Secret Manager and tokens come from the organisation's identity provider.
@@ -30,23 +30,27 @@ def secret_variable(name: str) -> str:
     return "IPO_SECRET_" + name.upper().replace("-", "_")
 
 
-def ensure_signing_secret(settings: Settings) -> bool:
-    """Write a random signing secret to the env file if none is configured; True if written."""
-    variable = secret_variable(settings.jwt_secret_name)
+def ensure_local_secrets(settings: Settings) -> bool:
+    """Write random token-signing and audit secrets to the env file where none is
+    configured; True if anything was written."""
     if settings.secret_source != "env" or settings.env_file is None:  # noqa: S105
-        return False
-    if variable in os.environ:
         return False
     path = Path(settings.env_file)
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    if any(line.split("=", 1)[0].strip() == variable for line in existing.splitlines()):
+    present = {line.split("=", 1)[0].strip() for line in existing.splitlines()}
+    wanted = [
+        variable
+        for variable in map(secret_variable, (settings.jwt_secret_name, settings.audit_secret_name))
+        if variable not in os.environ and variable not in present
+    ]
+    if not wanted:
         return False
-    line = f"{variable}={secrets.token_urlsafe(48)}\n"
+    lines = "".join(f"{variable}={secrets.token_urlsafe(48)}\n" for variable in wanted)
     prefix = "" if not existing or existing.endswith("\n") else "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(prefix + line)
+        handle.write(prefix + lines)
     return True
 
 

@@ -13,14 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common import logs
+from common.audit import AuditLog
 from common.auth import TokenVerifier
 from common.backends import Backends, build_backends
+from common.backends.redis_client import connect_redis
 from common.config import Settings
+from common.crypto import EnvelopeCipher
 from common.errors import UnavailableError
 from common.experiments import Experiments
 from common.lifecycle import Lifecycle
 from common.models.base import Component
 from common.models.pool import ModelPool
+from common.ratelimit import RateLimiter, build_rate_limiter
 from common.registry import Registry
 from common.serving import SnapshotCache, resolve_component
 
@@ -37,6 +41,9 @@ class Services:
     pool: ModelPool
     lifecycle: Lifecycle
     experiments: Experiments
+    cipher: EnvelopeCipher
+    audit: AuditLog
+    rate_limiter: RateLimiter | None
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
@@ -49,6 +56,14 @@ class Services:
         def components(ids: Mapping[str, str]) -> dict[str, Component]:
             return {role: resolve_component(m, snapshots, pool) for role, m in ids.items()}
 
+        cipher = EnvelopeCipher(backends.keys)
+        audit = AuditLog(
+            backends.documents,
+            backends.secrets,
+            secret_name=settings.audit_secret_name,
+            cipher=cipher,
+            queue_size=settings.audit_queue_size,
+        )
         return cls(
             settings=settings,
             backends=backends,
@@ -58,9 +73,13 @@ class Services:
             pool=pool,
             lifecycle=Lifecycle(registry, backends.documents, components),
             experiments=experiments,
+            cipher=cipher,
+            audit=audit,
+            rate_limiter=build_rate_limiter(settings, connect_redis(settings)),
         )
 
     def close(self) -> None:
+        self.audit.close()
         self.backends.close()
 
 

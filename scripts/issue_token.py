@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.local import (
     ALL_PERMISSIONS,
     development_token,
-    ensure_signing_secret,
+    ensure_local_secrets,
     settings_or_exit,
 )
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     permissions = tuple(p.strip() for p in args.perms.split(",") if p.strip())
     settings = settings_or_exit("issue_token")
-    ensure_signing_secret(settings)
+    ensure_local_secrets(settings)
     try:
         token = development_token(
             settings, subject=args.sub, permissions=permissions, ttl_s=args.ttl

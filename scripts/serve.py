@@ -25,7 +25,7 @@ from common.errors import NotFoundError, ServiceError
 from common.local import (
     DEMO_PERMISSIONS,
     development_token,
-    ensure_signing_secret,
+    ensure_local_secrets,
     settings_or_exit,
 )
 from common.registry import Registry
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = settings_or_exit("serve")
-    ensure_signing_secret(settings)
+    ensure_local_secrets(settings)
     base = f"http://{args.host}:{args.port}"
     options = {
         "bind": f"{args.host}:{args.port}",

@@ -24,7 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from common.backends import Backends, build_artifact_store, build_document_store
+from common.backends import (
+    Backends,
+    build_artifact_store,
+    build_document_store,
+    build_key_wrapper,
+)
 from common.backends.env_secrets import EnvSecretSource
 from common.config import Settings
 from common.experiments import ExperimentDesign
@@ -77,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         environ = {"IPO_DATA_DIR": folder, "IPO_ENV_FILE": str(Path(folder) / "none.env")}
         settings = Settings.from_environ(environ)
-        key = {"IPO_SECRET_JWT_SIGNING_KEY": secrets.token_urlsafe(48)}
+        key = {
+            "IPO_SECRET_JWT_SIGNING_KEY": secrets.token_urlsafe(48),
+            "IPO_SECRET_AUDIT_HMAC_KEY": secrets.token_urlsafe(48),
+        }
         backends = Backends(
             documents=build_document_store(settings),
             artifacts=build_artifact_store(settings),
             secrets=EnvSecretSource(None, environ=key),
+            keys=build_key_wrapper(settings),
         )
         services = Services.build(settings, backends)
         print("building both sentiment versions...", flush=True)

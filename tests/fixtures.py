@@ -12,7 +12,12 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from common.auth import issue_token
-from common.backends import Backends, build_artifact_store, build_document_store
+from common.backends import (
+    Backends,
+    build_artifact_store,
+    build_document_store,
+    build_key_wrapper,
+)
 from common.backends.env_secrets import EnvSecretSource
 from common.config import Settings
 from common.lifecycle import Lifecycle
@@ -24,6 +29,7 @@ from common.training.base import BuiltModel, register_built
 from common.validation import StrictModel
 
 SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256-0123456789"
+AUDIT_KEY = "test-audit-hmac-key-that-is-long-enough-0123456789abcdef"
 SEED = 7
 
 
@@ -92,6 +98,7 @@ def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
         "IPO_DATA_DIR": str(tmp_path / "data"),
         "IPO_ENV_FILE": str(tmp_path / "absent.env"),
         "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY,
+        "IPO_SECRET_AUDIT_HMAC_KEY": AUDIT_KEY,
         **extra_environ,
     }
     settings = Settings.from_environ(environ)
@@ -99,6 +106,7 @@ def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
         documents=build_document_store(settings),
         artifacts=build_artifact_store(settings),
         secrets=EnvSecretSource(settings.env_file, environ=environ),  # not os.environ
+        keys=build_key_wrapper(settings),
     )
     services = Services.build(settings, backends)
     return Stack(settings=settings, services=services, environ=environ)

@@ -19,7 +19,7 @@ import pytest
 from common import cli, cli_client, cli_commands
 from common.cli_client import RawResponse, TransportError
 from common.config import Settings
-from common.local import ensure_signing_secret
+from common.local import ensure_local_secrets
 from tests.conftest import ROOT
 
 URL = "http://gateway.test:8080"
@@ -912,7 +912,7 @@ def test_canary_check_refusals() -> None:
 
 def test_local_minter_signs_with_the_local_secret(tmp_path: Path) -> None:
     environ = {"IPO_ENV_FILE": str(tmp_path / "local.env"), "IPO_DATA_DIR": str(tmp_path)}
-    ensure_signing_secret(Settings.from_environ(environ))
+    ensure_local_secrets(Settings.from_environ(environ))
     token = cli_commands.local_minter(environ)("user-3")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == "user-3"

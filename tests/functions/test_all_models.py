@@ -99,3 +99,12 @@ def test_sentiment_has_a_candidate_version(installed: Stack) -> None:
     versions = [v.version for v in installed.registry.list_versions("sentiment")]
     assert versions == ["1.0.0", "1.1.0"]
     assert model.production_version == "1.0.0"
+
+
+def test_words_that_look_like_injection_are_just_text(installed: Stack) -> None:
+    """No blacklist: strict schemas decide, so 'Select Medical' and markup are ordinary text."""
+    text = "Select Medical (NYSE: SEM) said DROP TABLE was a typo; <script>alert(1)</script> OR 1=1"
+    response = client("predict_sentiment").post(
+        "/v1/predict/sentiment", json={"instances": [{"text": text}]}, headers=installed.headers()
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -283,14 +283,20 @@ def test_unregistered_model_is_404(empty_stack: Stack) -> None:
 
 def test_store_unreachable_is_503_with_retry_after(tmp_path: Any) -> None:
     from common.services import reset_services
-    from tests.fixtures import SIGNING_KEY, embedded_stack
+    from tests.fixtures import AUDIT_KEY, SIGNING_KEY, embedded_stack
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the data folder should be")
     stack = embedded_stack(tmp_path)
     token = stack.token()
     reset_services()
-    os.environ.update({"IPO_DATA_DIR": str(blocker), "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY})
+    os.environ.update(
+        {
+            "IPO_DATA_DIR": str(blocker),
+            "IPO_SECRET_JWT_SIGNING_KEY": SIGNING_KEY,
+            "IPO_SECRET_AUDIT_HMAC_KEY": AUDIT_KEY,
+        }
+    )
     try:
         response = function_client("predict_risk").post(
             URL,

@@ -1,0 +1,203 @@
+"""The audit trail: entries written off the request path, chained, sealed, verifiable."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.audit import CHAINS, ENTRIES, AuditEvent, AuditLog, entry_id, sha256_hex
+from common.audit_verify import verify_audit
+from common.backends.base import KeyWrapper
+from common.backends.local_keys import LocalKeyWrapper
+from common.crypto import EnvelopeCipher
+from common.errors import UnavailableError
+from tests.fixtures import AUDIT_KEY, Stack
+
+KEY = AUDIT_KEY.encode()
+SECRET_REQUEST = '{"instances":[{"company":"Select Medical","revenue_musd":812.5}]}'
+
+
+def event(n: int, **overrides: Any) -> AuditEvent:
+    base = AuditEvent(
+        operation="predictRisk",
+        function="predict_risk",
+        method="POST",
+        path="/v1/predict/risk",
+        principal="analyst-7",
+        model_id="risk",
+        model_version="1.0.0",
+        request_id=f"req-{n}",
+        request_sha256=sha256_hex(SECRET_REQUEST.encode()),
+        response_sha256=sha256_hex(b'{"predictions":[0.25]}'),
+        status=200,
+        outcome="ok",
+        client_ip="203.0.113.9",
+        user_agent="pytest",
+        time="2026-11-27T00:00:00.000000Z",
+        financial_data=SECRET_REQUEST,
+        proprietary_metrics='{"predictions":[0.25]}',
+    )
+    return replace(base, **overrides)
+
+
+def written(stack: Stack, events: int) -> AuditLog:
+    audit = stack.services.audit
+    for n in range(events):
+        audit.append(event(n))
+    assert audit.flush()
+    return audit
+
+
+def entries(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {d.id: d.data for d in stack.services.backends.documents.query(ENTRIES)}
+
+
+def verify(stack: Stack) -> Any:
+    return verify_audit(stack.services.backends.documents, KEY, cipher=stack.services.cipher)
+
+
+def test_entries_are_chained_sealed_and_verify(any_stack: Stack) -> None:
+    audit = written(any_stack, 30)
+    stored = entries(any_stack)
+    assert len(stored) == 30
+    first = stored[entry_id(audit.chain, 1)]
+    assert first["principal"] == "analyst-7"
+    assert first["outcome"] == "ok"
+    assert first["prev_mac"] == ""
+    assert stored[entry_id(audit.chain, 2)]["prev_mac"] == first["mac"]
+    head = any_stack.services.backends.documents.get(CHAINS, audit.chain)
+    assert head is not None
+    assert head.data["last_seq"] == 30
+    report = verify(any_stack)
+    assert report.ok, report.problems
+    assert (report.chains, report.entries) == (1, 30)
+
+
+def test_no_plaintext_sensitive_field_is_stored(any_stack: Stack) -> None:
+    written(any_stack, 3)
+    dump = json.dumps(entries(any_stack))
+    assert "Select Medical" not in dump
+    assert "812.5" not in dump
+    assert "financial_data" not in {k for e in entries(any_stack).values() for k in e}
+    one = next(iter(entries(any_stack).items()))
+    opened = any_stack.services.cipher.open(one[0], one[1]["sealed"])
+    assert opened["financial_data"] == SECRET_REQUEST
+
+
+def test_an_altered_entry_is_reported(stack: Stack) -> None:
+    audit = written(stack, 5)
+    victim = entry_id(audit.chain, 3)
+    doc = entries(stack)[victim]
+    stack.services.backends.documents.set(ENTRIES, victim, {**doc, "principal": "someone-else"})
+    report = verify(stack)
+    assert [(p.kind, p.entry_id) for p in report.problems] == [("altered", victim)]
+
+
+def test_an_entry_removed_from_the_middle_is_reported(stack: Stack) -> None:
+    audit = written(stack, 5)
+    stack.services.backends.documents.delete(ENTRIES, entry_id(audit.chain, 2))
+    report = verify(stack)
+    assert [p.kind for p in report.problems] == ["missing"]
+    assert report.problems[0].entry_id == entry_id(audit.chain, 2)
+
+
+def test_entries_cut_from_the_end_are_reported(stack: Stack) -> None:
+    audit = written(stack, 5)
+    for seq in (4, 5):
+        stack.services.backends.documents.delete(ENTRIES, entry_id(audit.chain, seq))
+    report = verify(stack)
+    assert [p.kind for p in report.problems] == ["truncated"]
+    assert "4..5" in report.problems[0].detail
+
+
+def test_a_forged_entry_is_reported(stack: Stack) -> None:
+    audit = written(stack, 3)
+    documents = stack.services.backends.documents
+    genuine = entries(stack)[entry_id(audit.chain, 3)]
+    # Rewrite the last entry as someone without the key would: plausible fields, a MAC
+    # made up, the head updated to match.
+    forged = {**genuine, "principal": "intruder", "mac": "0" * 64}
+    documents.set(ENTRIES, entry_id(audit.chain, 3), forged)
+    documents.update(CHAINS, audit.chain, {"last_mac": "0" * 64})
+    report = verify(stack)
+    assert ("altered", entry_id(audit.chain, 3)) in [(p.kind, p.entry_id) for p in report.problems]
+    documents.set(ENTRIES, "intruder-chain.000000000001", {**genuine, "chain": "intruder-chain"})
+    assert "forged" in [p.kind for p in verify(stack).problems]
+
+
+def test_a_swapped_sealed_payload_is_reported(stack: Stack) -> None:
+    audit = written(stack, 2)
+    documents = stack.services.backends.documents
+    one, two = entry_id(audit.chain, 1), entry_id(audit.chain, 2)
+    stored = entries(stack)
+    documents.set(ENTRIES, two, {**stored[two], "sealed": stored[one]["sealed"]})
+    assert [(p.kind, p.entry_id) for p in verify(stack).problems] == [("payload", two)]
+
+
+class _DownThenUp(KeyWrapper):
+    """A key service that is unreachable until ``up`` is set."""
+
+    def __init__(self, inner: KeyWrapper) -> None:
+        self.inner = inner
+        self.up = threading.Event()
+        self.key_id = "flaky"
+
+    def wrap(self, data_key: bytes, *, context: bytes) -> bytes:
+        if not self.up.is_set():
+            raise UnavailableError("key service down")
+        return self.inner.wrap(data_key, context=context)
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        return self.inner.unwrap(wrapped, context=context)
+
+
+def test_key_service_down_delays_entries_and_never_stores_plaintext(
+    stack: Stack, tmp_path: Path
+) -> None:
+    wrapper = _DownThenUp(LocalKeyWrapper(tmp_path / "k.key"))
+    audit = AuditLog(
+        stack.services.backends.documents,
+        stack.services.backends.secrets,
+        secret_name=stack.settings.audit_secret_name,
+        cipher=EnvelopeCipher(wrapper),
+    )
+    audit.append(event(1))
+    assert not audit.flush(timeout_s=0.5)
+    assert entries(stack) == {}
+    assert audit.write_failures >= 1
+    wrapper.up.set()
+    assert audit.flush(timeout_s=10)
+    assert len(entries(stack)) == 1
+    assert "Select Medical" not in json.dumps(entries(stack))
+
+
+def test_a_full_queue_refuses_instead_of_dropping(stack: Stack, tmp_path: Path) -> None:
+    wrapper = _DownThenUp(LocalKeyWrapper(tmp_path / "k.key"))
+    audit = AuditLog(
+        stack.services.backends.documents,
+        stack.services.backends.secrets,
+        secret_name=stack.settings.audit_secret_name,
+        cipher=EnvelopeCipher(wrapper),
+        queue_size=1,
+    )
+    audit.append(event(1))  # taken by the writer, which then waits for the key service
+    audit.append(event(2))  # fills the queue
+    with pytest.raises(UnavailableError, match="audit trail"):
+        audit.append(event(3))
+    wrapper.up.set()
+    assert audit.flush()
+    assert len(entries(stack)) == 2
+
+
+def test_entries_without_a_payload_are_not_sealed(stack: Stack) -> None:
+    audit = stack.services.audit
+    audit.append(event(1, financial_data=None, proprietary_metrics=None, status=401))
+    assert audit.flush()
+    (stored,) = entries(stack).values()
+    assert "sealed" not in stored
+    assert verify(stack).ok
