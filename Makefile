@@ -40,9 +40,10 @@ train: $(VENV)/.runtime  ## Train, register and promote a new version of the dem
 token: $(VENV)/.runtime  ## Print a signed development token (SUB=, PERMS=a,b).
 	@$(PY) scripts/issue_token.py --sub "$(SUB)" --perms "$(PERMS)"
 
-lint: $(VENV)/.dev  ## ruff lint and format check.
+lint: $(VENV)/.dev  ## ruff lint and format check; bandit (nothing above low severity).
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -r common functions --severity-level medium
 
 typecheck: $(VENV)/.dev  ## mypy (strict) on common/.
 	$(VENV)/bin/mypy

@@ -128,3 +128,15 @@ class IntegrityError(ServiceError):
         "a stored model artifact failed its integrity check; the model cannot be served "
         "until it is re-registered or restored"
     )
+
+
+class IncompatibleArtifactError(ServiceError):
+    """A verified artifact was built by another library version: loading it could give
+    silently different predictions, so it is refused."""
+
+    status = 500
+    code = "incompatible_artifact"
+    public_message = (
+        "a stored model artifact was built with an incompatible library version; the model "
+        "cannot be served until it is re-trained and re-registered"
+    )

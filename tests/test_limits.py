@@ -4,6 +4,7 @@ unknown fields are refused, and each principal has a request rate."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from common.models import kinds, runtime_class
 from common.services import reset_services, use_services
 from tests.conftest import function_client
 from tests.fixtures import Stack, embedded_stack, register_risk
+from tests.services import RedisServer
 
 
 def unbounded(schema: Any, path: str, defs: dict[str, Any], seen: frozenset[str]) -> list[str]:
@@ -125,3 +127,29 @@ def test_rate_limit_is_per_principal_with_retry_after(limited: Stack) -> None:
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.get_json()["error"]["code"] == "rate_limited"
     assert post(client, limited, body, subject="someone-else").status_code == 200
+
+
+def test_instances_share_the_limit_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Two function instances, one Redis: together they allow the limit, not twice it."""
+    instances = [
+        embedded_stack(
+            tmp_path / name, IPO_RATE_LIMIT_PER_MINUTE="4", IPO_REDIS_URL=redis_server.url
+        )
+        for name in ("a", "b")
+    ]
+    register_risk(instances[0].lifecycle)
+    subject = f"shared-{uuid.uuid4().hex[:8]}"
+    statuses = []
+    try:
+        for n in range(8):
+            stack = instances[n % 2]
+            use_services(stack.services, close_previous=False)
+            response = function_client("list_models").get(
+                "/v1/models", headers=stack.headers(("model:read",), subject=subject)
+            )
+            statuses.append(response.status_code)
+    finally:
+        use_services(None, close_previous=False)
+        for stack in instances:
+            stack.services.close()
+    assert statuses == [200] * 4 + [429] * 4

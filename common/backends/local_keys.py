@@ -53,7 +53,8 @@ class LocalKeyWrapper(KeyWrapper):
     def key_id(self) -> str:  # type: ignore[override]
         """``local:`` plus a fingerprint of the key, so a record names the key it needs."""
         self._load()
-        assert self._key_id is not None
+        if self._key_id is None:
+            raise RuntimeError("the wrapping key did not load")
         return self._key_id
 
     def wrap(self, data_key: bytes, *, context: bytes) -> bytes:

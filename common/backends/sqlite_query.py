@@ -86,8 +86,9 @@ def build_select(
         order_params += [path, path]
     last = "DESC" if order_by and order_by[-1].descending else "ASC"
     order_sql.append(f"id {last}")
+    # Only fixed fragments are joined here; every value is a bound parameter.
     sql = (
-        "SELECT id, data, revision FROM documents WHERE "  # noqa: S608 - fixed fragments
+        "SELECT id, data, revision FROM documents WHERE "  # noqa: S608  # nosec B608
         + " AND ".join(where)
         + " ORDER BY "
         + ", ".join(order_sql)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
+from common.errors import IncompatibleArtifactError
 from common.validation import StrictModel
 
 
@@ -109,7 +110,13 @@ def joblib_load(data: bytes) -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
-        return joblib.load(io.BytesIO(data))
+        try:
+            return joblib.load(io.BytesIO(data))
+        except InconsistentVersionWarning as exc:
+            raise IncompatibleArtifactError(
+                f"artifact pickled by scikit-learn {exc.original_sklearn_version}, "
+                f"this instance runs {exc.current_sklearn_version}"
+            ) from None
 
 
 def joblib_dump(obj: Any) -> bytes:
