@@ -16,6 +16,7 @@ long enough to fill it, ``append`` refuses (503) rather than answer unaudited.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
@@ -41,6 +42,7 @@ CHAINS = "audit_chains"
 MIN_SECRET_BYTES = 32
 BATCH_MAX = 200
 APPEND_WAIT_S = 2.0
+EXIT_FLUSH_S = 5.0
 MAC_EXCLUDED = frozenset({"mac", "sealed"})
 SEALED_FIELDS = ("financial_data", "proprietary_metrics")
 
@@ -143,6 +145,8 @@ class AuditLog:
             if self._pid != os.getpid():
                 self.chain, self._seq, self._prev_mac = uuid.uuid4().hex, 0, ""
                 self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            if self._pid == -1:
+                atexit.register(self.flush, EXIT_FLUSH_S)  # SIGTERM ends workers via exit
             self._pid = os.getpid()
             self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._writer.start()

@@ -201,3 +201,21 @@ def test_entries_without_a_payload_are_not_sealed(stack: Stack) -> None:
     (stored,) = entries(stack).values()
     assert "sealed" not in stored
     assert verify(stack).ok
+
+
+def test_verify_script_reports_tampering_with_exit_status(stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    audit = written(stack, 3)
+    environ = {**stack.environ, "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "scripts/verify_audit.py"]
+    clean = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["entries"] == 3
+    stack.services.backends.documents.delete(ENTRIES, entry_id(audit.chain, 2))
+    broken = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["problems"][0]["kind"] == "missing"
