@@ -177,7 +177,12 @@ class AuditLog:
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self.flush(timeout_s)
+        """Write what is queued, then stop; what could not be written is reported."""
+        if not self.flush(timeout_s):
+            log.error(
+                "audit entries not written at shutdown",
+                extra={"audit_entries_lost": self._queue.unfinished_tasks},
+            )
         self._stopping = True
 
     def _run(self) -> None:
@@ -194,7 +199,7 @@ class AuditLog:
                 except queue.Empty:
                     break
             pending = self._chain(batch)
-            while True:
+            while not self._stopping:
                 try:
                     self._commit(pending)
                     self.written += len(pending)

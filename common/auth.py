@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from cachetools import TTLCache
 from werkzeug.datastructures import Headers
 
 from common.backends.base import SecretSource
@@ -35,6 +36,9 @@ FORWARDED_AUTHORIZATION = "X-Forwarded-Authorization"
 GATEWAY_USERINFO = "X-Apigateway-Api-Userinfo"
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
 MIN_SECRET_BYTES = 32
+VERIFIED_CACHE_SIZE = 10_000
+VERIFIED_CACHE_S = 60.0
+"""A key removed from the JWKS stops verifying its cached tokens within this time."""
 ADMIN = "admin"
 _PERMISSION = re.compile(r"^[a-z*][a-z0-9_*-]*(:[a-z0-9*][a-z0-9_.*-]*)*$")
 _SUBJECT = re.compile(r"^[A-Za-z0-9_.@:+-]{1,256}$")
@@ -99,6 +103,8 @@ class TokenVerifier:
                 timeout_s=settings.backend_timeout_s,
             )
         self._key_set = key_set
+        self._verified: TTLCache[str, Principal] = TTLCache(VERIFIED_CACHE_SIZE, VERIFIED_CACHE_S)
+        self._verified_lock = threading.Lock()
 
     def _get_key(self) -> bytes:
         if self._key is None:
@@ -146,6 +152,26 @@ class TokenVerifier:
         return found.key, found.algorithm
 
     def verify(self, token: str) -> Principal:
+        """The token's principal. A token verified in the last minute is not verified again
+        (its time claims still are): signature checks are most of a warm request's cost."""
+        with self._verified_lock:
+            known = self._verified.get(token)
+        if known is not None:
+            self._check_times(known.claims)
+            return known
+        principal = self._verify(token)
+        with self._verified_lock:
+            self._verified[token] = principal
+        return principal
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now, leeway = time.time(), self._settings.jwt_leeway_s
+        if claims["exp"] <= now - leeway:
+            raise UnauthenticatedError("token has expired")
+        if "nbf" in claims and claims["nbf"] > now + leeway:
+            raise UnauthenticatedError("token is not valid yet")
+
+    def _verify(self, token: str) -> Principal:
         key, algorithm = self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -172,11 +198,9 @@ class TokenVerifier:
         missing = [name for name in REQUIRED_CLAIMS if name not in claims]
         if missing:
             raise UnauthenticatedError(f"token lacks the required claim {missing[0]!r}")
-        now, leeway = time.time(), self._settings.jwt_leeway_s
-        if not _is_int(claims["exp"]) or claims["exp"] <= now - leeway:
-            raise UnauthenticatedError("token has expired")
-        if "nbf" in claims and (not _is_int(claims["nbf"]) or claims["nbf"] > now + leeway):
-            raise UnauthenticatedError("token is not valid yet")
+        if not _is_int(claims["exp"]) or not _is_int(claims.get("nbf", 0)):
+            raise UnauthenticatedError("token 'exp' and 'nbf' must be integer timestamps")
+        self._check_times(claims)
         audience = claims["aud"]
         audiences = audience if isinstance(audience, list) else [audience]
         if self._settings.jwt_audience not in audiences:

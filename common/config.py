@@ -152,6 +152,18 @@ class Settings(BaseModel):
     model_pool_size: int = Field(
         8, ge=1, le=256, description="Loaded models kept per instance (LRU)."
     )
+    cache_enabled: bool = Field(
+        True, description="Cache predictions per instance (L1 in process, L2 in Redis when set)."
+    )
+    cache_l1_entries: int = Field(
+        50_000, ge=0, le=10_000_000, description="Most predictions kept in one instance's L1."
+    )
+    cache_l1_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Most bytes (encoded size) kept in one instance's L1."
+    )
+    cache_l1_ttl_s: float = Field(
+        300.0, gt=0, le=86400, description="How long an L1 entry lives; L2 keeps its own TTL."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest severity written to the structured log."
     )

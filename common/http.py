@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from flask import Request, Response
 from pydantic import TypeAdapter
 
@@ -83,7 +84,7 @@ def request_id_of(request: Request) -> str:
 
 
 def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str, str]) -> Response:
-    payload = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     response = Response(payload, status=status, mimetype=_JSON)
     response.headers["X-Request-Id"] = request_id
     response.headers["Cache-Control"] = "no-store"

@@ -127,3 +127,13 @@ def test_require_raises_forbidden_naming_the_permission() -> None:
     principal = Principal("a", frozenset({"model:read"}))
     with pytest.raises(ForbiddenError, match=r"model:risk:predict"):
         principal.require("model:risk:predict")
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    checker = verifier()
+    now = int(time.time())
+    token = sign(claims(iat=now, exp=now + 120))
+    assert checker.verify(token).subject == "analyst-1"
+    monkeypatch.setattr("common.auth.time.time", lambda: now + 120 + SETTINGS.jwt_leeway_s + 1)
+    with pytest.raises(UnauthenticatedError, match="expired"):
+        checker.verify(token)
