@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cachetools import TTLCache
 
+from common.backends.redis_client import RedisHealth
 from common.config import Settings
 from common.errors import RateLimitedError
 
@@ -160,33 +161,34 @@ class RedisTokenBuckets:
         self._script = client.register_script(_BUCKET_LUA)
         self._args = (per_minute, repr(per_minute / 60_000.0), _KEY_TTL_MS)
         self._fallback = fallback
-        self._clock = clock
-        self._initial_backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         self._key_prefix = key_prefix
+        self._health = RedisHealth(
+            "rate limiting",
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            clock=clock,
+            logger=log,
+            fallback="checking per instance",
+        )
         self._lock = threading.Lock()
-        self._backoff_s = backoff_s
-        self._retry_at = -math.inf
-        self._degraded = False
-        self._redis_failures = 0
         self._fallback_checks = 0
 
     def check(self, subject: str) -> None:
-        if self._clock() < self._retry_at:
+        if not self._health.available():
             self._check_fallback(subject)
             return
         try:
             answer = self._script(keys=[redis_key(subject, self._key_prefix)], args=self._args)
         except self._redis_error as exc:
-            self._failed(f"{type(exc).__name__}: {exc}")
+            self._health.failed(exc)
             self._check_fallback(subject)
             return
         verdict = _parse(answer)
         if verdict is None:
-            self._failed(f"unexpected answer {answer!r:.100}")
+            self._health.failed(f"unexpected answer {answer!r:.100}")
             self._check_fallback(subject)
             return
-        self._succeeded()
+        self._health.succeeded()
         allowed, retry_after_ms = verdict
         if not allowed:
             raise rate_limited(subject, self.per_minute, retry_after_ms / 1000.0)
@@ -194,7 +196,7 @@ class RedisTokenBuckets:
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {
-                "redis_failures": self._redis_failures,
+                "redis_failures": self._health.failures,
                 "fallback_checks": self._fallback_checks,
             }
 
@@ -202,36 +204,6 @@ class RedisTokenBuckets:
         with self._lock:
             self._fallback_checks += 1
         self._fallback.check(subject)
-
-    def _failed(self, reason: str) -> None:
-        with self._lock:
-            self._redis_failures += 1
-            failures = self._redis_failures
-            now = self._clock()
-            if now < self._retry_at:
-                return  # a concurrent check already started this backoff period
-            backoff = self._backoff_s
-            self._retry_at = now + backoff
-            self._backoff_s = min(backoff * 2, self._max_backoff_s)
-            self._degraded = True
-        log.warning(
-            "Redis rate limiting failed (%s); checking per instance for %.1f s",
-            reason,
-            backoff,
-            extra={"redis_failures": failures},
-        )
-
-    def _succeeded(self) -> None:
-        if not self._degraded:
-            return
-        with self._lock:
-            recovered = self._degraded
-            self._degraded = False
-            self._backoff_s = self._initial_backoff_s
-            self._retry_at = -math.inf
-            failures = self._redis_failures
-        if recovered:
-            log.info("Redis rate limiting restored", extra={"redis_failures": failures})
 
 
 def _parse(answer: Any) -> tuple[bool, int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from common.backends.redis_client import connect_redis
+from common.backends.redis_client import RedisHealth, connect_redis
 from common.config import Settings
 from common.errors import RateLimitedError
 from common.ratelimit import (
@@ -147,6 +147,49 @@ def test_connect_redis_is_short_and_never_retries() -> None:
     assert kwargs["protocol"] == 2
     assert kwargs["retry"].get_retries() == 0
     client.close()
+
+
+def test_redis_health_backs_off_logs_once_per_period_and_resets(
+    ratelimit_log: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    logger = logging.getLogger("ipo.ratelimit")
+    health = RedisHealth("queue", backoff_s=1, max_backoff_s=3, clock=clock, logger=logger)
+    assert health.available()
+    health.succeeded()  # nothing to restore: no log
+    health.failed(redis.exceptions.TimeoutError("Timeout reading from socket"))
+    assert not health.available()
+    health.failed("a concurrent failure in the same period")  # counted, not logged
+    clock.now += 1
+    assert health.available()
+    health.failed("still down")
+    clock.now += 1.9
+    assert not health.available()
+    clock.now += 0.1
+    health.failed("still down")
+    health.failed("still down")
+    clock.now += 3  # 1 s, 2 s, then capped at 3 s
+    assert health.available()
+    health.succeeded()
+    health.succeeded()
+    health.failed("down again")
+    clock.now += 1  # the success reset the backoff to 1 s
+    assert health.available()
+    assert health.failures == 6
+    records = [(r.levelname, r.getMessage()) for r in ratelimit_log.records]
+    assert records == [
+        (
+            "WARNING",
+            "Redis queue failed (TimeoutError: Timeout reading from socket); "
+            "continuing without Redis for 1.0 s",
+        ),
+        ("WARNING", "Redis queue failed (still down); continuing without Redis for 2.0 s"),
+        ("WARNING", "Redis queue failed (still down); continuing without Redis for 3.0 s"),
+        ("INFO", "Redis queue restored"),
+        ("WARNING", "Redis queue failed (down again); continuing without Redis for 1.0 s"),
+    ]
+    assert [getattr(r, "redis_failures", None) for r in ratelimit_log.records] == [1, 3, 4, 5, 6]
+    assert {getattr(r, "component", None) for r in ratelimit_log.records} == {"queue"}
 
 
 def test_redis_key_hashes_unusual_subjects() -> None:
