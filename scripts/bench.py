@@ -1,27 +1,46 @@
 """Measure the platform. Prints one table and, with --out, writes it as Markdown and JSON.
 
     python scripts/bench.py models [--out bench-results/models] [--repeats 200]
+    python scripts/bench.py http [--out bench-results/http] [--duration 5] \
+        [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
+        [--generator auto|wrk|python] [--cold-starts 3]
 
 ``models``: in-process time per instance of every model in production, at batch 1 and
 batch 100, as serving computes it (batch validation against the model's schema, then one
 vectorised predict, components included for the ensemble). Inputs are the version's
 golden set; texts are grown to 2 KB. Models come from the
 configured backends; run `make run` (or scripts/train_models.py) once first.
+
+``http``: the whole stack over HTTP, in a throw-away data folder (the models the scenarios
+call are trained there, the configured data is not touched): the gateway's cold start
+(process start to the first 200 on POST /v1/predict/risk; the median of --cold-starts
+starts), then every scenario at every concurrency, closed loop, with wrk when it is
+installed (else a Python asyncio client): requests/s, latency percentiles, non-200
+responses, and the server's and the generator's CPU time per request; then the models
+section's batch-1 time as the in-process floor. The gateway is scripts/serve.py at its
+defaults with IPO_RATE_LIMIT_PER_MINUTE=0. Exits 1 if any request failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_http as h
+from bench_load import generator_version, resolve_generator
 
 from common.backends import build_backends
 from common.config import Settings
@@ -79,7 +98,9 @@ def _per_instance_ms(call: Any, batch: int, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def bench_models(settings: Settings, repeats: int) -> list[dict[str, Any]]:
+def bench_models(
+    settings: Settings, repeats: int, batches: tuple[int, ...] = BATCHES
+) -> list[dict[str, Any]]:
     backends = build_backends(settings)
     registry = Registry(backends.documents, backends.artifacts)
     pool = ModelPool(registry, size=16)
@@ -97,7 +118,7 @@ def bench_models(settings: Settings, repeats: int) -> list[dict[str, Any]]:
             } or None
             inputs = sized_texts([g["instance"] for g in record.golden_set] or [record.example])
             row: dict[str, Any] = {"model": model.model_id, "version": record.version}
-            for batch in BATCHES:
+            for batch in batches:
                 instances = [inputs[i % len(inputs)] for i in range(batch)]
                 row[f"batch_{batch}_ms_per_instance"] = round(
                     _per_instance_ms(
@@ -151,13 +172,175 @@ def _cell(row: dict[str, Any], batch: int) -> str:
     return cell if parts is None else f"{cell} (parts {parts:.3f})"
 
 
+def run_http(args: argparse.Namespace) -> int:
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = sorted(set(scenarios) - set(h.SCENARIOS))
+    if unknown or not scenarios:
+        raise SystemExit(f"bench: unknown scenario(s) {unknown}; known: {', '.join(h.SCENARIOS)}")
+    try:
+        concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        concurrencies = []
+    if not concurrencies or min(concurrencies) < 1:
+        raise SystemExit("bench: --concurrency is a comma-separated list of positive integers")
+    try:
+        generator = resolve_generator(args.generator)
+    except (RuntimeError, ValueError) as exc:
+        raise SystemExit(f"bench: {exc}") from None
+
+    def interrupted(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    about, load_start = machine(), os.getloadavg()[0]
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        environ = h.environment(Path(tmp))
+        models = h.models_to_train(scenarios)
+        print(f"training {', '.join(models)} in {tmp}", file=sys.stderr, flush=True)
+        token = h.prepare(environ, models)
+        settings = Settings.from_environ(environ)
+        examples, schemas = h.production_inputs(settings)
+        templates = {n: h.body_template(h.SCENARIOS[n], examples, schemas) for n in scenarios}
+        gateway = h.Gateway(environ, Path(tmp) / "gateway.log")
+        try:
+            cold = h.cold_starts(gateway, token, examples[h.COLD_START_MODEL], args.cold_starts)
+            print(f"cold start: {cold} ms", file=sys.stderr, flush=True)
+            runs = h.run_scenarios(
+                gateway, token, generator, templates, concurrencies, args.duration, args.warmup
+            )
+        finally:
+            gateway.stop()
+        floor = bench_models(settings, args.repeats, batches=(1,))
+    report = {
+        "date": date,
+        "machine": about,
+        "generator": {"name": generator, "version": generator_version(generator)},
+        "gateway": {
+            **{k: h.serve_defaults().get(k) for k in ("workers", "threads", "worker_class")},
+            "processes": max(r["server_processes"] for r in runs),
+            "environment": {"IPO_RATE_LIMIT_PER_MINUTE": "0"},
+        },
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "cold_start_ms": statistics.median(cold),
+        "cold_start_runs_ms": cold,
+        "runs": runs,
+        "floor": floor,
+    }
+    table = http_markdown(report)
+    print(table, end="")
+    if args.out:
+        write(args.out, table, report)
+    return 1 if any(r["errors"] for r in runs) else 0
+
+
+def write(out: Path, table: str, report: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _errors_cell(row: dict[str, Any]) -> str:
+    if not row["errors"]:
+        return "0"
+    parts = [f"{status}: {n}" for status, n in row["statuses"].items() if status != "200"]
+    if row["errors_socket"]:
+        parts.append(f"socket: {row['errors_socket']}")
+    return f"**{row['errors']}** ({', '.join(parts)})"
+
+
+def http_markdown(report: dict[str, Any]) -> str:
+    about, gw = report["machine"], report["gateway"]
+    cold = report["cold_start_runs_ms"]
+    lines = [
+        f"HTTP benchmark, {report['date']}: {about['cpu']}, {about['cores']} cores, "
+        f"Python {about['python']}, {about['system']}.",
+        "",
+        f"Generator: {report['generator']['version']}; closed loop, one keep-alive connection "
+        f"per concurrent client; {report['duration_s']:g} s per run after a "
+        f"{report['warmup_s']:g} s warm-up, on the same machine as the server (load average "
+        f"{report['load_average_1min']['start']:.2f} at the start, "
+        f"{report['load_average_1min']['end']:.2f} at the end).",
+        f"Gateway: scripts/serve.py, gunicorn {gw['worker_class']}, {gw['workers']} workers x "
+        f"{gw['threads']} threads ({gw['processes']} processes seen), "
+        "IPO_RATE_LIMIT_PER_MINUTE=0, every other setting at its default.",
+        "",
+        "| scenario | concurrency | requests/s | p50 ms | p95 ms | p99 ms | errors "
+        "| server CPU ms/request | client CPU ms/request |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["runs"]:
+        lat = row["latency_us"]
+        lines.append(
+            f"| {row['scenario']} | {row['concurrency']} | {row['requests_per_s']:.1f} "
+            f"| {lat['p50'] / 1000:.2f} | {lat['p95'] / 1000:.2f} | {lat['p99'] / 1000:.2f} "
+            f"| {_errors_cell(row)} | {row['server_cpu_ms_per_request']:.3f} "
+            f"| {row['client_cpu_ms_per_request']:.3f} |"
+        )
+    lines += [
+        "",
+        "Scenarios: "
+        + "; ".join(
+            f"`{n}` {h.SCENARIOS[n].about}"
+            for n in dict.fromkeys(r["scenario"] for r in report["runs"])
+        )
+        + ". Uncached bodies differ per request by a relative 1e-6 on one float of each row.",
+        "",
+        "In-process floor (scripts/bench.py models, batch 1, median):",
+        "",
+        "| model | version | ms/instance |",
+        "|---|---|---|",
+    ]
+    for row in report["floor"]:
+        lines.append(
+            f"| {row['model']} | {row['version']} | {row['batch_1_ms_per_instance']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Cold start (process start to the first 200 on POST /v1/predict/{h.COLD_START_MODEL}): "
+        f"{report['cold_start_ms']:.0f} ms"
+        + (
+            f", the median of {len(cold)} starts ({', '.join(f'{c:.0f}' for c in cold)})."
+            if len(cold) > 1
+            else "."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the platform.")
     sub = parser.add_subparsers(dest="what", required=True)
     models = sub.add_parser("models", help="in-process time per instance of every model")
     models.add_argument("--repeats", type=int, default=30)
     models.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    http = sub.add_parser("http", help="the whole stack over HTTP, against a fresh gateway")
+    http.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    http.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    http.add_argument("--warmup", type=float, default=1.0, help="seconds before each run")
+    http.add_argument("--concurrency", default="1,8,32", help="comma-separated connections")
+    http.add_argument(
+        "--scenarios",
+        default="risk-1,risk-100,risk-hit,dcf-1,ensemble-1",
+        help="comma-separated scenarios",
+    )
+    http.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
+    http.add_argument("--cold-starts", type=int, default=3, help="starts; the median is shown")
+    http.add_argument("--repeats", type=int, default=30, help="in-process floor repeats")
     args = parser.parse_args(argv)
+    if args.what == "http":
+        if args.cold_starts < 1 or args.duration <= 0 or args.warmup < 0:
+            parser.error("--cold-starts must be at least 1, --duration > 0, --warmup >= 0")
+        try:
+            return run_http(args)
+        except KeyboardInterrupt:
+            print("bench: interrupted; the gateway was stopped", file=sys.stderr)
+            return 130
+        except RuntimeError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
 
     about = machine()
     rows = bench_models(settings_or_exit("bench"), args.repeats)
@@ -167,11 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, about)
     print(table, end="")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".md").write_text(table)
-        args.out.with_suffix(".json").write_text(
-            json.dumps({"machine": about, "models": rows}, indent=2) + "\n"
-        )
+        write(args.out, table, {"machine": about, "models": rows})
     return 0
 
 
