@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import control, experiments_api, serving
+from pydantic import TypeAdapter
+
+from common import control, experiments_api, serving, warm_cache
 from common.http import Call, Operation
 from common.views import model_view, version_view
 
@@ -42,12 +44,19 @@ def predict_handler(model_id: str) -> Any:
             max_details=services.settings.max_error_details,
             experiments=services.experiments,
             labels=call.labels,
+            cache=services.cache,
+            hot_keys=services.hot_keys,
         )
 
     return handle
 
 
+def run_warm_cache(call: Call) -> dict[str, Any]:
+    return warm_cache.warm_cache(call.services, call.body)
+
+
 OPERATIONS: dict[str, Operation] = {
+    "warmCache": Operation(run_warm_cache, body=TypeAdapter(warm_cache.WarmCacheRequest)),
     "listModels": Operation(list_models),
     "getModel": Operation(get_model),
     "getModelVersion": Operation(control.get_version),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import hmac
-import json
 import logging
 import os
 import queue
@@ -27,9 +26,11 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from common.backends.base import DocumentStore, SecretSource, Transaction
 from common.crypto import EnvelopeCipher
@@ -84,7 +85,7 @@ def now_rfc3339() -> str:
 def canonical(entry: dict[str, Any]) -> bytes:
     """The bytes a MAC covers: every field but the MAC and the sealed payload."""
     covered = {k: v for k, v in entry.items() if k not in MAC_EXCLUDED}
-    return json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
 
 
 def mac_of(key: bytes, entry: dict[str, Any]) -> str:
@@ -222,7 +223,7 @@ class AuditLog:
         key = self._get_key()
         pending = []
         for event in batch:
-            fields = asdict(event)
+            fields = dict(vars(event))  # flat fields: no deep copy needed
             payload = {name: fields.pop(name) for name in SEALED_FIELDS}
             self._seq += 1
             entry = {**fields, "chain": self.chain, "seq": self._seq, "prev_mac": self._prev_mac}

@@ -249,6 +249,8 @@ def rollback(call: Call) -> dict[str, Any]:
         model_id, actor=call.principal.subject, deployment_id=body.deployment_id
     )
     services.snapshots.invalidate(model_id)
+    if services.cache is not None:  # a version rolled back is suspect: drop what it served
+        services.cache.purge_model(model_id)
     call.labels.update(model_id=model_id)
     return {
         "deployment": deployment.as_json(),

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.backends.base import DocumentStore, Filter, Transaction
+from common.backends.base import DocumentStore, Filter, Transaction, valid_name
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
 from common.registry import Registry, utcnow
 from common.stats import Metric
@@ -177,7 +177,8 @@ class Experiments:
 
     def get(self, experiment_id: str) -> Experiment:
         """The experiment; one past its end is completed here, at first touch."""
-        doc = self._documents.get(EXPERIMENTS, experiment_id) if _plain(experiment_id) else None
+        known = _plain(experiment_id) and valid_name(experiment_id)
+        doc = self._documents.get(EXPERIMENTS, experiment_id) if known else None
         if doc is None:
             raise NotFoundError(f"experiment {experiment_id!r} does not exist")
         experiment = Experiment.model_validate(doc.data)
@@ -261,7 +262,8 @@ class Experiments:
             )
         body_sha = hashlib.sha256(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()
         outcome_id = f"{experiment.experiment_id}:{request_id}"
-        assignment = self._documents.get(ASSIGNMENTS, outcome_id) if _plain(request_id) else None
+        known = _plain(request_id) and valid_name(outcome_id)
+        assignment = self._documents.get(ASSIGNMENTS, outcome_id) if known else None
         if assignment is None:
             raise NotFoundError(
                 f"request {request_id!r} was never assigned in experiment "

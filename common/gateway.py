@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import werkzeug.exceptions
 import werkzeug.routing
 from flask import Flask, Request, Response, request
 
-from common import logs
+from common import logs, metrics
 from common.errors import ServiceError
 from common.http import error_response, find_route, request_id_of
 from common.routes import all_routes, functions
@@ -39,6 +40,7 @@ def load_function(name: str, functions_dir: Path = FUNCTIONS_DIR) -> FunctionEnt
 
 def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
     entries = {name: load_function(name, functions_dir) for name in sorted(functions())}
+    metrics.enable()
     routes = all_routes()
     app = Flask("ipo_gateway")
 
@@ -47,6 +49,9 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
             response = Response('{"status":"ok"}', mimetype="application/json")
             response.headers["X-Request-Id"] = request_id_of(request)
             return response
+        if request.path == "/metrics" and request.method in ("GET", "HEAD"):
+            page, content_type = metrics.exposition()
+            return Response(page, content_type=content_type)
         started = time.perf_counter()
         try:
             route, _ = find_route(routes, request.method, request.path)
@@ -64,7 +69,13 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
             return error_response(exc, request_id)
         return entries[route.function](request)
 
+    def unrouted(_exc: werkzeug.exceptions.NotFound) -> Response:
+        # the path rule does not match every path (one with a newline in a segment): such a
+        # path is still answered by forward, as the 404 in the one error shape
+        return forward()
+
     app.url_map.add(werkzeug.routing.Rule("/", defaults={"path": ""}, endpoint="forward"))
     app.url_map.add(werkzeug.routing.Rule("/<path:path>", endpoint="forward"))
     app.view_functions["forward"] = forward
+    app.register_error_handler(werkzeug.exceptions.NotFound, unrouted)
     return app

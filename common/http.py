@@ -27,7 +27,7 @@ import orjson
 from flask import Request, Response
 from pydantic import TypeAdapter
 
-from common import logs
+from common import logs, metrics
 from common.audit import AuditEvent, now_rfc3339, sha256_hex
 from common.auth import Principal
 from common.errors import (
@@ -83,8 +83,17 @@ def request_id_of(request: Request) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def _dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        # a request's own values, echoed in error details, can be what orjson refuses
+        # (integers beyond 64 bits, lone surrogates); the standard encoder writes both
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str, str]) -> Response:
-    payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    payload = _dumps(body)
     response = Response(payload, status=status, mimetype=_JSON)
     response.headers["X-Request-Id"] = request_id
     response.headers["Cache-Control"] = "no-store"
@@ -142,7 +151,7 @@ def _parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise MalformedRequestError("request body is empty; a JSON object is required")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8-sig"))  # UTF-8 only, as the audit reads it
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -159,6 +168,7 @@ class _Served:
     status: int = 500
     operation: str = "unrouted"
     principal: Principal | None = None
+    services: Services | None = None
     raw: bytes = b""
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -168,7 +178,7 @@ def _serve(served: _Served, request: Request) -> Response:
 
     labels = served.labels
     try:
-        services = get_services()
+        services = served.services = get_services()
         route, params = find_route(routes_of(served.function), request.method, request.path)
         served.operation = labels["operation"] = route.operation_id
         operation = OPERATIONS[route.operation_id]
@@ -260,13 +270,25 @@ def dispatch(function: str, request: Request) -> Response:
     served = _Served(function, request_id_of(request), time.perf_counter())
     response = _serve(served, request)
     response = _audit(served, request, response)
+    latency_s = time.perf_counter() - served.started
     logs.request_line(
         function=function,
         request=request,
         status=served.status,
-        latency_s=time.perf_counter() - served.started,
+        latency_s=latency_s,
         request_id=served.request_id,
         subject=served.principal.subject if served.principal else None,
         labels=served.labels,
     )
+    if served.services is not None and served.services.cache is not None:
+        logs.cache_stats_line(served.services.cache.stats, time.monotonic())
+    if metrics.enabled():
+        metrics.observe_request(
+            function=function,
+            operation=served.operation,
+            status=served.status,
+            latency_s=latency_s,
+            labels=served.labels,
+            cache=served.services.cache if served.services is not None else None,
+        )
     return response

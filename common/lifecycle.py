@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from common import gate as gates
-from common.backends.base import DocumentStore, Filter, Order, Transaction
+from common.backends.base import DocumentStore, Filter, Order, Transaction, valid_name
 from common.deployments import (
     DEPLOYMENTS,
     Deployment,
@@ -269,7 +269,8 @@ class Lifecycle:
                 raise ConflictError(f"{model_id} has no deployment to roll back")
             target = Deployment.model_validate(found[0].data)
         else:
-            doc = self._documents.get(DEPLOYMENTS, deployment_id)
+            known = valid_name(deployment_id)
+            doc = self._documents.get(DEPLOYMENTS, deployment_id) if known else None
             named = Deployment.model_validate(doc.data) if doc else None
             if named is None or named.model_id != model_id or named.status != "succeeded":
                 raise ConflictError(

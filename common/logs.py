@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,3 +89,17 @@ def request_line(
             "labels": {k: v for k, v in labels.items() if v is not None},
         },
     )
+
+
+_cache = logging.getLogger("ipo.cache")
+CACHE_STATS_EVERY_S = 60.0
+_next_cache_stats = 0.0
+
+
+def cache_stats_line(stats: Callable[[], dict[str, Any]], now: float) -> None:
+    """The prediction cache's hit ratios, sizes and evictions, at most once a minute."""
+    global _next_cache_stats
+    if now < _next_cache_stats:
+        return
+    _next_cache_stats = now + CACHE_STATS_EVERY_S
+    _cache.info("prediction cache statistics", extra={"cache_stats": stats()})

@@ -17,10 +17,12 @@ from common.audit import AuditLog
 from common.auth import TokenVerifier
 from common.backends import Backends, build_backends
 from common.backends.redis_client import connect_redis
+from common.cache import PredictionCache
 from common.config import Settings
 from common.crypto import EnvelopeCipher
 from common.errors import UnavailableError
 from common.experiments import Experiments
+from common.hot_keys import HotKeys
 from common.lifecycle import Lifecycle
 from common.models.base import Component
 from common.models.pool import ModelPool
@@ -44,6 +46,8 @@ class Services:
     cipher: EnvelopeCipher
     audit: AuditLog
     rate_limiter: RateLimiter | None
+    cache: PredictionCache | None
+    hot_keys: HotKeys
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
@@ -57,6 +61,7 @@ class Services:
             return {role: resolve_component(m, snapshots, pool) for role, m in ids.items()}
 
         cipher = EnvelopeCipher(backends.keys)
+        redis = connect_redis(settings)
         audit = AuditLog(
             backends.documents,
             backends.secrets,
@@ -75,7 +80,9 @@ class Services:
             experiments=experiments,
             cipher=cipher,
             audit=audit,
-            rate_limiter=build_rate_limiter(settings, connect_redis(settings)),
+            rate_limiter=build_rate_limiter(settings, redis),
+            cache=PredictionCache.from_settings(settings, redis),
+            hot_keys=HotKeys(backends.documents, cipher),
         )
 
     def close(self) -> None:

@@ -20,8 +20,10 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter
 
+from common.cache import PredictionCache, cache_key
 from common.errors import NotFoundError, ServiceError, UnavailableError
 from common.experiments import Experiment, Experiments
+from common.hot_keys import HotKeys
 from common.models import runtime_class
 from common.models.base import Component
 from common.models.pool import ModelPool
@@ -188,23 +190,17 @@ def resolve_component(model_id: str, snapshots: SnapshotCache, pool: ModelPool) 
     return Component(model_id=model_id, version=record.version, runtime=pool.get(record).runtime)
 
 
-def predict(
-    *,
-    model_id: str,
+def run_version(
+    record: ModelVersion,
     request: PredictRequest,
+    *,
     snapshots: SnapshotCache,
     pool: ModelPool,
-    request_id: str,
-    subject: str = "",
+    cache: PredictionCache | None,
     max_details: int = 100,
-    labels: dict[str, Any] | None = None,
-    experiments: Experiments | None = None,
-) -> dict[str, Any]:
-    snapshot = snapshots.get(model_id)
-    record, variant, experiment_id = snapshot.route(subject)
-    if record is None:
-        raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
-
+) -> tuple[list[Any], dict[str, int] | None, list[str] | None]:
+    """One version's predictions for a request, through the cache when there is one:
+    (predictions, rows per cache level, cache keys)."""
     runtime = runtime_class(record.kind)  # a kind unknown to this code is a deployment fault
     instances = validate(
         runtime.instances_adapter(),
@@ -219,15 +215,54 @@ def predict(
         max_details=max_details,
     )
     loaded = pool.get(record)
-    composite = loaded.runtime.components()
-    if composite:
-        components = {
-            role: resolve_component(component_id, snapshots, pool)
-            for role, component_id in composite.items()
-        }
-        predictions = loaded.runtime.predict_composite(instances, parameters, components)
-    else:
-        predictions = loaded.runtime.predict(instances, parameters)
+    components = {
+        role: resolve_component(component_id, snapshots, pool)
+        for role, component_id in loaded.runtime.components().items()
+    }
+
+    def compute(rows: list[int]) -> list[Any]:
+        batch = instances if len(rows) == len(instances) else [instances[i] for i in rows]
+        if components:
+            return list(loaded.runtime.predict_composite(batch, parameters, components))
+        return list(loaded.runtime.predict(batch, parameters))
+
+    if cache is None:
+        return compute(list(range(len(instances)))), None, None
+    # A composite's output depends on its components' versions as well as its own.
+    version = "+".join(
+        [record.version, *(f"{c.model_id}@{c.version}" for c in components.values())]
+    )
+    keys = [
+        cache_key(record.model_id, version, row, request.parameters) for row in request.instances
+    ]
+    predictions, levels = cache.compute_missing(keys, compute)
+    return predictions, levels, keys
+
+
+def predict(
+    *,
+    model_id: str,
+    request: PredictRequest,
+    snapshots: SnapshotCache,
+    pool: ModelPool,
+    request_id: str,
+    subject: str = "",
+    max_details: int = 100,
+    labels: dict[str, Any] | None = None,
+    experiments: Experiments | None = None,
+    cache: PredictionCache | None = None,
+    hot_keys: HotKeys | None = None,
+) -> dict[str, Any]:
+    snapshot = snapshots.get(model_id)
+    record, variant, experiment_id = snapshot.route(subject)
+    if record is None:
+        raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
+
+    predictions, levels, keys = run_version(
+        record, request, snapshots=snapshots, pool=pool, cache=cache, max_details=max_details
+    )
+    if hot_keys is not None and keys is not None:
+        hot_keys.record(model_id, keys, request.instances, request.parameters)
 
     if experiment_id is not None and experiments is not None and snapshot.experiment:
         try:  # the prediction stands even if its exposure cannot be recorded
@@ -242,8 +277,10 @@ def predict(
             model_id=model_id,
             model_version=record.version,
             variant=variant,
-            instances=len(instances),
+            instances=len(predictions),
         )
+        if levels is not None:
+            labels.update(cache=_cache_label(levels), cache_rows=levels)
     return {
         "predictions": predictions,
         "model_id": model_id,
@@ -252,3 +289,9 @@ def predict(
         "experiment_id": experiment_id,
         "request_id": request_id,
     }
+
+
+def _cache_label(levels: Mapping[str, int]) -> str:
+    """Where a request's rows came from: one level when all agree, else ``mixed``."""
+    used = [level for level, count in levels.items() if count]
+    return used[0] if len(used) == 1 else "mixed"

@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         "accesslog": None,
         "loglevel": "warning",
     }
-    Gateway(options, _banner(settings, base)).run()
+    # Each worker writes its metrics here; /metrics sums them (common/metrics.py).
+    metrics_dir = tempfile.mkdtemp(prefix="ipo-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    options["child_exit"] = _worker_exited
+    try:
+        Gateway(options, _banner(settings, base)).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 if __name__ == "__main__":

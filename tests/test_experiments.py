@@ -130,6 +130,19 @@ def test_outcomes_are_idempotent_and_joined_by_request_id(stack: Stack) -> None:
     assert result["srm"] is not None
 
 
+@pytest.mark.parametrize("experiment_id", ["__main__", ".x", "-x", "\u00e9"])
+def test_an_experiment_id_no_store_can_hold_is_404(stack: Stack, experiment_id: str) -> None:
+    with pytest.raises(NotFoundError):
+        experiments(stack).get(experiment_id)
+
+
+def test_a_request_id_no_store_can_hold_was_never_assigned(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    with pytest.raises(NotFoundError):
+        service.record_outcome(experiment, "\u00e9", {"priced_in_range": True})
+
+
 def test_fifty_concurrent_writers_lose_nothing(stack: Stack) -> None:
     service = experiments(stack)
     experiment = service.create(design(), actor="t")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,87 +14,15 @@ import requests
 
 from tests.conftest import ROOT
 from tests.fixtures import SIGNING_KEY
+from tests.gateway_process import Gateway, running_gateway, script_token
 
 pytestmark = pytest.mark.gateway
 
 
-@dataclass
-class Gateway:
-    base: str
-    output: Path
-    environ: dict[str, str]
-
-    def banner(self) -> str:
-        return self.output.read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("gateway")
-    port = _free_port()
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("IPO_")},
-        "IPO_DATA_DIR": str(tmp / "data"),
-        "IPO_ENV_FILE": str(tmp / "gateway.env"),
-        "PORT": str(port),
-    }
-    subprocess.run(
-        [sys.executable, "scripts/train_models.py", "--if-absent", "--models", "risk"],
-        cwd=ROOT,
-        env=environ,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    output = tmp / "serve.out"
-    with output.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "scripts/serve.py", "--workers", "1", "--threads", "2"],
-            cwd=ROOT,
-            env=environ,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gateway did not start:\n{output.read_text()}")
-            time.sleep(0.2)
-        yield Gateway(base=base, output=output, environ=environ)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _token(gateway: Gateway, perms: str = "admin") -> str:
-    out = subprocess.run(
-        [sys.executable, "scripts/issue_token.py", "--perms", perms],
-        cwd=ROOT,
-        env=gateway.environ,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return out.stdout.strip()
+    with running_gateway(tmp_path_factory.mktemp("gateway"), models="risk") as started:
+        yield started
 
 
 def test_health(gateway: Gateway) -> None:
@@ -119,13 +42,13 @@ def test_printed_curl_works_as_printed(gateway: Gateway) -> None:
 
 
 def test_token_script_prints_only_a_token(gateway: Gateway) -> None:
-    token = _token(gateway, "model:read")
+    token = script_token(gateway, "model:read")
     assert token.count(".") == 2
     assert "\n" not in token
 
 
 def test_discover_then_predict(gateway: Gateway) -> None:
-    headers = {"Authorization": f"Bearer {_token(gateway)}"}
+    headers = {"Authorization": f"Bearer {script_token(gateway)}"}
     detail = requests.get(f"{gateway.base}/v1/models/risk", headers=headers, timeout=5)
     assert detail.status_code == 200
     example = detail.json()["production"]["example"]
@@ -145,6 +68,13 @@ def test_unknown_route_is_404_in_the_error_shape(gateway: Gateway) -> None:
     assert response.headers["X-Request-Id"] == response.json()["request_id"]
 
 
+def test_a_path_the_url_rules_cannot_match_is_404_in_the_error_shape(gateway: Gateway) -> None:
+    response = requests.get(f"{gateway.base}/v1/models/risk%0Ax", timeout=5)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.headers["X-Request-Id"] == response.json()["request_id"]
+
+
 def test_no_token_is_401(gateway: Gateway) -> None:
     response = requests.post(f"{gateway.base}/v1/predict/risk", json={"instances": [{}]}, timeout=5)
     assert response.status_code == 401
@@ -152,7 +82,10 @@ def test_no_token_is_401(gateway: Gateway) -> None:
 
 
 def test_oversized_body_is_413(gateway: Gateway) -> None:
-    headers = {"Authorization": f"Bearer {_token(gateway)}", "Content-Type": "application/json"}
+    headers = {
+        "Authorization": f"Bearer {script_token(gateway)}",
+        "Content-Type": "application/json",
+    }
     response = requests.post(
         f"{gateway.base}/v1/predict/risk",
         data=b" " * (10 * 1024 * 1024 + 1),
@@ -184,14 +117,14 @@ def test_other_methods_get_405_in_the_error_shape(gateway: Gateway, method: str)
 
 
 def test_head_is_get_without_a_body(gateway: Gateway) -> None:
-    headers = {"Authorization": f"Bearer {_token(gateway)}"}
+    headers = {"Authorization": f"Bearer {script_token(gateway)}"}
     response = requests.head(f"{gateway.base}/v1/models/risk", headers=headers, timeout=5)
     assert response.status_code == 200
     assert response.content == b""
 
 
 def test_ipoctl_against_the_running_gateway(gateway: Gateway) -> None:
-    environ = {**gateway.environ, "IPOCTL_URL": gateway.base, "IPOCTL_TOKEN": _token(gateway)}
+    environ = {**gateway.environ, "IPOCTL_URL": gateway.base, "IPOCTL_TOKEN": script_token(gateway)}
 
     def ipoctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

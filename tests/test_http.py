@@ -61,8 +61,26 @@ def test_one_structured_line_per_request(stack: Stack, log_lines: Lines) -> None
         "model_version": "1.0.0",
         "variant": "production",
         "instances": 1,
+        "cache": "miss",
+        "cache_rows": {"l1": 0, "l2": 0, "miss": 1},
     }
     assert isinstance(line["latency_ms"], float)
+
+
+def test_cache_statistics_are_logged_once_a_minute(
+    stack: Stack, log_lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common import logs
+
+    monkeypatch.setattr(logs, "_next_cache_stats", 0.0)
+    client = function_client("predict_risk")
+    example = stack.registry.get_version("risk", "1.0.0").example
+    for _ in range(3):
+        client.post("/v1/predict/risk", json={"instances": [example]}, headers=stack.headers())
+    (line,) = [ln for ln in log_lines.lines if ln["logger"] == "ipo.cache"]
+    stats = line["cache_stats"]
+    assert isinstance(stats, dict)
+    assert {"l1_hit_ratio", "l2_hit_ratio", "l1_entries", "l1_bytes", "l1_evictions"} <= set(stats)
 
 
 def test_client_errors_log_a_warning_with_their_code(stack: Stack, log_lines: Lines) -> None:
@@ -99,3 +117,50 @@ def test_unusable_request_ids_are_replaced(stack: Stack, given: str) -> None:
     )
     assert response.headers["X-Request-Id"] != given
     assert len(response.headers["X-Request-Id"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("body", "echoed"),
+    [
+        (
+            b'{"instances": [{}], "x": 123456789012345678901234567890}',
+            123456789012345678901234567890,
+        ),
+        (b'{"instances": [{}], "\\ud800": 1}', "\ud800"),
+    ],
+    ids=["integer-beyond-64-bits", "lone-surrogate"],
+)
+def test_refused_values_orjson_cannot_write_still_get_their_422(
+    stack: Stack, body: bytes, echoed: object
+) -> None:
+    response = function_client("predict_risk").post(
+        "/v1/predict/risk",
+        data=body,
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    answer = response.get_json()
+    assert answer["error"]["code"] == "invalid_values"
+    assert echoed in [detail.get("value") for detail in answer["error"]["details"]]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_body_not_in_utf8_is_400(stack: Stack, encoding: str) -> None:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    response = function_client("predict_risk").post(
+        "/v1/predict/risk",
+        data=json.dumps({"instances": [example]}).encode(encoding),
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed_request"
+
+
+def test_a_utf8_body_may_start_with_a_byte_order_mark(stack: Stack) -> None:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    response = function_client("predict_risk").post(
+        "/v1/predict/risk",
+        data=json.dumps({"instances": [example]}).encode("utf-8-sig"),
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200

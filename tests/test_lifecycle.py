@@ -266,6 +266,14 @@ def test_rollback_without_history_is_409(life: Lifecycle) -> None:
         life.rollback("risk", actor="t")
 
 
+@pytest.mark.parametrize("deployment_id", ["__main__", '\u00e1"', "-1", ".."])
+def test_rollback_to_an_id_no_store_can_hold_is_409(life: Lifecycle, deployment_id: str) -> None:
+    register_risk(life, "1.0.0")
+    with pytest.raises(ConflictError, match="no successful deployment"):
+        life.rollback("risk", actor="t", deployment_id=deployment_id)
+    assert life.registry.get_model("risk").production_version == "1.0.0"
+
+
 def test_deployment_records_never_change(life: Lifecycle, stack: Stack) -> None:
     register_risk(life, "1.0.0")
     staged(life, "1.1.0")

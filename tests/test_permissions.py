@@ -34,6 +34,7 @@ NEEDS = {
     "getExperiment": "experiment:read",
     "assignVariant": "experiment:read",
     "experimentResults": "experiment:read",
+    "warmCache": "admin",
     **{f"predict{m.capitalize()}": f"model:{m}:predict" for m in MODELS},
 }
 

@@ -33,9 +33,13 @@ def check_field_path(path: str) -> str:
     return path
 
 
-def check_name(kind: str, name: str) -> str:
+def valid_name(name: str) -> bool:
     """Collection names and document ids: no slashes, no dot-only names, bounded."""
-    if not _NAME.match(name) or name in {".", ".."} or name.startswith("__"):
+    return bool(_NAME.match(name)) and name not in {".", ".."} and not name.startswith("__")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not valid_name(name):
         raise ValueError(f"invalid {kind} {name!r}")
     return name
 

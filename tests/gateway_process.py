@@ -1,0 +1,102 @@
+"""The local gateway in a subprocess, as `make run` starts it: models trained into a temp
+data dir first, then gunicorn serving every function until the block ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+
+
+@dataclass
+class Gateway:
+    base: str
+    output: Path
+    environ: dict[str, str]
+
+    def banner(self) -> str:
+        return self.output.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_gateway(
+    tmp: Path, *, models: str | None = "risk", extra_environ: Mapping[str, str] | None = None
+) -> Iterator[Gateway]:
+    """Train ``models`` (comma-separated; None: every model) into ``tmp``, then serve.
+
+    The environment is the test process's without its ``IPO_`` variables, plus
+    ``extra_environ``."""
+    port = free_port()
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("IPO_")},
+        "IPO_DATA_DIR": str(tmp / "data"),
+        "IPO_ENV_FILE": str(tmp / "gateway.env"),
+        "PORT": str(port),
+        **(extra_environ or {}),
+    }
+    train = [sys.executable, "scripts/train_models.py", "--if-absent"]
+    if models is not None:
+        train += ["--models", models]
+    subprocess.run(train, cwd=ROOT, env=environ, check=True, capture_output=True, timeout=120)
+    output = tmp / "serve.out"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "scripts/serve.py", "--workers", "1", "--threads", "2"],
+            cwd=ROOT,
+            env=environ,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gateway did not start:\n{output.read_text()}")
+            time.sleep(0.2)
+        yield Gateway(base=base, output=output, environ=environ)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def script_token(gateway: Gateway, perms: str = "admin") -> str:
+    """A token from `scripts/issue_token.py`, with the gateway's environment and secrets."""
+    out = subprocess.run(
+        [sys.executable, "scripts/issue_token.py", "--perms", perms],
+        cwd=ROOT,
+        env=gateway.environ,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
