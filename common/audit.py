@@ -42,6 +42,7 @@ ENTRIES = "audit_entries"
 CHAINS = "audit_chains"
 MIN_SECRET_BYTES = 32
 BATCH_MAX = 200
+BATCH_LINGER_S = 0.02
 APPEND_WAIT_S = 2.0
 EXIT_FLUSH_S = 5.0
 MAC_EXCLUDED = frozenset({"mac", "sealed"})
@@ -194,9 +195,11 @@ class AuditLog:
             except queue.Empty:
                 continue
             batch = [first]
+            # Linger briefly so a trickle of requests shares one transaction.
+            linger_until = time.monotonic() + BATCH_LINGER_S
             while len(batch) < BATCH_MAX:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
                 except queue.Empty:
                     break
             pending = self._chain(batch)

@@ -45,6 +45,9 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
     app = Flask("ipo_gateway")
 
     def forward(path: str = "") -> Response:
+        return route_request(request._get_current_object())  # type: ignore[attr-defined]
+
+    def route_request(request: Request) -> Response:
         if request.path == "/healthz" and request.method in ("GET", "HEAD"):
             response = Response('{"status":"ok"}', mimetype="application/json")
             response.headers["X-Request-Id"] = request_id_of(request)

@@ -267,6 +267,9 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
 
 def dispatch(function: str, request: Request) -> Response:
     """Serve one request for ``function``; never raises, never leaks a traceback."""
+    # functions-framework hands over Flask's request proxy; the object behind it is read
+    # dozens of times per request, so resolve the proxy once.
+    request = getattr(request, "_get_current_object", lambda: request)()
     served = _Served(function, request_id_of(request), time.perf_counter())
     response = _serve(served, request)
     response = _audit(served, request, response)
@@ -283,12 +286,15 @@ def dispatch(function: str, request: Request) -> Response:
     if served.services is not None and served.services.cache is not None:
         logs.cache_stats_line(served.services.cache.stats, time.monotonic())
     if metrics.enabled():
-        metrics.observe_request(
-            function=function,
-            operation=served.operation,
-            status=served.status,
-            latency_s=latency_s,
-            labels=served.labels,
-            cache=served.services.cache if served.services is not None else None,
-        )
+        try:  # the answer is made: a metrics fault must not turn it into an error
+            metrics.observe_request(
+                function=function,
+                operation=served.operation,
+                status=served.status,
+                latency_s=latency_s,
+                labels=served.labels,
+                cache=served.services.cache if served.services is not None else None,
+            )
+        except Exception:
+            log.exception("metrics not recorded", extra={"request_id": served.request_id})
     return response

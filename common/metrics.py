@@ -10,12 +10,15 @@ samples to that folder and ``/metrics`` reports the sum over workers.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from common.cache import PredictionCache
 
 _enabled = False
+CACHE_GAUGES_EVERY_S = 1.0
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -61,6 +64,7 @@ class _Metrics:
             "Rows evicted from L1 to respect its bounds.",
             multiprocess_mode="livesum",
         )
+        self.cache_gauges_due = 0.0
         self.cache_l2_errors = Gauge(
             "ipo_cache_l2_errors",
             "Redis calls of the cache that failed or timed out.",
@@ -71,10 +75,15 @@ class _Metrics:
 _metrics: _Metrics | None = None
 
 
+_lock = threading.Lock()
+
+
 def _get() -> _Metrics:
     global _metrics
     if _metrics is None:
-        _metrics = _Metrics()
+        with _lock:  # two first requests at once must not register the metrics twice
+            if _metrics is None:
+                _metrics = _Metrics()
     return _metrics
 
 
@@ -98,6 +107,10 @@ def observe_request(
         for level, count in levels.items():
             if count:
                 metrics.cache_rows.labels(model_id, level).inc(count)
+        now = time.monotonic()
+        if now < metrics.cache_gauges_due:
+            return
+        metrics.cache_gauges_due = now + CACHE_GAUGES_EVERY_S
         stats = cache.stats()
         metrics.cache_entries.set(stats["l1_entries"])
         metrics.cache_bytes.set(stats["l1_bytes"])

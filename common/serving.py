@@ -295,3 +295,19 @@ def _cache_label(levels: Mapping[str, int]) -> str:
     """Where a request's rows came from: one level when all agree, else ``mixed``."""
     used = [level for level, count in levels.items() if count]
     return used[0] if len(used) == 1 else "mixed"
+
+
+def preload(snapshots: SnapshotCache, pool: ModelPool, model_ids: list[str]) -> list[str]:
+    """Load every production version (and its components) now, so a new server process
+    answers its first request at full speed; returns the models it could not load."""
+    failed = []
+    for model_id in model_ids:
+        try:
+            record = snapshots.get(model_id).production
+            if record is not None:
+                for component in pool.get(record).runtime.components().values():
+                    resolve_component(component, snapshots, pool)
+        except ServiceError as exc:
+            log.warning("model not preloaded: %s", exc.message, extra={"model_id": model_id})
+            failed.append(model_id)
+    return failed

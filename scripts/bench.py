@@ -263,7 +263,7 @@ def http_markdown(report: dict[str, Any]) -> str:
         f"{report['warmup_s']:g} s warm-up, on the same machine as the server (load average "
         f"{report['load_average_1min']['start']:.2f} at the start, "
         f"{report['load_average_1min']['end']:.2f} at the end).",
-        f"Gateway: scripts/serve.py, gunicorn {gw['worker_class']}, {gw['workers']} workers x "
+        f"Gateway: scripts/serve.py, {gw['workers']} gunicorn {gw['worker_class']} processes x "
         f"{gw['threads']} threads ({gw['processes']} processes seen), "
         "IPO_RATE_LIMIT_PER_MINUTE=0, every other setting at its default.",
         "",

@@ -4,7 +4,6 @@ concurrency with the server's CPU time per request, and the Markdown report."""
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import http.client
 import json
@@ -180,26 +179,14 @@ def free_port() -> int:
 
 
 def serve_defaults() -> dict[str, Any]:
-    """The gunicorn options scripts/serve.py uses when given none: its argparse defaults
-    and the literal options it passes to gunicorn."""
-    found: dict[str, Any] = {}
-    for node in ast.walk(ast.parse(SERVE.read_text())):
-        pairs: list[tuple[Any, Any]] = []
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
-            names = [a.value for a in node.args if isinstance(a, ast.Constant)]
-            pairs = [
-                (str(names[0]).lstrip("-"), k.value) for k in node.keywords if k.arg == "default"
-            ]
-        elif isinstance(node, ast.Dict):
-            pairs = [
-                (k.value, v)
-                for k, v in zip(node.keys, node.values, strict=True)
-                if isinstance(k, ast.Constant)
-            ]
-        for name, value in pairs:
-            with contextlib.suppress(ValueError):
-                found[name] = ast.literal_eval(value)
-    return found
+    """The server layout scripts/serve.py uses when given no options."""
+    import serve
+
+    return {
+        "workers": serve.default_processes(),
+        "threads": serve.THREADS,
+        "worker_class": "gthread",
+    }
 
 
 def process_tree(root: int) -> list[int]:

@@ -1,6 +1,6 @@
 """Serve every function on one local gateway, with gunicorn.
 
-    python scripts/serve.py [--host 127.0.0.1] [--port 8080] [--workers 2] [--threads 4]
+    python scripts/serve.py [--host 127.0.0.1] [--port 8080] [--workers CORES] [--threads 4]
 
 Prints a ready-to-paste curl line once the server listens. ``PORT`` overrides the port.
 """
@@ -8,10 +8,12 @@ Prints a ready-to-paste curl line once the server listens. ``PORT`` overrides th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +35,13 @@ from common.local import (
 from common.registry import Registry
 
 DEMO_MODEL = "risk"
+THREADS = 4
+"""Threads per process: enough to overlap I/O (store, Redis) without GIL thrashing."""
+
+
+def default_processes() -> int:
+    """One server process per core: Python runs one thread at a time per process."""
+    return os.cpu_count() or 1
 
 
 class Gateway(BaseApplication):  # type: ignore[misc]
@@ -44,7 +53,8 @@ class Gateway(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
-        self.cfg.set("when_ready", lambda _server: print(self._banner, flush=True))
+        if self._banner:
+            self.cfg.set("when_ready", lambda _server: print(self._banner, flush=True))
 
     def load(self) -> Any:
         from common.gateway import create_app
@@ -92,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve every function on one local gateway.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=os.environ.get("PORT", "8080"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--workers", type=int, default=default_processes(), help="server processes (default: cores)"
+    )
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
     args = parser.parse_args(argv)
 
     settings = settings_or_exit("serve")
@@ -101,23 +113,69 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://{args.host}:{args.port}"
     options = {
         "bind": f"{args.host}:{args.port}",
-        "workers": args.workers,
+        "workers": 1,
         "threads": args.threads,
         "worker_class": "gthread",
+        "reuse_port": True,
         "timeout": 60,
         "graceful_timeout": 10,
         "accesslog": None,
         "loglevel": "warning",
+        "child_exit": _worker_exited,
+        "post_worker_init": _preload_models,
     }
+    banner = _banner(settings, base)
     # Each worker writes its metrics here; /metrics sums them (common/metrics.py).
     metrics_dir = tempfile.mkdtemp(prefix="ipo-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    options["child_exit"] = _worker_exited
     try:
-        Gateway(options, _banner(settings, base)).run()
+        return _serve(options, banner, max(1, args.workers))
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+
+
+def _serve(options: dict[str, Any], banner: str, processes: int) -> int:
+    """Run one single-worker gunicorn per process, all bound to the port with SO_REUSEPORT.
+
+    With one gunicorn of several workers, the workers share one listening socket and the
+    first to wake takes every new connection, so a few keep-alive clients all land on
+    one process (one core). With a socket per process the kernel spreads connections
+    across them.
+    """
+    if processes == 1:
+        Gateway(options, banner).run()
+        return 0
+    children = []
+    for index in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            Gateway(options, banner if index == 0 else "").run()
+            os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
+
+
+def _preload_models(_worker: Any) -> None:
+    """Load the production models before the process accepts a connection."""
+    from common.services import get_services
+    from common.serving import preload
+
+    services = get_services()
+    preload(
+        services.snapshots, services.pool, [m.model_id for m in services.registry.list_models()]
+    )
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:
