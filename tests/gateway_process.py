@@ -73,8 +73,8 @@ def running_gateway(
             try:
                 if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or still loading its models
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"gateway did not start:\n{output.read_text()}")
             time.sleep(0.2)
