@@ -164,6 +164,15 @@ class Settings(BaseModel):
     cache_l1_ttl_s: float = Field(
         300.0, gt=0, le=86400, description="How long an L1 entry lives; L2 keeps its own TTL."
     )
+    drift_sample_rate: float = Field(
+        0.1, ge=0, le=1, description="Share of served rows whose features feed drift windows."
+    )
+    drift_window_hours: int = Field(
+        24, ge=1, le=24 * 31, description="How far back a drift scan compares live rows."
+    )
+    drift_min_samples: int = Field(
+        100, ge=10, le=1_000_000, description="Fewer live rows than this: 'insufficient data'."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest severity written to the structured log."
     )
