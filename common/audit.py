@@ -69,6 +69,9 @@ class AuditEvent:
     client_ip: str
     user_agent: str
     time: str
+    forwarded_for: str = ""
+    """X-Forwarded-For as received: behind API Gateway the client address is here, since
+    ``client_ip`` is then Google's front end. Recorded, not trusted."""
     financial_data: str | None = None
     """The request body of a prediction; stored sealed only."""
     proprietary_metrics: str | None = None

@@ -249,6 +249,7 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
         outcome="ok" if served.status < 400 else served.labels.get("error_code", "error"),
         client_ip=request.remote_addr or "",
         user_agent=request.headers.get("User-Agent", "")[:512],
+        forwarded_for=request.headers.get("X-Forwarded-For", "")[:512],
         time=now_rfc3339(),
         financial_data=served.raw.decode() if prediction else None,
         proprietary_metrics=body.decode() if prediction else None,

@@ -8,6 +8,7 @@ log-based metrics can count them. Every line carries the request id when there i
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import orjson
 from flask import Request
 
 _CONFIGURED = False
+_project: str | None = None
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -36,9 +38,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", project: str | None = None) -> None:
     """Route the ``ipo`` loggers to stdout as JSON; idempotent."""
-    global _CONFIGURED
+    global _CONFIGURED, _project
+    _project = project
     root = logging.getLogger("ipo")
     root.setLevel(level)
     if _CONFIGURED:
@@ -87,8 +90,25 @@ def request_line(
             "latency_ms": round(latency_s * 1000, 3),
             "principal": subject,
             "labels": {k: v for k, v in labels.items() if v is not None},
+            **trace_fields(request.headers.get("X-Cloud-Trace-Context", "")),
         },
     )
+
+
+_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?")
+
+
+def trace_fields(header: str) -> dict[str, Any]:
+    """Cloud Logging's trace fields from X-Cloud-Trace-Context (``TRACE_ID/SPAN_ID;o=1``),
+    so a request's lines group under its trace; nothing when the header is absent."""
+    found = _TRACE.match(header)
+    if not found:
+        return {}
+    trace = f"projects/{_project}/traces/{found[1]}" if _project else found[1]
+    fields: dict[str, Any] = {"logging.googleapis.com/trace": trace}
+    if found[2]:
+        fields["logging.googleapis.com/spanId"] = format(int(found[2]), "016x")
+    return fields
 
 
 _cache = logging.getLogger("ipo.cache")

@@ -105,7 +105,7 @@ def get_services() -> Services:
                     logs.configure()
                     log.error("%s", exc)
                     raise UnavailableError("the service is misconfigured; see its logs") from None
-                logs.configure(settings.log_level)
+                logs.configure(settings.log_level, settings.gcp_project)
                 _services = Services.build(settings)
     return _services
 

@@ -164,3 +164,23 @@ def test_a_utf8_body_may_start_with_a_byte_order_mark(stack: Stack) -> None:
         headers={**stack.headers(), "Content-Type": "application/json"},
     )
     assert response.status_code == 200
+
+
+def test_request_lines_carry_the_cloud_trace(
+    stack: Stack, log_lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common import logs
+
+    monkeypatch.setattr(logs, "_project", "my-project")
+    function_client("list_models").get(
+        "/v1/models",
+        headers={
+            **stack.headers(),
+            "X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1",
+        },
+    )
+    (line,) = [ln for ln in log_lines.lines if ln["logger"] == "ipo.request"]
+    assert line["logging.googleapis.com/trace"] == (
+        "projects/my-project/traces/105445aa7843bc8bf206b12000100000"
+    )
+    assert line["logging.googleapis.com/spanId"] == "0000000000000001"
