@@ -173,6 +173,9 @@ class Settings(BaseModel):
     drift_min_samples: int = Field(
         100, ge=10, le=1_000_000, description="Fewer live rows than this: 'insufficient data'."
     )
+    retention_days: int = Field(
+        365, ge=1, le=3650, description="Days records holding personal data are kept."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest severity written to the structured log."
     )
