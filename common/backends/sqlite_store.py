@@ -96,8 +96,11 @@ class _SQLiteTransaction(Transaction):
             self._store._create(conn, collection, doc_id, data)
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._store._set(conn, collection, doc_id, data)
+        check_name("collection", collection)
+        check_name("document id", doc_id)
+        text = _dumps(data)
+        with self._write() as conn:  # nothing is returned, so the row is not read back
+            self._store._write_text(conn, collection, doc_id, text)
 
     def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
         with self._write() as conn:
@@ -240,6 +243,10 @@ class SQLiteDocumentStore(DocumentStore):
         """Store ``data`` under a new store-wide revision, so a revision is never reused,
         even after delete and re-create; return exactly what was stored."""
         text = _dumps(data)
+        revision = self._write_text(conn, collection, doc_id, text)
+        return Document(doc_id, json.loads(text), revision)
+
+    def _write_text(self, conn: sqlite3.Connection, collection: str, doc_id: str, text: str) -> str:
         (revision,) = conn.execute(
             "UPDATE revision_counter SET value = value + 1 WHERE one = 1 RETURNING value"
         ).fetchone()
@@ -249,7 +256,7 @@ class SQLiteDocumentStore(DocumentStore):
             " SET data = excluded.data, revision = excluded.revision",
             (collection, doc_id, text, revision),
         )
-        return Document(doc_id, json.loads(text), str(revision))
+        return str(revision)
 
     def _create(
         self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
