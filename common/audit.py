@@ -32,15 +32,14 @@ from typing import Any
 
 import orjson
 
-from common.backends.base import DocumentStore, SecretSource, Transaction
+from common.backends.base import DocumentStore, SecretSource, Transaction, key_secret
 from common.crypto import EnvelopeCipher
-from common.errors import NotFoundError, ServiceError, UnavailableError
+from common.errors import ServiceError, UnavailableError
 
 log = logging.getLogger("ipo.audit")
 
 ENTRIES = "audit_entries"
 CHAINS = "audit_chains"
-MIN_SECRET_BYTES = 32
 BATCH_MAX = 200
 BATCH_LINGER_S = 0.02
 APPEND_WAIT_S = 2.0
@@ -101,15 +100,7 @@ def entry_id(chain: str, seq: int) -> str:
 
 
 def audit_key(secrets: SecretSource, name: str) -> bytes:
-    try:
-        key = secrets.get(name).encode()
-    except NotFoundError as exc:
-        raise UnavailableError(f"audit HMAC secret is not configured: {exc.message}") from None
-    if len(key) < MIN_SECRET_BYTES:
-        raise UnavailableError(
-            f"audit HMAC secret {name!r} is shorter than {MIN_SECRET_BYTES} bytes"
-        )
-    return key
+    return key_secret(secrets, name, purpose="audit HMAC")
 
 
 class AuditLog:

@@ -26,16 +26,15 @@ import jwt
 from cachetools import TTLCache
 from werkzeug.datastructures import Headers
 
-from common.backends.base import SecretSource
+from common.backends.base import SecretSource, key_secret
 from common.config import Settings
-from common.errors import ForbiddenError, NotFoundError, UnauthenticatedError, UnavailableError
+from common.errors import ForbiddenError, UnauthenticatedError
 from common.jwks import KeySet
 
 HS256 = "HS256"
 FORWARDED_AUTHORIZATION = "X-Forwarded-Authorization"
 GATEWAY_USERINFO = "X-Apigateway-Api-Userinfo"
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
-MIN_SECRET_BYTES = 32
 VERIFIED_CACHE_SIZE = 10_000
 VERIFIED_CACHE_S = 60.0
 """A key removed from the JWKS stops verifying its cached tokens within this time."""
@@ -70,16 +69,8 @@ def permission_grants(granted: str, required: str) -> bool:
 
 
 def _signing_key(secrets: SecretSource, name: str) -> bytes:
-    try:
-        key = secrets.get(name).encode()
-    except NotFoundError as exc:
-        # The platform cannot verify anyone without its key: a configuration fault.
-        raise UnavailableError(f"token signing secret is not configured: {exc.message}") from None
-    if len(key) < MIN_SECRET_BYTES:
-        raise UnavailableError(
-            f"token signing secret {name!r} is shorter than {MIN_SECRET_BYTES} bytes"
-        )
-    return key
+    # The platform cannot verify anyone without its key: a configuration fault.
+    return key_secret(secrets, name, purpose="token signing")
 
 
 class TokenVerifier:

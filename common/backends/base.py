@@ -189,6 +189,23 @@ class SecretSource(ABC):
         """The secret's value; NotFoundError if unknown, UnavailableError if unreachable."""
 
 
+MIN_KEY_BYTES = 32
+
+
+def key_secret(secrets: SecretSource, name: str, *, purpose: str) -> bytes:
+    """A key held as a secret, at least 32 bytes. A missing or short key is a
+    configuration fault of the service (503), not the caller's (401)."""
+    from common.errors import NotFoundError, UnavailableError
+
+    try:
+        key = secrets.get(name).encode()
+    except NotFoundError as exc:
+        raise UnavailableError(f"{purpose} secret is not configured: {exc.message}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise UnavailableError(f"{purpose} secret {name!r} is shorter than {MIN_KEY_BYTES} bytes")
+    return key
+
+
 class KeyWrapper(ABC):
     """Wraps and unwraps data keys under a key the platform never sees in the cloud (KMS).
 
