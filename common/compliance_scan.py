@@ -1,0 +1,160 @@
+"""The ``compliance_scan`` job: run the compliance rules, score them, keep the result.
+
+Runs daily (Cloud Scheduler) and on demand. Each rule runs on its own: an error inside one
+fails that rule with the error's type and never stops the scan. The score weighs each
+applicable rule by its severity (critical 4, high 3, medium 2, low 1):
+
+    score = 100 * (weights of passed rules) / (weights of applicable rules), 1 decimal
+
+and the platform is ``compliant`` when the score is at least 90 and no critical rule
+failed, else ``non_compliant``; with no applicable rule the score is None and nothing has
+been shown compliant, so the status is ``non_compliant``. Every scan is stored as a new
+document ``compliance_scans/<YYYYMMDDTHHMMSSZ>-<random>``; none is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from common import compliance
+from common.backends.base import Order
+from common.compliance_context import ComplianceContext, Rule, RuleId, RuleResult, rfc3339
+from common.errors import ConflictError, InvalidValuesError
+from common.validation import StrictModel
+
+if TYPE_CHECKING:
+    from common.services import Services
+
+log = logging.getLogger("ipo.jobs")
+
+SCANS = "compliance_scans"
+WEIGHTS = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+COMPLIANT_SCORE = 90.0
+HISTORY_MAX = 100
+MAX_DETAILS = 50
+"""Details kept per rule (failures first); the rest are counted, not listed."""
+_ID_ATTEMPTS = 3
+
+
+class ComplianceScanRequest(StrictModel):
+    rules: list[RuleId] | None = Field(
+        None,
+        max_length=20,
+        description="Rule ids to run; all rules when absent.",
+    )
+
+
+def _bounded(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ordered = sorted(details, key=lambda d: {False: 0, None: 1}.get(d.get("passed"), 2))
+    if len(ordered) <= MAX_DETAILS:
+        return ordered
+    more = len(ordered) - MAX_DETAILS
+    return [*ordered[:MAX_DETAILS], {"truncated": more, "reason": f"{more} more not listed"}]
+
+
+def run_rule(rule: Rule, ctx: ComplianceContext) -> RuleResult:
+    """The rule's result; an error inside its check fails this rule, naming the error type."""
+    try:
+        passed, details = rule.check(ctx)
+    except Exception as exc:
+        log.warning("compliance rule %s could not run", rule.rule_id, exc_info=True)
+        error = type(exc).__name__
+        passed, details = (
+            False,
+            [{"passed": False, "error": error, "reason": f"the check could not run: {error}"}],
+        )
+    return RuleResult(
+        rule_id=rule.rule_id,
+        name=rule.name,
+        category=rule.category,
+        severity=rule.severity,
+        passed=passed,
+        details=_bounded(details),
+        remediation=rule.remediation,
+    )
+
+
+def summarise(results: list[RuleResult]) -> dict[str, Any]:
+    """Score, status and recommendations (remediations of failed rules, most severe first)."""
+    applicable = [r for r in results if r.passed is not None]
+    total = sum(WEIGHTS[r.severity] for r in applicable)
+    earned = sum(WEIGHTS[r.severity] for r in applicable if r.passed)
+    score = round(100.0 * earned / total, 1) if total else None
+    failed = [r for r in results if r.passed is False]
+    critical_failed = any(r.severity == "critical" for r in failed)
+    compliant = score is not None and score >= COMPLIANT_SCORE and not critical_failed
+    ranked = sorted(failed, key=lambda r: -WEIGHTS[r.severity])  # stable: rule order within
+    return {
+        "score": score,
+        "status": "compliant" if compliant else "non_compliant",
+        "passed": [r.rule_id for r in results if r.passed is True],
+        "failed": [r.rule_id for r in failed],
+        "not_applicable": [r.rule_id for r in results if r.passed is None],
+        "recommendations": [
+            {"rule_id": r.rule_id, "severity": r.severity, "remediation": r.remediation}
+            for r in ranked
+        ],
+    }
+
+
+def compliance_scan(
+    services: Services, request: ComplianceScanRequest, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Run the requested rules (all by default) at ``now``; store and return the result."""
+    moment = now or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    started = time.monotonic()
+    wanted = set(request.rules) if request.rules is not None else None
+    ctx = ComplianceContext(services=services, now=moment)
+    results = [
+        run_rule(rule, ctx) for rule in compliance.RULES if wanted is None or rule.rule_id in wanted
+    ]
+    summary = summarise(results)
+    result: dict[str, Any] = {
+        "scan_id": "",
+        "created_at": rfc3339(moment),
+        **summary,
+        "results": [asdict(r) for r in results],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    documents = services.backends.documents
+    for attempt in range(_ID_ATTEMPTS):
+        result["scan_id"] = f"{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        try:
+            documents.create(SCANS, result["scan_id"], result)
+            break
+        except ConflictError:
+            if attempt == _ID_ATTEMPTS - 1:
+                raise
+    log.info(
+        "compliance scan finished",
+        extra={
+            "job": "compliance_scan",
+            "scan_id": result["scan_id"],
+            "score": result["score"],
+            "status": result["status"],
+            "failed": result["failed"],
+        },
+    )
+    return result
+
+
+def history(services: Services, limit: int = 30) -> list[dict[str, Any]]:
+    """The latest stored scans, newest first."""
+    if not 1 <= limit <= HISTORY_MAX:
+        raise InvalidValuesError(
+            f"limit must be within 1..{HISTORY_MAX}",
+            details=[{"field": "limit", "rule": "range", "value": limit}],
+        )
+    docs = services.backends.documents.query(
+        SCANS, order_by=[Order("created_at", descending=True)], limit=limit
+    )
+    return [doc.data for doc in docs]
