@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from common import control, experiments_api, serving, warm_cache
+from common import compliance_scan, control, drift_scan, experiments_api, serving, warm_cache
 from common.http import Call, Operation
 from common.views import model_view, version_view
 
@@ -46,6 +46,7 @@ def predict_handler(model_id: str) -> Any:
             labels=call.labels,
             cache=services.cache,
             hot_keys=services.hot_keys,
+            sampler=services.drift_sampler,
         )
 
     return handle
@@ -55,8 +56,20 @@ def run_warm_cache(call: Call) -> dict[str, Any]:
     return warm_cache.warm_cache(call.services, call.body)
 
 
+def run_compliance_scan(call: Call) -> dict[str, Any]:
+    return compliance_scan.compliance_scan(call.services, call.body)
+
+
+def run_drift_scan(call: Call) -> dict[str, Any]:
+    return drift_scan.drift_scan(call.services, call.body)
+
+
 OPERATIONS: dict[str, Operation] = {
     "warmCache": Operation(run_warm_cache, body=TypeAdapter(warm_cache.WarmCacheRequest)),
+    "driftScan": Operation(run_drift_scan, body=TypeAdapter(drift_scan.DriftScanRequest)),
+    "complianceScan": Operation(
+        run_compliance_scan, body=TypeAdapter(compliance_scan.ComplianceScanRequest)
+    ),
     "listModels": Operation(list_models),
     "getModel": Operation(get_model),
     "getModelVersion": Operation(control.get_version),

@@ -105,13 +105,21 @@ class HotKeys:
         with self._lock:
             pending, self._counts = self._counts, {}
             self._last_flush = self._clock()
+        failed: ServiceError | None = None
         for model_id, rows in pending.items():
             try:
                 self._documents.transaction(partial(self._merge, model_id=model_id, rows=rows))
-            except ServiceError:
+            except ServiceError as exc:
+                failed = failed or exc
                 with self._lock:  # put them back so the next flush tries again
-                    self._counts.setdefault(model_id, {}).update(rows)
-                raise
+                    for rid, row in rows.items():
+                        kept = self._counts.setdefault(model_id, {}).get(rid)
+                        if kept is None:
+                            self._counts[model_id][rid] = row
+                        else:
+                            kept.count += row.count
+        if failed is not None:
+            raise failed
 
     def _merge(self, tx: Transaction, *, model_id: str, rows: dict[str, _Row]) -> None:
         record_id = f"{COLLECTION}/{model_id}"

@@ -20,6 +20,7 @@ from common.backends.redis_client import connect_redis
 from common.cache import PredictionCache
 from common.config import Settings
 from common.crypto import EnvelopeCipher
+from common.drift_sampling import DriftSampler
 from common.errors import UnavailableError
 from common.experiments import Experiments
 from common.hot_keys import HotKeys
@@ -48,6 +49,7 @@ class Services:
     rate_limiter: RateLimiter | None
     cache: PredictionCache | None
     hot_keys: HotKeys
+    drift_sampler: DriftSampler
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
@@ -83,6 +85,7 @@ class Services:
             rate_limiter=build_rate_limiter(settings, redis),
             cache=PredictionCache.from_settings(settings, redis),
             hot_keys=HotKeys(backends.documents, cipher),
+            drift_sampler=DriftSampler(backends.documents, rate=settings.drift_sample_rate),
         )
 
     def close(self) -> None:

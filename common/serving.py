@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, TypeAdapter
 
 from common.cache import PredictionCache, cache_key
+from common.drift_sampling import DriftSampler
 from common.errors import NotFoundError, ServiceError, UnavailableError
 from common.experiments import Experiment, Experiments
 from common.hot_keys import HotKeys
@@ -252,6 +253,7 @@ def predict(
     experiments: Experiments | None = None,
     cache: PredictionCache | None = None,
     hot_keys: HotKeys | None = None,
+    sampler: DriftSampler | None = None,
 ) -> dict[str, Any]:
     snapshot = snapshots.get(model_id)
     record, variant, experiment_id = snapshot.route(subject)
@@ -263,6 +265,13 @@ def predict(
     )
     if hot_keys is not None and keys is not None:
         hot_keys.record(model_id, keys, request.instances, request.parameters)
+    if sampler is not None:
+        try:  # monitoring never fails a prediction
+            sampler.observe(
+                model_id, record.version, record.drift_baseline, request.instances, predictions
+            )
+        except Exception:
+            log.warning("drift sample not recorded", exc_info=True, extra={"model_id": model_id})
 
     if experiment_id is not None and experiments is not None and snapshot.experiment:
         try:  # the prediction stands even if its exposure cannot be recorded

@@ -529,3 +529,21 @@ def test_scoring_weighs_severity_and_a_critical_failure_is_never_compliant() -> 
 def test_a_context_needs_an_aware_time(stack: Stack) -> None:
     with pytest.raises(ValueError, match="timezone"):
         ComplianceContext(stack.services, datetime(2026, 1, 1))
+
+
+def test_the_scan_runs_as_a_function(stack: Stack) -> None:
+    from tests.conftest import function_client
+
+    response = function_client("compliance_scan").post(
+        "/v1/jobs/compliance-scan",
+        json={"rules": ["MODEL_001", "SEC_001"]},
+        headers=stack.headers(),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert sorted(r["rule_id"] for r in body["results"]) == ["MODEL_001", "SEC_001"]
+    assert body["status"] == "compliant"
+    unknown = function_client("compliance_scan").post(
+        "/v1/jobs/compliance-scan", json={"rules": ["NOPE_001"]}, headers=stack.headers()
+    )
+    assert unknown.status_code == 422

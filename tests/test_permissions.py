@@ -35,6 +35,8 @@ NEEDS = {
     "assignVariant": "experiment:read",
     "experimentResults": "experiment:read",
     "warmCache": "admin",
+    "complianceScan": "admin",
+    "driftScan": "admin",
     **{f"predict{m.capitalize()}": f"model:{m}:predict" for m in MODELS},
 }
 

@@ -180,3 +180,27 @@ def test_warming_in_one_instance_serves_another_from_redis(shared: list[Stack]) 
     assert fresh.services.cache is not None
     stats = fresh.services.cache.stats()
     assert (stats["l2_hits"], stats["misses"]) == (3, 0)
+
+
+def test_a_failed_save_keeps_every_models_counts(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.errors import UnavailableError
+
+    hot = stack.services.hot_keys
+    hot.record("risk", ["ipo:c1:risk:1.0.0:aa"], [{"x": 1}], {})
+    hot.record("dcf", ["ipo:c1:dcf:1.0.0:bb"], [{"x": 2}], {})
+    documents = stack.services.backends.documents
+    real = documents.transaction
+
+    def down(fn: Any, **kw: Any) -> Any:
+        raise UnavailableError("store down")
+
+    monkeypatch.setattr(documents, "transaction", down)
+    with pytest.raises(UnavailableError):
+        hot.flush()
+    hot.record("risk", ["ipo:c1:risk:1.0.0:aa"], [{"x": 1}], {})  # counted meanwhile
+    monkeypatch.setattr(documents, "transaction", real)
+    hot.flush()
+    assert [(r.row_id, r.count) for r in hot.top("risk", 5)] == [("aa", 2)]
+    assert [(r.row_id, r.count) for r in hot.top("dcf", 5)] == [("bb", 1)]

@@ -2,7 +2,8 @@
 
 A builder (one per model kind) produces an artifact and its evidence: held-out metrics, a
 model card, a golden set (inputs with the outputs the built artifact gives, for
-deployment verification), a per-feature drift baseline, and one example instance.
+deployment verification), a drift baseline per input feature and per numeric prediction
+output, and one example instance.
 ``finish`` computes the parts that are the same for every kind from the built runtime.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.drift_sampling import PREDICTION, prediction_leaves
 from common.models import runtime_class as runtime_of
 from common.models.base import Component, ModelRuntime, predict_rows
 from common.registry import ModelVersion
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 GOLDEN_SET_SIZE = 20
 BASELINE_BINS = 10
+PREDICTION_BASELINE_ROWS = 500
 MODEL_CARD_FIELDS = (
     "intended_use",
     "training_data",
@@ -121,6 +124,29 @@ def drift_baseline(rows: Sequence[dict[str, Any]], bins: int = BASELINE_BINS) ->
     return baseline
 
 
+def prediction_baseline(
+    runtime: ModelRuntime,
+    rows: Sequence[dict[str, Any]],
+    components: Mapping[str, Component] | None = None,
+    bins: int = BASELINE_BINS,
+) -> dict[str, Any]:
+    """What the artifact answers for held-out rows: a histogram per numeric leaf of its
+    predictions, named ``prediction.<dotted path>``; constant leaves say nothing and are
+    left out."""
+    chosen = list(rows[:PREDICTION_BASELINE_ROWS])
+    if not chosen:
+        return {}
+    leaves: dict[str, list[float]] = {}
+    for output in predict_rows(runtime, chosen, components):
+        for path, value in prediction_leaves(output):
+            leaves.setdefault(path, []).append(value)
+    return {
+        f"{PREDICTION}{path}": _histogram(np.array(values), bins)
+        for path, values in leaves.items()
+        if len(values) > 1 and min(values) < max(values)
+    }
+
+
 def _histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
@@ -168,7 +194,8 @@ def finish(
     components: Mapping[str, Component] | None = None,
     gate: dict[str, Any] | None = None,
 ) -> BuiltModel:
-    """Load the artifact as serving will, then derive golden set, baseline and latency."""
+    """Load the artifact as serving will, then derive golden set, baselines (inputs from
+    the training rows, predictions from the held-out rows) and latency."""
     runtime = runtime_class.from_artifact(artifact)
     example = _rounded(held_out_rows[0])
     return BuiltModel(
@@ -183,7 +210,10 @@ def finish(
         example=example,
         model_card=card,
         golden_set=golden_set(runtime, [_rounded(r) for r in held_out_rows], components=components),
-        drift_baseline=drift_baseline(training_rows),
+        drift_baseline={
+            **drift_baseline(training_rows),
+            **prediction_baseline(runtime, held_out_rows, components),
+        },
         reports=reports or {},
         tags=tags or {},
         promote=promote,

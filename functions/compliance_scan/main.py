@@ -1,0 +1,10 @@
+"""Cloud Function entry: `compliance_scan`. All logic lives in `common/`."""
+
+import functions_framework
+
+from common.http import dispatch
+
+
+@functions_framework.http
+def compliance_scan(request):
+    return dispatch("compliance_scan", request)
