@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from common import compliance_scan, control, drift_scan, experiments_api, serving, warm_cache
+from common import (
+    compliance_scan,
+    control,
+    drift_scan,
+    experiments_api,
+    retention,
+    serving,
+    warm_cache,
+)
 from common.http import Call, Operation
 from common.views import model_view, version_view
 
@@ -56,6 +64,14 @@ def run_warm_cache(call: Call) -> dict[str, Any]:
     return warm_cache.warm_cache(call.services, call.body)
 
 
+def run_purge_retention(call: Call) -> dict[str, Any]:
+    return retention.purge_retention(call.services, call.body)
+
+
+def run_erasure(call: Call) -> dict[str, Any]:
+    return retention.erase_subject(call.services, call.body)
+
+
 def run_compliance_scan(call: Call) -> dict[str, Any]:
     return compliance_scan.compliance_scan(call.services, call.body)
 
@@ -67,6 +83,8 @@ def run_drift_scan(call: Call) -> dict[str, Any]:
 OPERATIONS: dict[str, Operation] = {
     "warmCache": Operation(run_warm_cache, body=TypeAdapter(warm_cache.WarmCacheRequest)),
     "driftScan": Operation(run_drift_scan, body=TypeAdapter(drift_scan.DriftScanRequest)),
+    "purgeRetention": Operation(run_purge_retention, body=TypeAdapter(retention.RetentionRequest)),
+    "eraseSubject": Operation(run_erasure, body=TypeAdapter(retention.ErasureRequest)),
     "complianceScan": Operation(
         run_compliance_scan, body=TypeAdapter(compliance_scan.ComplianceScanRequest)
     ),

@@ -4,9 +4,11 @@ Each instance writes its own chain (a random chain id per process): entry ``n`` 
 the MAC of entry ``n - 1``, and its own MAC covers every field but ``sealed``. The chain's
 head document records the last sequence number and MAC, written in the same transaction
 as the entries, so an entry altered, forged, removed from the middle or cut from the end
-is found by ``common.audit_verify``. Entries hold hashes of the request and response; a
+is found by ``common.audit_verify``. Entries hold hashes of the request and response and
+of the caller's personal data (address, user agent); the personal data and a
 prediction's inputs and outputs are kept only sealed (envelope-encrypted under a fresh
-data key, bound to the entry id), so the trail holds no plaintext sensitive field.
+data key, bound to the entry id), so the trail holds no plaintext sensitive field, and
+retention or erasure can drop the sealed part while the chain still verifies.
 
 Writing is off the request path: ``append`` queues the event and a writer thread commits
 queued entries in batches (group commit), so a store round trip is paid once per batch,
@@ -44,8 +46,12 @@ BATCH_MAX = 200
 BATCH_LINGER_S = 0.02
 APPEND_WAIT_S = 2.0
 EXIT_FLUSH_S = 5.0
-MAC_EXCLUDED = frozenset({"mac", "sealed"})
+HOLDS_PERSONAL = "holds_personal"
+"""True while the entry's sealed part (personal data, a prediction's bodies) is kept;
+retention and erasure drop that part and set it False. Outside the MAC, like ``sealed``."""
+MAC_EXCLUDED = frozenset({"mac", "sealed", HOLDS_PERSONAL})
 SEALED_FIELDS = ("financial_data", "proprietary_metrics")
+PERSONAL_FIELDS = ("client_ip", "user_agent", "forwarded_for")
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,12 @@ def canonical(entry: dict[str, Any]) -> bytes:
     """The bytes a MAC covers: every field but the MAC and the sealed payload."""
     covered = {k: v for k, v in entry.items() if k not in MAC_EXCLUDED}
     return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
+
+
+def personal_digest(personal: dict[str, Any]) -> str:
+    """What the MAC covers of an entry's personal data, so the data itself can be erased
+    while the chain still verifies."""
+    return sha256_hex(orjson.dumps(personal, option=orjson.OPT_SORT_KEYS))
 
 
 def mac_of(key: bytes, entry: dict[str, Any]) -> str:
@@ -222,24 +234,28 @@ class AuditLog:
         for event in batch:
             fields = dict(vars(event))  # flat fields: no deep copy needed
             payload = {name: fields.pop(name) for name in SEALED_FIELDS}
+            personal = {name: fields.pop(name) for name in PERSONAL_FIELDS}
+            payload["personal_info"] = personal
             self._seq += 1
-            entry = {**fields, "chain": self.chain, "seq": self._seq, "prev_mac": self._prev_mac}
+            entry = {
+                **fields,
+                "personal_sha256": personal_digest(personal),
+                "chain": self.chain,
+                "seq": self._seq,
+                "prev_mac": self._prev_mac,
+            }
             entry["mac"] = mac_of(key, entry)
+            entry[HOLDS_PERSONAL] = True
             self._prev_mac = entry["mac"]
             sealed = {k: v for k, v in payload.items() if v is not None}
-            pending.append(_Pending(entry_id(self.chain, self._seq), entry, sealed or None))
+            pending.append(_Pending(entry_id(self.chain, self._seq), entry, sealed))
         return pending
 
     def _commit(self, pending: list[_Pending]) -> None:
         # Sealing happens here, inside the retried write, so a key service outage delays
         # the entry instead of storing its payload in plaintext.
         ready = [
-            (
-                p.doc_id,
-                p.entry
-                if p.payload is None
-                else {**p.entry, "sealed": self._cipher.seal(p.doc_id, p.payload)},
-            )
+            (p.doc_id, {**p.entry, "sealed": self._cipher.seal(p.doc_id, p.payload)})
             for p in pending
         ]
         last_id, last = ready[-1]
@@ -263,4 +279,4 @@ class AuditLog:
 class _Pending:
     doc_id: str
     entry: dict[str, Any]
-    payload: dict[str, Any] | None
+    payload: dict[str, Any]

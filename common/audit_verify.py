@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.audit import CHAINS, ENTRIES, entry_id, mac_of
+from common.audit import CHAINS, ENTRIES, entry_id, mac_of, personal_digest
 from common.backends.base import DocumentStore
 from common.crypto import EnvelopeCipher
 from common.errors import ServiceError
@@ -147,6 +147,11 @@ def _check_payload(
     except ServiceError as exc:
         report.problems.append(AuditProblem("payload", chain, doc_id, exc.message))
         return
+    personal = opened.get("personal_info")
+    if isinstance(personal, dict) and personal_digest(personal) != entry.get("personal_sha256"):
+        report.problems.append(
+            AuditProblem("payload", chain, doc_id, "sealed personal_info does not match its hash")
+        )
     for name, hash_field in (
         ("financial_data", "request_sha256"),
         ("proprietary_metrics", "response_sha256"),

@@ -56,15 +56,16 @@ CLASSIFIER_KINDS = frozenset({"risk", "sentiment"})
 """Kinds whose output is a class; dcf, cca and the ensemble produce values."""
 GROUP_ATTRIBUTES = ("sector",)
 """Input fields that name a group whose members a classifier must treat alike."""
-PERSONAL_AUDIT_FIELDS = ("client_ip", "user_agent", "forwarded_for")
+PERSONAL_AUDIT_FIELDS = ("sealed",)
 PERSONAL_ASSIGNMENT_FIELDS = ("subject", "user_id")
 """An assignment keeps the user id as ``subject``; ``user_id`` is checked as well."""
 
 
 def check_retention(ctx: ComplianceContext) -> Verdict:
-    """Audit entries (``time``) with a non-empty client_ip, user_agent or forwarded_for, and
-    experiment assignments (``at``) with a non-empty subject or user_id, dated before
-    ``now - retention_days``: one finding per collection with the count and the oldest."""
+    """Audit entries (``time``) still holding their sealed part (the caller's address and
+    user agent, a prediction's bodies), and experiment assignments (``at``) with a
+    non-empty subject or user_id, dated before ``now - retention_days``: one finding per
+    collection with the count and the oldest. ``purge_retention`` removes both."""
     days = ctx.services.settings.retention_days
     cutoff = ctx.now - timedelta(days=days)
     details = []

@@ -9,7 +9,10 @@ applicable rule by its severity (critical 4, high 3, medium 2, low 1):
 and the platform is ``compliant`` when the score is at least 90 and no critical rule
 failed, else ``non_compliant``; with no applicable rule the score is None and nothing has
 been shown compliant, so the status is ``non_compliant``. Every scan is stored as a new
-document ``compliance_scans/<YYYYMMDDTHHMMSSZ>-<random>``; none is ever overwritten.
+document ``compliance_scans/<YYYYMMDDTHHMMSSZ>-<random>``; none is ever overwritten. Its
+HTML report (``common/reports.py``, with the last 30 scans as history) is stored next, as
+``reports/compliance/<scan id>.html``, and only then is the document's ``report_html`` set
+to that key; it stays null when rendering failed, which never fails the scan.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from common import compliance
+from common import compliance, reports
 from common.backends.base import Order
 from common.compliance_context import ComplianceContext, Rule, RuleId, RuleResult, rfc3339
 from common.errors import ConflictError, InvalidValuesError
@@ -124,6 +127,7 @@ def compliance_scan(
         **summary,
         "results": [asdict(r) for r in results],
         "seconds": round(time.monotonic() - started, 3),
+        "report_html": None,
     }
     documents = services.backends.documents
     for attempt in range(_ID_ATTEMPTS):
@@ -134,6 +138,9 @@ def compliance_scan(
         except ConflictError:
             if attempt == _ID_ATTEMPTS - 1:
                 raise
+    result["report_html"] = _html_report(services, result)
+    if result["report_html"] is not None:
+        documents.update(SCANS, result["scan_id"], {"report_html": result["report_html"]})
     log.info(
         "compliance scan finished",
         extra={
@@ -145,6 +152,18 @@ def compliance_scan(
         },
     )
     return result
+
+
+def _html_report(services: Services, result: dict[str, Any]) -> str | None:
+    """Render and store the scan's HTML page; its key, or None when that failed."""
+    try:
+        page = reports.render_compliance_report(result, history(services, 30))
+        return reports.store_report(
+            services.backends.artifacts, "compliance", result["scan_id"], page
+        )
+    except Exception:
+        log.warning("compliance scan %s: HTML report not stored", result["scan_id"], exc_info=True)
+        return None
 
 
 def history(services: Services, limit: int = 30) -> list[dict[str, Any]]:

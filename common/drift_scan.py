@@ -7,6 +7,8 @@ and tests every baseline feature (``common/drift.py``). The **prediction drift s
 the largest PSI among the ``prediction.*`` features with enough data; above
 ``drift.PSI_FLAG`` the model is flagged. Each model gets one report document,
 ``drift_reports/<model>@<version>@<window_end>`` (rerunning within the hour replaces it),
+an HTML page of it, ``reports/drift/<report id>.html`` (``common/reports.py``; its key is
+the document's ``report_html``, null when rendering failed, which never fails the job),
 and one log line on ``ipo.jobs`` that a log-based metric can read.
 
 Reading windows takes one query per 30 hours of window per model: ``model_id ==``,
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from common import drift
+from common import drift, reports
 from common.backends.base import Filter
 from common.drift_sampling import COLLECTION as WINDOWS
 from common.drift_sampling import PREDICTION, FeatureCounts, Kind, WindowCounts
@@ -169,23 +171,25 @@ def _scan(services: Services, record: ModelVersion, windows: list[str]) -> dict[
     score = max(scores) if scores else None
     flagged = score is not None and score > drift.PSI_FLAG
     report_id = f"{model_id}@{version}@{windows[0]}"
-    services.backends.documents.set(
-        REPORTS,
-        report_id,
-        {
-            "model_id": model_id,
-            "version": version,
-            "created_at": utcnow(),
-            "window_start": windows[-1],
-            "window_end": windows[0],
-            "rows": total.n,
-            "served": total.served,
-            "features": [r.as_json() for r in results],
-            "drifting": drifting,
-            "prediction_drift_score": score,
-            "flagged": flagged,
-        },
-    )
+    document: dict[str, Any] = {
+        "model_id": model_id,
+        "version": version,
+        "created_at": utcnow(),
+        "window_start": windows[-1],
+        "window_end": windows[0],
+        "rows": total.n,
+        "served": total.served,
+        "features": [r.as_json() for r in results],
+        "drifting": drifting,
+        "prediction_drift_score": score,
+        "flagged": flagged,
+        "report_html": None,
+    }
+    services.backends.documents.set(REPORTS, report_id, document)
+    report_html = _html_report(services, report_id, document, features, results)
+    if report_html is not None:
+        document["report_html"] = report_html
+        services.backends.documents.update(REPORTS, report_id, {"report_html": report_html})
     log.log(
         logging.WARNING if flagged else logging.INFO,
         "drift scan %s@%s: prediction drift score %s%s",
@@ -210,4 +214,22 @@ def _scan(services: Services, record: ModelVersion, windows: list[str]) -> dict[
         "prediction_drift_score": score,
         "flagged": flagged,
         "report_id": report_id,
+        "report_html": report_html,
     }
+
+
+def _html_report(
+    services: Services,
+    report_id: str,
+    document: Mapping[str, Any],
+    features: Mapping[str, tuple[Mapping[str, Any], drift.LiveFeature]],
+    results: list[drift.FeatureDrift],
+) -> str | None:
+    """Render and store the report's HTML page; its key, or None when that failed."""
+    try:
+        charts = reports.drift_charts(features, results, PREDICTION)
+        page = reports.render_drift_report(document, charts)
+        return reports.store_report(services.backends.artifacts, "drift", report_id, page)
+    except Exception:
+        log.warning("drift report %s: HTML report not stored", report_id, exc_info=True)
+        return None

@@ -5,11 +5,17 @@ handed to the function's own entry (``functions/<name>/main.py``), so the code t
 locally is the code that is deployed. Like functions-framework, the gateway routes every
 method and path itself (no Flask routing or method handling), so answers match the
 deployed functions'.
+
+The gateway also serves the stored HTML reports (``common/reports.py``) at
+``/reports/<drift|compliance>/<name>.html``, without a token: it binds 127.0.0.1 and is for
+a browser on the same machine. In the cloud reports stay artifacts in the bucket; API
+Gateway has no route to them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,9 +24,12 @@ from typing import TYPE_CHECKING
 from flask import Flask, Request, Response
 
 from common import logs, metrics
-from common.errors import ServiceError
+from common.backends.base import check_artifact_key
+from common.errors import NotFoundError, ServiceError
 from common.http import error_response, find_route, request_id_of
+from common.reports import report_key
 from common.routes import all_routes, functions
+from common.services import get_services
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -28,6 +37,37 @@ if TYPE_CHECKING:
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
 
 FunctionEntry = Callable[[Request], Response]
+
+REPORT_PATH = re.compile(r"^/reports/(drift|compliance)/([A-Za-z0-9_.@+-]{1,200})\.html$")
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def serve_report(request: Request) -> Response:
+    """A stored HTML report; 404 in the one error shape for any other path."""
+    request_id = request_id_of(request)
+    match = REPORT_PATH.fullmatch(request.path)
+    try:
+        if match is None:
+            raise ValueError(request.path)
+        key = check_artifact_key(
+            report_key("drift" if match[1] == "drift" else "compliance", match[2])
+        )
+    except ValueError:
+        return error_response(NotFoundError("no such report"), request_id)
+    try:
+        page = get_services().backends.artifacts.get(key)
+    except NotFoundError:
+        return error_response(NotFoundError("no such report"), request_id)
+    except ServiceError as exc:
+        return error_response(exc, request_id)
+    response = Response(page, content_type="text/html; charset=utf-8")
+    response.headers.update(REPORT_HEADERS)
+    response.headers["X-Request-Id"] = request_id
+    return response
 
 
 def load_function(name: str, functions_dir: Path = FUNCTIONS_DIR) -> FunctionEntry:
@@ -55,6 +95,8 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
         if request.path == "/metrics" and request.method in ("GET", "HEAD"):
             page, content_type = metrics.exposition()
             return Response(page, content_type=content_type)
+        if request.path.startswith("/reports/") and request.method in ("GET", "HEAD"):
+            return serve_report(request)
         started = time.perf_counter()
         try:
             route, _ = find_route(routes, request.method, request.path)

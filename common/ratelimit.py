@@ -26,7 +26,7 @@ from cachetools import TTLCache
 
 from common.backends.redis_client import RedisHealth
 from common.config import Settings
-from common.errors import RateLimitedError
+from common.errors import RateLimitedError, UnavailableError
 
 if TYPE_CHECKING:
     import redis
@@ -73,6 +73,9 @@ return {allowed, retry_ms}
 class RateLimiter(Protocol):
     def check(self, subject: str) -> None:
         """Take one token of ``subject``'s bucket; RateLimitedError (429) when empty."""
+
+    def forget(self, subject: str) -> int:
+        """Delete ``subject``'s bucket (erasure); how many stores held one."""
 
 
 def rate_limited(subject: str, per_minute: int, wait_s: float) -> RateLimitedError:
@@ -124,6 +127,10 @@ class LocalTokenBuckets:
         if not allowed:
             raise rate_limited(subject, self.per_minute, (1.0 - tokens) / self._rate)
 
+    def forget(self, subject: str) -> int:
+        with self._lock:
+            return 1 if self._buckets.pop(subject, None) is not None else 0
+
 
 def redis_key(subject: str, prefix: str = KEY_PREFIX) -> str:
     """The bucket's key; a subject with unusual characters is hashed so it cannot
@@ -158,6 +165,7 @@ class RedisTokenBuckets:
         _check_per_minute(per_minute)
         self.per_minute = per_minute
         self._redis_error = RedisError
+        self._client = client
         self._script = client.register_script(_BUCKET_LUA)
         self._args = (per_minute, repr(per_minute / 60_000.0), _KEY_TTL_MS)
         self._fallback = fallback
@@ -192,6 +200,15 @@ class RedisTokenBuckets:
         allowed, retry_after_ms = verdict
         if not allowed:
             raise rate_limited(subject, self.per_minute, retry_after_ms / 1000.0)
+
+    def forget(self, subject: str) -> int:
+        """Delete the shared bucket (and this instance's fallback one). Redis being down
+        is an error here: an erasure must not report success it did not achieve."""
+        try:
+            removed = int(self._client.delete(redis_key(subject, self._key_prefix)))
+        except self._redis_error as exc:
+            raise UnavailableError(f"Redis refused the erasure of a rate bucket: {exc}") from None
+        return removed + self._fallback.forget(subject)
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -84,6 +84,7 @@ def test_no_plaintext_sensitive_field_is_stored(any_stack: Stack) -> None:
     dump = json.dumps(entries(any_stack))
     assert "Select Medical" not in dump
     assert "812.5" not in dump
+    assert "203.0.113.9" not in dump  # the caller's address is personal data: sealed too
     assert "financial_data" not in {k for e in entries(any_stack).values() for k in e}
     one = next(iter(entries(any_stack).items()))
     opened = any_stack.services.cipher.open(one[0], one[1]["sealed"])
@@ -197,12 +198,24 @@ def test_a_full_queue_refuses_instead_of_dropping(stack: Stack, tmp_path: Path) 
     assert len(entries(stack)) == accepted
 
 
-def test_entries_without_a_payload_are_not_sealed(stack: Stack) -> None:
+def test_entries_without_a_payload_seal_only_the_callers_personal_data(stack: Stack) -> None:
     audit = stack.services.audit
     audit.append(event(1, financial_data=None, proprietary_metrics=None, status=401))
     assert audit.flush()
-    (stored,) = entries(stack).values()
-    assert "sealed" not in stored
+    ((doc_id, stored),) = entries(stack).items()
+    assert stored["sealed"]["envelope"]["fields"] == ["personal_info"]
+    opened = stack.services.cipher.open(doc_id, stored["sealed"])
+    assert opened["personal_info"]["client_ip"] == "203.0.113.9"
+    assert verify(stack).ok
+
+
+def test_dropping_the_sealed_part_keeps_the_chain_verifiable(stack: Stack) -> None:
+    audit = written(stack, 3)
+    documents = stack.services.backends.documents
+    victim = entry_id(audit.chain, 2)
+    doc = entries(stack)[victim]
+    erased = {k: v for k, v in doc.items() if k != "sealed"}
+    documents.set(ENTRIES, victim, {**erased, "holds_personal": False})
     assert verify(stack).ok
 
 

@@ -28,6 +28,7 @@ from common.compliance_scan import (
 from common.experiments import ASSIGNMENTS
 from common.lifecycle import Lifecycle
 from common.registry import MODELS, VERSIONS, version_doc_id
+from common.retention import RetentionRequest, purge_retention
 from common.training import sentiment_builder
 from common.training.base import BuiltModel, register_built
 from tests.fixtures import SEED, Stack, register_risk
@@ -123,7 +124,7 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
     entries = by_collection[ENTRIES]
     assert entries["count"] == 1
     assert entries["oldest"][0]["id"] == entry_id(chain, 1)
-    assert entries["oldest"][0]["personal_fields"] == ["client_ip", "user_agent"]
+    assert entries["oldest"][0]["personal_fields"] == ["sealed"]
     assert by_collection[ASSIGNMENTS]["count"] == 1
     assert by_collection[ASSIGNMENTS]["oldest"][0]["id"] == "exp1:req-9"
     assert "retention" in entries["reason"]
@@ -135,14 +136,12 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
 def test_recent_or_anonymised_records_pass_retention(stack: Stack) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=stack.settings.retention_days + 30)
-    audited(
-        stack,
-        event(1, time=rfc3339(now - timedelta(days=1))),
-        event(2, time=rfc3339(old), client_ip="", user_agent="", forwarded_for=""),
-    )
+    audited(stack, event(1, time=rfc3339(now - timedelta(days=1))), event(2, time=rfc3339(old)))
     stack.services.backends.documents.create(
-        ASSIGNMENTS, "exp1:req-9", {"experiment_id": "exp1", "subject": "", "at": rfc3339(old)}
+        ASSIGNMENTS, "exp1:req-9", {"experiment_id": "exp1", "subject": "a-7", "at": rfc3339(old)}
     )
+    assert check(stack, "GDPR_001", now).passed is False
+    purge_retention(stack.services, RetentionRequest(), now=now)
     result = check(stack, "GDPR_001", now)
     assert result.passed is True
     assert [d["count"] for d in result.details] == [0, 0]

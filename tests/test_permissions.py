@@ -36,6 +36,8 @@ NEEDS = {
     "experimentResults": "experiment:read",
     "warmCache": "admin",
     "complianceScan": "admin",
+    "purgeRetention": "admin",
+    "eraseSubject": "admin",
     "driftScan": "admin",
     **{f"predict{m.capitalize()}": f"model:{m}:predict" for m in MODELS},
 }
