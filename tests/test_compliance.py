@@ -546,3 +546,13 @@ def test_the_scan_runs_as_a_function(stack: Stack) -> None:
         "/v1/jobs/compliance-scan", json={"rules": ["NOPE_001"]}, headers=stack.headers()
     )
     assert unknown.status_code == 422
+
+
+def test_rules_left_unchecked_by_the_time_budget_fail(stack: Stack) -> None:
+    result = compliance_scan(
+        stack.services, ComplianceScanRequest(rules=["MODEL_001"], time_budget_s=1e-9)
+    )
+    (only,) = result["results"]
+    assert only["passed"] is False
+    assert "time budget" in only["details"][0]["reason"]
+    assert result["status"] == "non_compliant"
