@@ -288,8 +288,9 @@ def check_monitoring(ctx: ComplianceContext) -> Verdict:
 
 RULES: tuple[Rule, ...] = (
     Rule("GDPR_001", "Personal data retention", "data_privacy", "critical",
-         "Delete the audit chains (entries and head together) whose entries are past "
-         "IPO_RETENTION_DAYS, and delete or anonymise the experiment assignments past it.",
+         "Run purge_retention (POST /v1/jobs/purge-retention), and find why its daily "
+         "scheduled run did not: it drops the personal data of audit entries and deletes "
+         "experiment assignments past IPO_RETENTION_DAYS.",
          check_retention),
     Rule("MODEL_001", "Model documentation", "model_governance", "high",
          "Complete the model card (every MODEL_CARD_FIELDS entry) of each listed production "
@@ -301,7 +302,7 @@ RULES: tuple[Rule, ...] = (
          check_validation),
     Rule("AUDIT_001", "Audit trail completeness and integrity", "audit_trail", "critical",
          "Investigate the listed problems (scripts/verify_audit.py), find why requests were "
-         "answered without exactly one intact audit entry each, and treat it as an incident.",
+         "answered without an intact audit entry, and treat it as an incident.",
          check_audit_trail),
     Rule("FAIRNESS_001", "Fairness across groups", "fairness", "high",
          "Retrain or roll back each listed classifier until its fairness report shows the gap "
