@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,6 +36,7 @@ import orjson
 from common.backends.base import DocumentStore, SecretSource, Transaction, key_secret
 from common.crypto import EnvelopeCipher
 from common.errors import ServiceError, UnavailableError
+from common.registry import utcnow
 
 log = logging.getLogger("ipo.audit")
 
@@ -85,10 +85,6 @@ class AuditEvent:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -264,7 +260,7 @@ class AuditLog:
             "last_seq": last["seq"],
             "last_mac": last["mac"],
             "last_entry": last_id,
-            "updated_at": now_rfc3339(),
+            "updated_at": utcnow(),
         }
 
         def write(tx: Transaction) -> None:

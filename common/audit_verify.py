@@ -9,13 +9,12 @@ checked against the hashes the MAC covers.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.audit import CHAINS, ENTRIES, entry_id, mac_of, personal_digest
+from common.audit import CHAINS, ENTRIES, entry_id, mac_of, personal_digest, sha256_hex
 from common.backends.base import DocumentStore
 from common.crypto import EnvelopeCipher
 from common.errors import ServiceError
@@ -158,7 +157,7 @@ def _check_payload(
     ):
         value = opened.get(name)
         if isinstance(value, str):
-            digest = hashlib.sha256(value.encode()).hexdigest()
+            digest = sha256_hex(value.encode())
             if digest != entry.get(hash_field):
                 report.problems.append(
                     AuditProblem(

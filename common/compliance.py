@@ -23,7 +23,7 @@ from common.backends.base import Filter
 from common.deployments import DEPLOYMENTS, Deployment
 from common.errors import NotFoundError, ServiceError
 from common.experiments import ASSIGNMENTS
-from common.registry import ModelRecord, ModelVersion
+from common.registry import ModelRecord, ModelVersion, rfc3339
 from common.training.base import MODEL_CARD_FIELDS
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ from common.compliance_context import (
     _per_production_version,
     finding,
     parse_time,
-    rfc3339,
     verdict,
 )
 

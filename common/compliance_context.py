@@ -73,10 +73,6 @@ class Rule:
 
 
 # --- helpers ---------------------------------------------------------------------------
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 string as an aware UTC datetime; None for anything else."""
     if not isinstance(value, str) or not value:

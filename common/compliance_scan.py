@@ -28,8 +28,9 @@ from pydantic import Field
 
 from common import compliance, reports
 from common.backends.base import Order
-from common.compliance_context import ComplianceContext, Rule, RuleId, RuleResult, rfc3339
+from common.compliance_context import ComplianceContext, Rule, RuleId, RuleResult
 from common.errors import ConflictError, InvalidValuesError
+from common.registry import rfc3339
 from common.validation import StrictModel
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.backends.base import DocumentStore, Filter, Transaction, valid_name
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
-from common.registry import Registry, utcnow
+from common.registry import Registry, rfc3339, utcnow
 from common.stats import Metric
 from common.stats_results import conclusion, results
 from common.stats_sketch import ArmAggregate
@@ -122,7 +122,7 @@ def _parse(text: str) -> datetime:
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(moment)
 
 
 class Experiments:

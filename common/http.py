@@ -28,7 +28,7 @@ from flask import Request, Response
 from pydantic import TypeAdapter
 
 from common import logs, metrics
-from common.audit import AuditEvent, now_rfc3339, sha256_hex
+from common.audit import AuditEvent, sha256_hex
 from common.auth import Principal
 from common.errors import (
     MalformedRequestError,
@@ -37,6 +37,7 @@ from common.errors import (
     PayloadTooLargeError,
     ServiceError,
 )
+from common.registry import utcnow
 from common.routes import Route, routes_of
 from common.services import Services, get_services
 from common.validation import validate
@@ -228,9 +229,8 @@ def _serve(served: _Served, request: Request) -> Response:
 
 def _audit(served: _Served, request: Request, response: Response) -> Response:
     """Append the request's one audit entry; an unaudited answer is not sent (503)."""
-    try:
-        services = get_services()
-    except ServiceError:
+    services = served.services
+    if services is None:
         return response  # misconfigured: nothing to audit with, and already a 503
     body = response.get_data()
     prediction = served.operation.startswith("predict") and served.status < 400
@@ -250,7 +250,7 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
         client_ip=request.remote_addr or "",
         user_agent=request.headers.get("User-Agent", "")[:512],
         forwarded_for=request.headers.get("X-Forwarded-For", "")[:512],
-        time=now_rfc3339(),
+        time=utcnow(),
         financial_data=served.raw.decode() if prediction else None,
         proprietary_metrics=body.decode() if prediction else None,
     )

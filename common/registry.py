@@ -37,8 +37,13 @@ SEMVER = re.compile(
 )
 
 
+def rfc3339(moment: datetime) -> str:
+    """The one text form of a time in documents: UTC, microseconds, ``Z``; sorts as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
 def version_key(version: str) -> tuple[int, int, int, int, str]:

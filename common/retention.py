@@ -24,6 +24,7 @@ from pydantic import Field
 from common.audit import ENTRIES, HOLDS_PERSONAL
 from common.backends.base import Filter
 from common.experiments import ASSIGNMENTS
+from common.registry import rfc3339
 from common.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -44,10 +45,6 @@ class ErasureRequest(StrictModel):
         max_length=256,
         description="The data subject: a token subject or an experiment user id.",
     )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _drop_sealed(services: Services, filters: list[Filter], budget: Callable[[], bool]) -> int:
@@ -92,7 +89,7 @@ def purge_retention(
         return clock() - started > request.time_budget_s
 
     days = services.settings.retention_days
-    cutoff = _rfc3339((now or datetime.now(UTC)) - timedelta(days=days))
+    cutoff = rfc3339((now or datetime.now(UTC)) - timedelta(days=days))
     audit_dropped = _drop_sealed(services, [Filter("time", "<", cutoff)], spent)
     assignments = _delete(services, ASSIGNMENTS, [Filter("at", "<", cutoff)], spent)
     result = {
