@@ -1,0 +1,166 @@
+locals {
+  # What each function does with the artifact bucket: "read" (load models, read
+  # reports) or "write" (also create objects: artifacts, report HTML). Objects are
+  # content-addressed and never overwritten, so no function may delete one.
+  artifact_access = {
+    list_models        = "read"
+    predict_dcf        = "read"
+    predict_cca        = "read"
+    predict_risk       = "read"
+    predict_sentiment  = "read"
+    predict_ensemble   = "read"
+    register_model     = "write"
+    promote_model      = "read"
+    rollback_model     = "read"
+    create_experiment  = "read"
+    assign_variant     = "read"
+    record_outcome     = "read"
+    experiment_results = "read"
+    warm_cache         = "read"
+    drift_scan         = "write"
+    compliance_scan    = "write"
+    purge_retention    = "read"
+  }
+
+  # Permissions the platform grants to Google-signed ID tokens of these accounts
+  # (IPO_SERVICE_ACCOUNTS): the scheduler runs the jobs, the smoke test reads and predicts.
+  service_account_permissions = merge(
+    { (google_service_account.scheduler.email) = ["job:*:run"] },
+    var.smoke_test.enabled ? {
+      (google_service_account.smoke[0].email) = ["model:read", "model:*:predict", "experiment:read"]
+    } : {},
+  )
+}
+
+# --- one identity per function ----------------------------------------------------------
+
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  account_id   = substr("${local.prefix}-fn-${replace(each.key, "_", "-")}", 0, 30)
+  display_name = "IPO valuation function ${each.key}"
+}
+
+# Firestore grants are project-wide: there is no narrower resource to bind them to.
+resource "google_project_iam_member" "function_firestore" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "function_artifacts_read" {
+  for_each = local.functions
+
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "function_artifacts_create" {
+  for_each = { for name, access in local.artifact_access : name => access if access == "write" }
+
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectCreator"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# Every request appends an HMAC-chained audit entry whose personal part is sealed.
+resource "google_secret_manager_secret_iam_member" "audit_hmac_key" {
+  for_each = local.functions
+
+  secret_id = google_secret_manager_secret.audit_hmac_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "data_keys" {
+  for_each = local.functions
+
+  crypto_key_id = google_kms_crypto_key.data_keys.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "redis_url" {
+  for_each = var.redis.enabled ? local.functions : {}
+
+  secret_id = google_secret_manager_secret.redis_url[0].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "redis_ca" {
+  for_each = var.redis.enabled ? local.functions : {}
+
+  secret_id = google_secret_manager_secret.redis_ca[0].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# --- building the functions -----------------------------------------------------------
+
+resource "google_service_account" "build" {
+  account_id   = "${local.prefix}-build"
+  display_name = "IPO valuation function builds"
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset([
+    "roles/artifactregistry.writer",
+    "roles/logging.logWriter",
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_sources" {
+  bucket = google_storage_bucket.sources.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# --- who may invoke the functions: only the gateway --------------------------------------
+
+resource "google_service_account" "gateway" {
+  account_id   = "${local.prefix}-gateway"
+  display_name = "IPO valuation API Gateway backend identity"
+}
+
+resource "google_cloud_run_service_iam_member" "gateway_invoker" {
+  for_each = local.functions
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.this[each.key].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.gateway.email}"
+}
+
+# --- callers that are service accounts ----------------------------------------------------
+
+# Cloud Scheduler signs its calls to the gateway as this account (scheduler.tf); it needs
+# no role: the gateway and the functions check its token and IPO_SERVICE_ACCOUNTS.
+resource "google_service_account" "scheduler" {
+  account_id   = "${local.prefix}-scheduler"
+  display_name = "IPO valuation scheduled jobs"
+}
+
+resource "google_service_account" "smoke" {
+  count = var.smoke_test.enabled ? 1 : 0
+
+  account_id   = "${local.prefix}-smoke"
+  display_name = "IPO valuation post-deploy smoke test"
+}
+
+# Cloud Build mints the smoke test's ID token by impersonating the smoke account.
+resource "google_service_account_iam_member" "smoke_token_creator" {
+  count = var.smoke_test.enabled && var.smoke_test.caller != null ? 1 : 0
+
+  service_account_id = google_service_account.smoke[0].name
+  role               = "roles/iam.serviceAccountOpenIdTokenCreator"
+  member             = var.smoke_test.caller
+}

@@ -1,0 +1,57 @@
+output "artifact_bucket" {
+  description = "Cloud Storage bucket holding model artifacts and report HTML (IPO_ARTIFACT_BUCKET)."
+  value       = google_storage_bucket.artifacts.name
+}
+
+output "audit_log_bucket" {
+  description = "Bucket receiving Cloud Audit Logs under the retention policy of var.audit_log_retention."
+  value       = google_storage_bucket.audit_logs.name
+}
+
+output "curl_example" {
+  description = "A first call through the gateway: list the models (needs a token from the identity provider of var.jwt with the model:read permission)."
+  value       = "curl -sS -H \"Authorization: Bearer $TOKEN\" https://${google_api_gateway_gateway.this.default_hostname}/v1/models"
+}
+
+output "function_service_accounts" {
+  description = "The identity each function runs as, by function."
+  value       = { for name, sa in google_service_account.function : name => sa.email }
+}
+
+output "function_urls" {
+  description = "Each function's own address; only the gateway's service account may invoke them."
+  value       = { for name, fn in google_cloudfunctions2_function.this : name => fn.service_config[0].uri }
+}
+
+output "gateway_config_id" {
+  description = "The API config the gateway serves; its suffix is the rendered spec's SHA-256 prefix."
+  value       = google_api_gateway_api_config.this.api_config_id
+}
+
+output "gateway_url" {
+  description = "Base URL of the API (API Gateway); every route of common/openapi.yaml is under it."
+  value       = "https://${google_api_gateway_gateway.this.default_hostname}"
+}
+
+output "kms_data_key" {
+  description = "Cloud KMS key that wraps the per-record data keys (IPO_KMS_KEY_NAME)."
+  value       = google_kms_crypto_key.data_keys.id
+}
+
+output "scheduler_service_account" {
+  description = "Service account whose ID tokens the Cloud Scheduler jobs present."
+  value       = google_service_account.scheduler.email
+}
+
+output "smoke_test_command" {
+  description = "The post-deploy smoke test, run as the smoke-test service account (the caller needs roles/iam.serviceAccountOpenIdTokenCreator on it, see var.smoke_test)."
+  value = var.smoke_test.enabled ? join(" ", [
+    "python scripts/smoke.py --url https://${google_api_gateway_gateway.this.default_hostname}",
+    "--token \"$(gcloud auth print-identity-token --impersonate-service-account=${google_service_account.smoke[0].email} --audiences=${var.service_token_audience} --include-email)\"",
+  ]) : null
+}
+
+output "smoke_test_service_account" {
+  description = "Service account of the post-deploy smoke test (read and predict only); null when disabled."
+  value       = var.smoke_test.enabled ? google_service_account.smoke[0].email : null
+}

@@ -1,0 +1,83 @@
+# Model artifacts (content-addressed: models/<id>/sha256/<hex>) and report HTML.
+resource "google_storage_bucket" "artifacts" {
+  name                        = "${var.project_id}-${local.prefix}-artifacts"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  encryption {
+    default_kms_key_name = google_kms_crypto_key.storage.id
+  }
+
+  logging {
+    log_bucket = google_storage_bucket.access_logs.name
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.storage_agent]
+}
+
+# Usage logs of the other buckets.
+resource "google_storage_bucket" "access_logs" {
+  #checkov:skip=CKV_GCP_62:This is the access-log bucket itself; logging it into itself would loop.
+  name                        = "${var.project_id}-${local.prefix}-access-logs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  encryption {
+    default_kms_key_name = google_kms_crypto_key.storage.id
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.audit_log_retention.days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.storage_agent]
+}
+
+# Cloud Audit Logs and the platform's audit-relevant lines (monitoring.tf's sink), kept
+# under a retention policy that, once locked, nobody can shorten or remove.
+resource "google_storage_bucket" "audit_logs" {
+  name                        = "${var.project_id}-${local.prefix}-audit-logs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  # Versioning cannot be combined with a retention policy: the policy already keeps
+  # every object unmodified for its whole period.
+  #checkov:skip=CKV_GCP_78:A bucket retention policy (locked) excludes versioning and protects objects more strongly.
+  retention_policy {
+    retention_period = var.audit_log_retention.days * 86400
+    is_locked        = var.audit_log_retention.locked
+  }
+
+  encryption {
+    default_kms_key_name = google_kms_crypto_key.storage.id
+  }
+
+  logging {
+    log_bucket = google_storage_bucket.access_logs.name
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.storage_agent]
+}
+
+data "google_storage_project_service_account" "this" {
+  project = var.project_id
+}

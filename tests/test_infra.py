@@ -1,0 +1,212 @@
+"""scripts/check_infra.py: Terraform, the route table and the function folders agree, and
+a name changed in one place only is reported with the file to fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("check_infra", ROOT / "scripts" / "check_infra.py")
+assert _spec is not None
+assert _spec.loader is not None
+check_infra = importlib.util.module_from_spec(_spec)
+sys.modules["check_infra"] = check_infra
+_spec.loader.exec_module(check_infra)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of the parts of the repository the check reads."""
+    shutil.copytree(ROOT / "terraform", tmp_path / "terraform", ignore=_ignored)
+    shutil.copytree(ROOT / "functions", tmp_path / "functions", ignore=_ignored)
+    (tmp_path / "common").mkdir()
+    shutil.copy(ROOT / "common" / "openapi.yaml", tmp_path / "common" / "openapi.yaml")
+    return tmp_path
+
+
+def _ignored(_folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in {"__pycache__", ".terraform"} or n.startswith(".terraform")}
+
+
+def edit(path: Path, change: Callable[[str], str]) -> None:
+    before = path.read_text()
+    after = change(before)
+    assert after != before, f"the edit changed nothing in {path}"
+    path.write_text(after)
+
+
+def test_the_repository_agrees_with_itself() -> None:
+    assert check_infra.check(ROOT) == []
+
+
+def test_the_command_exits_zero_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_infra.main(["--root", str(ROOT)]) == 0
+    assert "agree" in capsys.readouterr().out
+
+
+def test_renaming_a_function_folder_is_reported_everywhere_it_is_named(repo: Path) -> None:
+    old, new = repo / "functions" / "drift_scan", repo / "functions" / "drift_scanner"
+    old.rename(new)
+    edit(new / "main.py", lambda s: s.replace("def drift_scan(", "def drift_scanner("))
+    problems = "\n".join(check_infra.check(repo))
+    assert (
+        "terraform/functions.tf: `function_defaults` has no entry for functions/drift_scanner"
+        in problems
+    )
+    assert "terraform/functions.tf: `function_defaults` names `drift_scan`" in problems
+    assert (
+        "terraform/iam.tf: `artifact_access` has no entry for functions/drift_scanner" in problems
+    )
+    assert "common/openapi.yaml: no route has x-ipo-function: drift_scanner" in problems
+    assert (
+        "common/openapi.yaml: POST /v1/jobs/drift-scan routes to x-ipo-function `drift_scan`"
+        in problems
+    )
+
+
+def test_renaming_a_function_in_the_spec_only_names_the_spec(repo: Path) -> None:
+    edit(
+        repo / "common" / "openapi.yaml",
+        lambda s: s.replace("x-ipo-function: predict_risk\n", "x-ipo-function: predict_risks\n"),
+    )
+    problems = check_infra.check(repo)
+    assert problems == [
+        "common/openapi.yaml: no route has x-ipo-function: predict_risk (functions/predict_risk)",
+        "common/openapi.yaml: POST /v1/predict/risk routes to x-ipo-function `predict_risks`, "
+        "which has no functions/predict_risks/main.py",
+    ]
+
+
+def test_renaming_a_function_in_terraform_only_names_terraform(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "functions.tf",
+        lambda s: s.replace("    predict_cca ", "    predict_cca2 "),
+    )
+    problems = check_infra.check(repo)
+    assert problems == [
+        "terraform/functions.tf: `function_defaults` has no entry for functions/predict_cca",
+        "terraform/functions.tf: `function_defaults` names `predict_cca2`, which has no "
+        "functions/predict_cca/main.py".replace("predict_cca/", "predict_cca2/"),
+    ]
+
+
+def test_an_entry_point_that_does_not_match_the_folder_is_reported(repo: Path) -> None:
+    edit(
+        repo / "functions" / "list_models" / "main.py",
+        lambda s: s.replace("def list_models(", "def models("),
+    )
+    assert check_infra.check(repo) == [
+        "functions/list_models/main.py: no entry point `def list_models(...)`; Terraform "
+        "deploys each function with its folder name as the entry point"
+    ]
+
+
+def test_a_scheduled_function_without_a_scheduler_job_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "scheduler.tf",
+        lambda s: re.sub(r"\n\s*warm_cache\s*=\s*\{[^\n]*\}", "", s),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/scheduler.tf: `scheduled_jobs` has no entry for warm_cache "
+        "(common/openapi.yaml routes POST /v1/jobs/warm-cache to it)"
+    ]
+
+
+def test_a_scheduler_job_on_the_wrong_path_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "scheduler.tf",
+        lambda s: s.replace('"/v1/jobs/drift-scan"', '"/v1/jobs/drift"'),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/scheduler.tf: scheduled_jobs.drift_scan.path is /v1/jobs/drift, but "
+        "common/openapi.yaml serves it at /v1/jobs/drift-scan"
+    ]
+
+
+def test_a_drift_scan_that_is_no_longer_hourly_is_reported(repo: Path) -> None:
+    edit(repo / "terraform" / "variables.tf", lambda s: s.replace('"5 * * * *"', '"5 4 * * *"'))
+    (problem,) = check_infra.check(repo)
+    assert problem.startswith(
+        "terraform/variables.tf: the default schedule of drift_scan is '5 4 * * *'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("latency_mean_ms", "1000", "alert_thresholds.latency_mean_ms is 2000"),
+        ("error_ratio", "0.05", "alert_thresholds.error_ratio is 0.1"),
+        ("memory_for_s", "300", "alert_thresholds.memory_for_s is 60"),
+        ("drift_score", "0.1", "alert_thresholds.drift_score is 0.2"),
+    ],
+)
+def test_an_alert_threshold_off_the_reference_design_is_reported(
+    repo: Path, key: str, value: str, expected: str
+) -> None:
+    changed = {"1000": "2000", "0.05": "0.1", "300": "60", "0.1": "0.2"}[value]
+    edit(
+        repo / "terraform" / "monitoring.tf",
+        lambda s: re.sub(rf"({key}\s*=\s*){re.escape(value)}\b", rf"\g<1>{changed}", s),
+    )
+    problems = check_infra.check(repo)
+    assert any(expected in p and p.startswith("terraform/monitoring.tf") for p in problems), (
+        problems
+    )
+
+
+def test_an_alert_that_stops_using_its_threshold_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "monitoring.tf",
+        lambda s: s.replace(
+            "threshold_value = local.alert_thresholds.drift_score", "threshold_value = 0.5"
+        ),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/monitoring.tf: alert `drift` has threshold_value 0.5, expected 0.1"
+    ]
+
+
+def test_a_missing_alert_policy_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "monitoring.tf",
+        lambda s: s.replace(
+            'resource "google_monitoring_alert_policy" "memory"',
+            'resource "google_monitoring_alert_policy" "mem"',
+        ),
+    )
+    assert check_infra.check(repo) == ["terraform/monitoring.tf: alert policy `memory` is missing"]
+
+
+def test_a_secret_referenced_as_latest_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "functions.tf",
+        lambda s: s.replace(
+            "version    = google_secret_manager_secret_version.redis_url[0].version",
+            'version    = "latest"',
+        ),
+    )
+    (problem,) = check_infra.check(repo)
+    assert re.match(
+        r"terraform/functions\.tf:\d+: a secret or image referenced as 'latest'", problem
+    )
+
+
+def test_variables_out_of_order_or_undescribed_are_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "variables.tf",
+        lambda s: s + '\nvariable "aaa_extra" {\n  type = string\n}\n',
+    )
+    problems = check_infra.check(repo)
+    assert "terraform/variables.tf: variable `aaa_extra` has no description" in problems
+    assert any(
+        p.startswith("terraform/variables.tf: variables are not in alphabetical order")
+        for p in problems
+    )
