@@ -4,19 +4,23 @@ SHELL := /bin/bash
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
+CHECKOV_VENV ?= .venv-checkov
+TF_DIR ?= terraform
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit redis lock clean
+.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
+REQUIRE_PY311 := $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %d.%d); set PYTHON=" % sys.version_info[:2])'
+
 $(VENV)/.runtime: requirements.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %d.%d); set PYTHON=" % sys.version_info[:2])' >&2
+	@$(REQUIRE_PY311) >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
 	@echo "Installing runtime dependencies into $(VENV) (hash-checked)..." >&2
 	@$(PIP) install -q --require-hashes -r requirements.txt >&2
@@ -70,12 +74,42 @@ redis:  ## Install redis-server for the tests if missing (root only; otherwise t
 		echo '$(REDIS_HINT)' >&2; \
 	fi
 
-test: lint typecheck unit  ## Everything CI runs: lint, types, the whole suite.
+# checkov has a virtual environment of its own: it ships a top-level `hcl2` package that
+# would shadow python-hcl2's, which the tests use to read terraform/*.tf.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@$(REQUIRE_PY311) >&2
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV) >&2
+	@echo "Installing checkov into $(CHECKOV_VENV) (hash-checked)..." >&2
+	@$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check install -q --require-hashes -r requirements-checkov.txt >&2
+	@touch $@
+
+TF_HINT := make tf-fmt: terraform is not on PATH; the format check of $(TF_DIR)/ needs Terraform >= 1.5
+
+# CHECKPOINT_DISABLE stops Terraform's own online version check.
+tf-fmt:  ## terraform fmt check of terraform/ (needs Terraform >= 1.5 on PATH; runs offline).
+	@command -v terraform >/dev/null 2>&1 || { echo '$(TF_HINT)' >&2; exit 1; }
+	@v=$$(CHECKPOINT_DISABLE=1 terraform version 2>/dev/null | sed -nE '1s/^Terraform v([0-9]+\.[0-9]+).*/\1/p'); \
+	case "$$v" in 0.*|1.[0-4]) echo "make tf-fmt: found Terraform $$v; the format check of $(TF_DIR)/ needs Terraform >= 1.5" >&2; exit 1;; esac
+	CHECKPOINT_DISABLE=1 terraform fmt -check -recursive -diff $(TF_DIR)
+
+# Offline: --skip-download and BC_SKIP_MAPPING stop the call to the Prisma Cloud API for
+# guideline links (made on every run otherwise), CKV_SKIP_PACKAGE_UPDATE_CHECK stops the
+# query to PyPI for a newer checkov, and external modules are never downloaded.
+CHECKOV_ENV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE
+
+checkov: $(CHECKOV_VENV)/.installed  ## checkov static analysis of terraform/ (offline, in its own venv).
+	$(CHECKOV_ENV) $(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --framework terraform --quiet --compact \
+		--skip-download --download-external-modules false
+
+infra: tf-fmt checkov  ## Infrastructure checks: terraform fmt and checkov on terraform/.
+
+test: lint typecheck infra unit  ## Everything CI runs: lint, types, infrastructure checks, the whole suite.
 
 lock:  ## Re-resolve requirements*.in into hash-pinned requirements*.txt.
 	$(PIP) install -q pip-tools==7.6.2
 	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements.txt requirements.in
 	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements-dev.txt requirements-dev.in
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements-checkov.txt requirements-checkov.in
 
-clean:  ## Remove the virtual environment, local state and caches.
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache dist
+clean:  ## Remove the virtual environments, local state and caches.
+	rm -rf $(VENV) $(CHECKOV_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist

@@ -12,7 +12,8 @@ Tallies stay in memory and a background thread merges them into the store at mos
 ``flush_every_s``, never on the request thread: one small transaction per window, into
 ``drift_windows/<model>@<version>@<window>@<shard>`` with a shard drawn per flush from
 ``SHARDS``, so instances flushing the same hour rarely write the same document. A flush the
-store refuses keeps its tallies for the next one.
+store refuses keeps its tallies for the next one. A window's ``expire_at`` lets Firestore's
+TTL policy delete it once no scan reads it: its hour + the scan's hours + ``EXPIRY_MARGIN``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
 from common import drift
-from common.backends.base import DocumentStore, Transaction
+from common.backends.base import EXPIRE_AT, DocumentStore, Transaction
+from common.config import Settings
 from common.errors import ServiceError
-from common.registry import utcnow
+from common.registry import rfc3339, utcnow
 
 log = logging.getLogger("ipo.drift")
 
@@ -49,6 +52,11 @@ EDGE_DECIMALS = 9
 """Baseline edges are stored rounded to this many decimals (``common/training/base.py``);
 live values are binned and kept at the same precision, so a value equal to an edge falls
 in the bin the baseline put it in."""
+
+EXPIRY_MARGIN = timedelta(hours=48)
+"""How long a window outlives the drift scan's reach; it covers the compliance scan, which
+reads the 24 closed hours before the current one (``compliance.AUDIT_HOURS``)."""
+WINDOW_HOURS: int = Settings.model_fields["drift_window_hours"].default
 
 Kind = Literal["numeric", "categorical"]
 
@@ -260,10 +268,12 @@ class DriftSampler:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         flush_every_s: float = FLUSH_EVERY_S,
+        window_hours: int = WINDOW_HOURS,  # the drift scan's: IPO_DRIFT_WINDOW_HOURS
     ) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"a sample rate is between 0 and 1, got {rate!r}")
         self._documents = documents
+        self._keep = timedelta(hours=window_hours) + EXPIRY_MARGIN
         self._rate = rate
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
@@ -384,4 +394,6 @@ class DriftSampler:
         stored = tx.get(COLLECTION, doc_id)
         merged = WindowCounts.from_document(stored.data) if stored is not None else WindowCounts()
         merged.absorb(tally, random.Random(self._rng.random()))  # noqa: S311 - sampling
-        tx.set(COLLECTION, doc_id, merged.document(model_id, version, window, shard))
+        start = datetime.strptime(window, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        expiry = {EXPIRE_AT: rfc3339(start + self._keep)}
+        tx.set(COLLECTION, doc_id, {**merged.document(model_id, version, window, shard), **expiry})

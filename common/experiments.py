@@ -27,7 +27,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.backends.base import DocumentStore, Filter, Transaction, valid_name
+from common.backends.base import EXPIRE_AT, DocumentStore, Filter, Transaction, valid_name
+from common.config import Settings
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
 from common.registry import Registry, rfc3339, utcnow
 from common.stats import Metric
@@ -46,6 +47,7 @@ Firestore's sustained one write a second per document; results read every shard.
 BUCKETS = 10_000
 SPLIT_TOLERANCE = 0.001
 DEFAULT_DAYS = 30
+RETENTION_DAYS: int = Settings.model_fields["retention_days"].default
 
 _shard_random = random.SystemRandom()
 
@@ -131,10 +133,14 @@ class Experiments:
         documents: DocumentStore,
         registry: Registry,
         clock: Callable[[], str] = utcnow,
+        *,
+        retention_days: int = RETENTION_DAYS,
     ) -> None:
+        """``retention_days`` (``IPO_RETENTION_DAYS``) sets an assignment's ``expire_at``."""
         self._documents = documents
         self._registry = registry
         self._clock = clock
+        self._retention = timedelta(days=retention_days)
 
     # --- design ------------------------------------------------------------------------
     def create(self, design: ExperimentDesign, *, actor: str) -> Experiment:
@@ -205,7 +211,9 @@ class Experiments:
 
     # --- exposure and outcomes ---------------------------------------------------------
     def expose(self, experiment: Experiment, request_id: str, variant: str, subject: str) -> None:
-        """Remember which variant served a request, and count the exposure."""
+        """Remember which variant served a request, and count the exposure. The assignment
+        holds the user's id, so it expires (Firestore TTL) when retention ends."""
+        at = self._clock()
         self._documents.create(
             ASSIGNMENTS,
             f"{experiment.experiment_id}:{request_id}",
@@ -215,7 +223,8 @@ class Experiments:
                 "variant": variant,
                 "version": experiment.variants[variant],
                 "subject": subject,
-                "at": self._clock(),
+                "at": at,
+                EXPIRE_AT: _iso(_parse(at) + self._retention),
             },
         )
         shard = _shard_random.randrange(SHARDS)

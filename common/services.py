@@ -55,7 +55,9 @@ class Services:
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
         backends = backends or build_backends(settings)
         registry = Registry(backends.documents, backends.artifacts)
-        experiments = Experiments(backends.documents, registry)
+        experiments = Experiments(
+            backends.documents, registry, retention_days=settings.retention_days
+        )
         snapshots = SnapshotCache(registry, settings.snapshot_ttl_s, experiments=experiments)
         pool = ModelPool(registry, settings.model_pool_size)
 
@@ -85,7 +87,11 @@ class Services:
             rate_limiter=build_rate_limiter(settings, redis),
             cache=PredictionCache.from_settings(settings, redis),
             hot_keys=HotKeys(backends.documents, cipher),
-            drift_sampler=DriftSampler(backends.documents, rate=settings.drift_sample_rate),
+            drift_sampler=DriftSampler(
+                backends.documents,
+                rate=settings.drift_sample_rate,
+                window_hours=settings.drift_window_hours,
+            ),
         )
 
     def close(self) -> None:

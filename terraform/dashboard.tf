@@ -69,4 +69,6 @@ resource "google_monitoring_dashboard" "this" {
       )
     }
   })
+
+  depends_on = [time_sleep.log_metrics]
 }

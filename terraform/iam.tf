@@ -117,6 +117,20 @@ resource "google_project_iam_member" "build" {
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
+# Cloud Functions copies each archive into its own gcf-v2-sources-<number>-<region>
+# bucket and builds from there; the grant is limited to those buckets.
+resource "google_project_iam_member" "build_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "gcf-v2-sources buckets only"
+    description = "The buckets Cloud Functions stages function sources in."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+  }
+}
+
 resource "google_storage_bucket_iam_member" "build_sources" {
   bucket = google_storage_bucket.sources.name
   role   = "roles/storage.objectViewer"
@@ -161,6 +175,7 @@ resource "google_service_account_iam_member" "smoke_token_creator" {
   count = var.smoke_test.enabled && var.smoke_test.caller != null ? 1 : 0
 
   service_account_id = google_service_account.smoke[0].name
-  role               = "roles/iam.serviceAccountOpenIdTokenCreator"
-  member             = var.smoke_test.caller
+  # gcloud's --impersonate-service-account needs the full token creator role.
+  role   = "roles/iam.serviceAccountTokenCreator"
+  member = var.smoke_test.caller
 }

@@ -40,7 +40,12 @@ locals {
       "servicemanagement.googleapis.com",
       "storage.googleapis.com",
     ],
-    var.redis.enabled ? ["redis.googleapis.com", "vpcaccess.googleapis.com"] : [],
+    var.redis.enabled ? [
+      "compute.googleapis.com",
+      "redis.googleapis.com",
+      "servicenetworking.googleapis.com",
+      "vpcaccess.googleapis.com",
+    ] : [],
   ))
 }
 

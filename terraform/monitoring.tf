@@ -55,6 +55,8 @@ resource "google_logging_metric" "requests" {
     function = "EXTRACT(jsonPayload.function)"
     status   = "EXTRACT(httpRequest.status)"
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_logging_metric" "errors" {
@@ -76,6 +78,8 @@ resource "google_logging_metric" "errors" {
   label_extractors = {
     function = "EXTRACT(jsonPayload.function)"
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_logging_metric" "latency" {
@@ -107,6 +111,8 @@ resource "google_logging_metric" "latency" {
       scale              = 1
     }
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_logging_metric" "cache" {
@@ -134,6 +140,8 @@ resource "google_logging_metric" "cache" {
     function = "EXTRACT(jsonPayload.function)"
     level    = "EXTRACT(jsonPayload.labels.cache)"
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_logging_metric" "drift" {
@@ -165,6 +173,23 @@ resource "google_logging_metric" "drift" {
       offset             = 0
     }
   }
+
+  depends_on = [google_project_service.this]
+}
+
+# A new log-based metric takes minutes before alert policies can name it.
+resource "time_sleep" "log_metrics" {
+  create_duration = "180s"
+
+  triggers = {
+    metrics = join(",", [
+      google_logging_metric.requests.id,
+      google_logging_metric.errors.id,
+      google_logging_metric.latency.id,
+      google_logging_metric.cache.id,
+      google_logging_metric.drift.id,
+    ])
+  }
 }
 
 resource "google_monitoring_alert_policy" "latency" {
@@ -195,6 +220,8 @@ resource "google_monitoring_alert_policy" "latency" {
     mime_type = "text/markdown"
     content   = "A function's mean latency has been above ${local.alert_thresholds.latency_mean_ms} ms for ${local.alert_thresholds.latency_for_s / 60} minutes. See docs/MONITORING.md (Alerts) for what to check first."
   }
+
+  depends_on = [time_sleep.log_metrics, google_project_service.this]
 }
 
 resource "google_monitoring_alert_policy" "error_rate" {
@@ -232,6 +259,8 @@ resource "google_monitoring_alert_policy" "error_rate" {
     mime_type = "text/markdown"
     content   = "More than ${local.alert_thresholds.error_ratio * 100}% of a function's requests answered 5xx for a minute. The request lines carry error_code and request_id; see docs/MONITORING.md (Alerts)."
   }
+
+  depends_on = [time_sleep.log_metrics, google_project_service.this]
 }
 
 resource "google_monitoring_alert_policy" "memory" {
@@ -262,6 +291,8 @@ resource "google_monitoring_alert_policy" "memory" {
     mime_type = "text/markdown"
     content   = "A function's instances have used more than ${local.alert_thresholds.memory_ratio * 100}% of their memory limit for ${local.alert_thresholds.memory_for_s / 60} minutes: raise its memory in var.functions or lower IPO_MODEL_POOL_SIZE / IPO_CACHE_L1_BYTES."
   }
+
+  depends_on = [time_sleep.log_metrics, google_project_service.this]
 }
 
 resource "google_monitoring_alert_policy" "drift" {
@@ -294,4 +325,6 @@ resource "google_monitoring_alert_policy" "drift" {
     mime_type = "text/markdown"
     content   = "A model's predictions have drifted from its baseline (score above ${local.alert_thresholds.drift_score}). Open the drift report linked from the scan (report_html) and see docs/MONITORING.md (Drift)."
   }
+
+  depends_on = [time_sleep.log_metrics, google_project_service.this]
 }

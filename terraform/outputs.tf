@@ -43,6 +43,17 @@ output "scheduler_service_account" {
   value       = google_service_account.scheduler.email
 }
 
+output "seed_environment" {
+  description = "Settings that point scripts/train_models.py (run with your own credentials) at this deployment's stores, to register and promote the first versions: env $(terraform output -raw seed_environment) .venv/bin/python scripts/train_models.py --if-absent"
+  value = join(" ", [
+    for key in sort([
+      "IPO_DOCUMENT_STORE", "IPO_GCP_PROJECT", "IPO_FIRESTORE_DATABASE", "IPO_ARTIFACT_STORE",
+      "IPO_ARTIFACT_BUCKET", "IPO_SECRET_SOURCE", "IPO_AUDIT_SECRET_NAME", "IPO_PINNED_SECRETS",
+      "IPO_KEY_WRAPPER", "IPO_KMS_KEY_NAME", "IPO_JWT_HS256_ENABLED",
+    ]) : "${key}=${local.function_environment[key]}"
+  ])
+}
+
 output "smoke_test_command" {
   description = "The post-deploy smoke test, run as the smoke-test service account (the caller needs roles/iam.serviceAccountOpenIdTokenCreator on it, see var.smoke_test)."
   value = var.smoke_test.enabled ? join(" ", [

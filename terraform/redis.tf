@@ -12,6 +12,26 @@ data "google_compute_network" "redis" {
   name = var.redis.network
 }
 
+# Memorystore is reached over private services access: a reserved range peered with
+# Google's service network.
+resource "google_compute_global_address" "redis" {
+  count = var.redis.enabled ? 1 : 0
+
+  name          = "${local.prefix}-redis-range"
+  purpose       = "VPC_PEERING"
+  address_type  = "INTERNAL"
+  prefix_length = 16
+  network       = data.google_compute_network.redis[0].id
+}
+
+resource "google_service_networking_connection" "redis" {
+  count = var.redis.enabled ? 1 : 0
+
+  network                 = data.google_compute_network.redis[0].id
+  service                 = "servicenetworking.googleapis.com"
+  reserved_peering_ranges = [google_compute_global_address.redis[0].name]
+}
+
 resource "google_redis_instance" "this" {
   count = var.redis.enabled ? 1 : 0
 
@@ -31,7 +51,7 @@ resource "google_redis_instance" "this" {
     maxmemory-policy = "allkeys-lru"
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [google_project_service.this, google_service_networking_connection.redis]
 }
 
 resource "google_vpc_access_connector" "this" {
@@ -56,6 +76,8 @@ resource "google_secret_manager_secret" "redis_url" {
   replication {
     auto {}
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_secret_manager_secret_version" "redis_url" {
@@ -81,6 +103,8 @@ resource "google_secret_manager_secret" "redis_ca" {
   replication {
     auto {}
   }
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_secret_manager_secret_version" "redis_ca" {

@@ -13,13 +13,14 @@ locals {
 resource "google_cloud_scheduler_job" "this" {
   for_each = local.scheduled_jobs
 
-  name             = "${local.prefix}-${replace(each.key, "_", "-")}"
-  region           = var.region
-  description      = "POST ${each.value.path} (function ${each.key})"
-  schedule         = each.value.schedule
-  time_zone        = var.schedules.time_zone
-  paused           = var.schedules.paused
-  attempt_deadline = "${local.functions[each.key].timeout + 30}s"
+  name        = "${local.prefix}-${replace(each.key, "_", "-")}"
+  region      = var.region
+  description = "POST ${each.value.path} (function ${each.key})"
+  schedule    = each.value.schedule
+  time_zone   = var.schedules.time_zone
+  paused      = var.schedules.paused
+  # Cloud Scheduler allows at most 30 minutes for an HTTP attempt.
+  attempt_deadline = "${min(local.functions[each.key].timeout + 30, 1800)}s"
 
   retry_config {
     retry_count          = 2

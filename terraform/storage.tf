@@ -47,7 +47,23 @@ resource "google_storage_bucket" "access_logs" {
     }
   }
 
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_kms_crypto_key_iam_member.storage_agent]
+}
+
+# Cloud Storage writes usage logs as this group.
+resource "google_storage_bucket_iam_member" "access_logs_writer" {
+  bucket = google_storage_bucket.access_logs.name
+  role   = "roles/storage.objectCreator"
+  member = "group:cloud-storage-analytics@google.com"
 }
 
 # Cloud Audit Logs and the platform's audit-relevant lines (monitoring.tf's sink), kept

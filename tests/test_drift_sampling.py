@@ -6,13 +6,16 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.backends.base import DocumentStore, Filter
+from common.backends.base import EXPIRE_AT, DocumentStore, Filter
 from common.backends.sqlite_store import SQLiteDocumentStore
+from common.compliance import AUDIT_HOURS
+from common.config import Settings
 from common.drift_sampling import (
     COLLECTION,
     MAX_SAMPLE,
@@ -298,3 +301,47 @@ def test_filters_on_model_and_version_find_a_versions_windows(store: Recording) 
         ],
     )
     assert [d.data["model_id"] for d in found] == ["m"]
+
+
+def test_a_window_expires_after_the_drift_scans_hours_and_the_margin(store: Recording) -> None:
+    """Hour 2023-11-14T22 + IPO_DRIFT_WINDOW_HOURS (24 by default) + 48 hours; a later
+    flush into the same document writes the same time."""
+    assert Settings.from_environ({}).drift_window_hours == 24
+    s = sampler(store, rng=FixedShard(2))
+    s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
+    s.flush()
+    s.observe("m", "1.0.0", BASELINE, [row(2.0)], [answer(1.0)])
+    s.flush()
+    (doc,) = store.inner.query(COLLECTION)
+    assert doc.data["n"] == 2
+    assert doc.data[EXPIRE_AT] == "2023-11-17T22:00:00.000000Z"
+    assert store.inner.query(
+        COLLECTION, [Filter(EXPIRE_AT, "<", "2023-11-17T22:00:00.000001Z")]
+    ) == [doc]
+
+
+def test_the_window_hours_setting_moves_the_expiry(store: Recording) -> None:
+    s = sampler(store, window_hours=6)
+    s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
+    s.flush()
+    assert only_document(store)[EXPIRE_AT] == "2023-11-17T04:00:00.000000Z"  # 22 + 6 + 48
+
+
+@pytest.mark.parametrize("hours", [1, 24, 744])
+def test_no_scan_still_reads_a_window_when_it_expires(store: Recording, hours: int) -> None:
+    """The drift scan reads a window while its hour is among the last ``hours`` hours,
+    the compliance scan while it is among the AUDIT_HOURS closed hours before now's; a
+    window outlives both by at least a day."""
+    s = sampler(store, window_hours=hours)
+    s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
+    s.flush()
+    start = datetime.strptime(WINDOW, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    expire_at = datetime.fromisoformat(only_document(store)[EXPIRE_AT])
+    last_drift_read = start + timedelta(hours=hours)
+    last_audit_read = start + timedelta(hours=AUDIT_HOURS + 1)
+    assert expire_at >= max(last_drift_read, last_audit_read) + timedelta(hours=24)
+
+
+def only_document(store: Recording) -> dict[str, Any]:
+    (doc,) = store.inner.query(COLLECTION)
+    return doc.data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats as sp
 
+from common.backends.base import EXPIRE_AT
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
-from common.experiments import Experiment, ExperimentDesign, Experiments
+from common.experiments import ASSIGNMENTS, Experiment, ExperimentDesign, Experiments
 from common.stats import Metric
 from tests.fixtures import Stack, register_risk
 
@@ -128,6 +130,26 @@ def test_outcomes_are_idempotent_and_joined_by_request_id(stack: Stack) -> None:
         service.record_outcome(experiment, "req-1", {"priced_in_range": 0.5})
     result = service.results(experiment)
     assert result["srm"] is not None
+
+
+def test_an_assignment_expires_when_its_retention_ends(stack: Stack) -> None:
+    """expire_at = at + IPO_RETENTION_DAYS, read back as written on every store."""
+    documents, at = stack.services.backends.documents, "2026-03-01T10:00:00.000000Z"
+    service = Experiments(documents, stack.registry, lambda: at, retention_days=30)
+    experiment = service.create(design(), actor="t")
+    service.expose(experiment, "req-1", "candidate", "user-1")
+    found = documents.get(ASSIGNMENTS, f"{experiment.experiment_id}:req-1")
+    assert found is not None
+    assert (found.data["at"], found.data[EXPIRE_AT]) == (at, "2026-03-31T10:00:00.000000Z")
+
+
+def test_assignments_keep_the_default_retention(stack: Stack) -> None:
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    service.expose(experiment, "req-1", "control", "user-1")
+    (found,) = stack.services.backends.documents.query(ASSIGNMENTS)
+    kept = datetime.fromisoformat(found.data[EXPIRE_AT]) - datetime.fromisoformat(found.data["at"])
+    assert kept == timedelta(days=stack.settings.retention_days)
 
 
 @pytest.mark.parametrize("experiment_id", ["__main__", ".x", "-x", "\u00e9"])

@@ -2,17 +2,21 @@
 
 The embedded store accepts anything JSON can hold, but Firestore cannot store everything
 JSON can (nested arrays, integers beyond 64 bits, NaN). Rejecting those values in both
-stores means a document that works on a laptop also works in the cloud.
+stores means a document that works on a laptop also works in the cloud. The same goes for
+``expire_at``, which Firestore holds as a Timestamp: only a time that survives one exactly
+is accepted.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from common.backends.base import Filter, check_field_path
+from common.backends.base import EXPIRE_AT, Filter, check_field_path
 from common.errors import UnavailableError
 
 MAX_IN_VALUES = 30
@@ -21,6 +25,9 @@ MAX_IN_VALUES = 30
 INEQUALITY_OPS = frozenset(("!=", "<", "<=", ">", ">="))
 _INT64 = 2**63
 _random = random.SystemRandom()
+_EXPIRY = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z"
+)
 
 
 def check_document(data: Mapping[str, Any]) -> None:
@@ -28,6 +35,32 @@ def check_document(data: Mapping[str, Any]) -> None:
     if not isinstance(data, Mapping):
         raise ValueError("a document must be a dict")
     _check_value(data, "", in_array=False)
+    if EXPIRE_AT in data:
+        parse_expiry(data[EXPIRE_AT])
+
+
+def parse_expiry(value: Any) -> datetime:
+    """The moment an ``expire_at`` value names; ValueError unless it is a time in the one
+    form documents use (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), which a Timestamp holds exactly
+    and gives back as the same text."""
+    match = _EXPIRY.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        year, month, day, hour, minute, second, micros = (int(part) for part in match.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, micros, tzinfo=UTC)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{EXPIRE_AT} must be an RFC 3339 UTC time such as 2030-01-31T00:00:00.000000Z "
+        f"(six fraction digits), got {value!r}"
+    )
+
+
+def format_expiry(moment: datetime) -> str:
+    """The text of an ``expire_at`` moment, the inverse of ``parse_expiry``."""
+    utc = moment.astimezone(UTC)
+    plain = datetime(*utc.timetuple()[:6], utc.microsecond)  # drops a nanosecond subclass
+    return plain.isoformat(timespec="microseconds") + "Z"
 
 
 def _check_value(value: Any, where: str, *, in_array: bool) -> None:
@@ -70,6 +103,14 @@ def check_changes(changes: Mapping[str, Any]) -> None:
 
 def check_filter(flt: Filter) -> None:
     """ValueError for filters whose meaning would differ between stores."""
+    _check_filter_values(flt)
+    if flt.field == EXPIRE_AT:  # Firestore compares Timestamps: the values must be times
+        for item in flt.value if flt.op == "in" else [flt.value]:
+            if item is not None:
+                parse_expiry(item)
+
+
+def _check_filter_values(flt: Filter) -> None:
     if flt.op == "in":
         values = flt.value
         if not isinstance(values, list | tuple) or not 1 <= len(values) <= MAX_IN_VALUES:

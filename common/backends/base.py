@@ -23,6 +23,9 @@ T = TypeVar("T")
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 FILTER_OPS: frozenset[str] = frozenset(("==", "!=", "<", "<=", ">", ">=", "in"))
 
+EXPIRE_AT = "expire_at"
+"""The top-level field after whose time a store may delete the document on its own."""
+
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:+-]{0,1499}$")
 
@@ -96,6 +99,21 @@ class Transaction(ABC):
 
 
 class DocumentStore(ABC):
+    """Documents in named collections, under the contract in this module's docstring.
+
+    Expiry: a top-level field named ``expire_at`` (``EXPIRE_AT``) holds the time after
+    which the store may delete the document on its own. Its value is a time in the one text
+    form documents use, as ``registry.rfc3339`` writes it (``YYYY-MM-DDTHH:MM:SS.ffffffZ``:
+    UTC, six fraction digits), so it survives a Timestamp exactly; any other value there,
+    on any write or as a filter value on ``expire_at``, is a ``ValueError``. Callers read
+    back the very string they wrote, and filter and order on it as on any other time.
+    Firestore holds it as a Timestamp, so a TTL policy on the field deletes the document
+    some time after it (typically within a day, never before); SQLite holds the string as
+    is and deletes nothing on its own, leaving that to the scheduled jobs
+    (``purge_retention``). Readers must not count on an expired document being gone.
+    A field of that name inside a map is an ordinary field.
+    """
+
     @abstractmethod
     def get(self, collection: str, doc_id: str) -> Document | None: ...
 

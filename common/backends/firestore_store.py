@@ -4,12 +4,13 @@ A document's revision is its ``update_time`` with nanoseconds, so a precondition
 Firestore's own ``last_update_time`` check. Every call carries the configured timeout
 and a retry bounded by that same deadline; nothing waits on the library's 60-second
 defaults. Transactions are driven here rather than by ``@transactional`` so that begin
-and commit get timeouts too and contention is retried with jittered backoff.
+and commit get timeouts too and contention is retried with jittered backoff. Every write
+goes through ``firestore_values.encode`` and every read through ``decode`` (``expire_at``
+is held as a Timestamp).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from google.cloud.firestore_v1.document import DocumentReference
 
 from common.backends import _support
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
+from common.backends.firestore_values import decode, encode, filter_value, plain
 from common.config import Settings
 from common.errors import (
     ConflictError,
@@ -46,13 +48,6 @@ def _revision(stamp: datetime) -> str:
     """RFC 3339 in UTC with all nine fraction digits, so equal times give equal text."""
     nanos = getattr(stamp, "nanosecond", stamp.microsecond * 1000)
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
-
-
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    """A validated deep copy with tuples as lists: exactly what the store will hold."""
-    _support.check_document(data)
-    copied: dict[str, Any] = json.loads(json.dumps(data, allow_nan=False))
-    return copied
 
 
 class _Contended(Exception):
@@ -140,14 +135,14 @@ class _FirestoreTransaction(Transaction):
             raise _Contended from None
 
     def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        self._writing().create(self._store._ref(collection, doc_id), _plain(data))
+        self._writing().create(self._store._ref(collection, doc_id), encode(plain(data)))
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        self._writing().set(self._store._ref(collection, doc_id), _plain(data))
+        self._writing().set(self._store._ref(collection, doc_id), encode(plain(data)))
 
     def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
         _support.check_changes(changes)
-        self._writing().update(self._store._ref(collection, doc_id), _plain(changes))
+        self._writing().update(self._store._ref(collection, doc_id), encode(plain(changes)))
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._writing().delete(self._store._ref(collection, doc_id))
@@ -225,7 +220,7 @@ class FirestoreDocumentStore(DocumentStore):
     def _document(self, snap: Any) -> Document | None:
         if not snap.exists:
             return None
-        return Document(snap.id, snap.to_dict() or {}, _revision(snap.update_time))
+        return Document(snap.id, decode(snap.to_dict() or {}), _revision(snap.update_time))
 
     def _snapshot(self, ref: DocumentReference, what: str) -> Any:
         with self._mapped(what):
@@ -236,16 +231,16 @@ class FirestoreDocumentStore(DocumentStore):
         return self._document(self._snapshot(ref, f"get {collection}/{doc_id}"))
 
     def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
-        ref, plain = self._ref(collection, doc_id), _plain(data)
+        ref, written = self._ref(collection, doc_id), plain(data)
         with self._mapped(f"create {collection}/{doc_id}"):
-            result = ref.create(plain, retry=self._retry, timeout=self._timeout_s)
-        return Document(doc_id, plain, _revision(result.update_time))
+            result = ref.create(encode(written), retry=self._retry, timeout=self._timeout_s)
+        return Document(doc_id, written, _revision(result.update_time))
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
-        ref, plain = self._ref(collection, doc_id), _plain(data)
+        ref, written = self._ref(collection, doc_id), plain(data)
         with self._mapped(f"set {collection}/{doc_id}"):
-            result = ref.set(plain, retry=self._retry, timeout=self._timeout_s)
-        return Document(doc_id, plain, _revision(result.update_time))
+            result = ref.set(encode(written), retry=self._retry, timeout=self._timeout_s)
+        return Document(doc_id, written, _revision(result.update_time))
 
     def _unless_changed(self, what: str, call: Callable[[], T]) -> T | None:
         """``call``'s result, or None when its ``last_update_time`` precondition failed."""
@@ -265,8 +260,8 @@ class FirestoreDocumentStore(DocumentStore):
     ) -> Document:
         """Read, then write on condition that nothing changed, so the result is exact."""
         _support.check_changes(changes)
-        ref, plain = self._ref(collection, doc_id), _plain(changes)
-        what = f"update {collection}/{doc_id}"
+        ref, written = self._ref(collection, doc_id), plain(changes)
+        stored, what = encode(written), f"update {collection}/{doc_id}"
         for attempt in range(_WRITE_ATTEMPTS):
             snap = self._snapshot(ref, what)
             current = self._document(snap)
@@ -276,11 +271,11 @@ class FirestoreDocumentStore(DocumentStore):
                 raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
             option = self._get_client().write_option(last_update_time=snap.update_time)
             write = partial(
-                ref.update, plain, option=option, retry=self._retry, timeout=self._timeout_s
+                ref.update, stored, option=option, retry=self._retry, timeout=self._timeout_s
             )
             result = self._unless_changed(what, write)
             if result is not None:
-                return Document(doc_id, {**current.data, **plain}, _revision(result.update_time))
+                return Document(doc_id, {**current.data, **written}, _revision(result.update_time))
             if if_revision is not None:  # written between our read and our write
                 raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
             time.sleep(_support.backoff_s(attempt, base_s=0.02, cap_s=0.5))
@@ -317,8 +312,7 @@ class FirestoreDocumentStore(DocumentStore):
             return []
         query: Any = self._get_client().collection(collection)
         for flt in filters:
-            value = list(flt.value) if flt.op == "in" else flt.value
-            query = query.where(filter=FieldFilter(flt.field, flt.op, value))
+            query = query.where(filter=FieldFilter(flt.field, flt.op, filter_value(flt)))
         for order in order_by:
             direction = (
                 firestore.Query.DESCENDING if order.descending else firestore.Query.ASCENDING

@@ -1,15 +1,20 @@
 """What only the Firestore store promises: revisions are update times, the emulator is
-reached without touching the environment, and an unreachable server fails fast."""
+reached without touching the environment, an unreachable server fails fast, and
+``expire_at`` is held as a Timestamp a TTL policy can act on."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
 
+from common.backends.base import EXPIRE_AT, Transaction
 from common.backends.firestore_store import FirestoreDocumentStore
 from common.config import Settings
 from common.errors import PreconditionFailedError, UnavailableError
@@ -35,6 +40,43 @@ def test_revision_is_the_update_time_with_nanoseconds(store: FirestoreDocumentSt
     assert RFC3339_NANOS.match(created.revision)
     updated = store.update("c", "x", {"v": 2}, if_revision=created.revision)
     assert updated.revision > created.revision  # RFC 3339 in UTC sorts as text
+
+
+def test_expire_at_is_stored_as_a_timestamp_on_every_write_path(
+    firestore_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read back with the plain client: what the TTL policy sees is a Timestamp."""
+    settings = firestore_settings(firestore_emulator.host)
+    store = FirestoreDocumentStore(settings)
+    moment = "2031-05-06T07:08:09.101112Z"
+    expected = datetime(2031, 5, 6, 7, 8, 9, 101112, tzinfo=UTC)
+    store.create("c", "created", {"v": 1, EXPIRE_AT: moment})
+    store.set("c", "set", {"v": 1, EXPIRE_AT: moment})
+    store.create("c", "updated", {"v": 1})
+    store.update("c", "updated", {EXPIRE_AT: moment})
+    store.create("c", "txn-updated", {"v": 1})
+
+    def write(txn: Transaction) -> None:
+        txn.create("c", "txn-created", {"v": 1, EXPIRE_AT: moment})
+        txn.set("c", "txn-set", {"v": 1, EXPIRE_AT: moment})
+        txn.update("c", "txn-updated", {EXPIRE_AT: moment})
+
+    store.transaction(write)
+    store.close()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    raw = firestore.Client(
+        project=settings.gcp_project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]  # untyped upstream
+    )
+    try:
+        held = {snap.id: snap.to_dict() for snap in raw.collection("c").stream()}
+    finally:
+        raw.close()  # type: ignore[no-untyped-call]  # untyped upstream
+    assert sorted(held) == ["created", "set", "txn-created", "txn-set", "txn-updated", "updated"]
+    for doc_id, data in held.items():
+        assert data is not None
+        assert isinstance(data[EXPIRE_AT], datetime), doc_id
+        assert data[EXPIRE_AT] == expected, doc_id
 
 
 def test_emulator_is_reached_without_the_environment_variable(

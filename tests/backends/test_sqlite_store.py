@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from common.backends.base import Filter, Transaction
+from common.backends.base import EXPIRE_AT, Filter, Transaction
 from common.backends.sqlite_store import SQLiteDocumentStore
 from common.errors import UnavailableError
 
@@ -63,6 +64,17 @@ def test_revisions_are_unique_across_the_store(tmp_path: Path) -> None:
     revisions = {store.set("c", f"d{i}", {"i": i}).revision for i in range(5)}
     revisions.add(store.update("c", "d0", {"i": 9}).revision)
     assert len(revisions) == 6
+
+
+def test_expire_at_is_stored_as_the_string_written(tmp_path: Path) -> None:
+    """The embedded store deletes nothing on its own: expire_at is plain JSON text."""
+    path = tmp_path / "db.sqlite3"
+    store = SQLiteDocumentStore(path, timeout_s=5)
+    store.set("c", "x", {EXPIRE_AT: "2031-05-06T07:08:09.101112Z"})
+    store.close()
+    with sqlite3.connect(path) as conn:
+        (text,) = conn.execute("SELECT data FROM documents WHERE id = 'x'").fetchone()
+    assert json.loads(text) == {EXPIRE_AT: "2031-05-06T07:08:09.101112Z"}
 
 
 def test_filter_values_are_parameters_not_sql(tmp_path: Path) -> None:
