@@ -7,6 +7,10 @@ are required and ``nbf`` honoured; a ``crit`` header is refused because no exten
 understood; a token may live at most ``jwt_max_ttl_s``, so a leaked token is not a
 permanent key.
 
+Google-signed ID tokens (``iss`` accounts.google.com) are verified against Google's keys,
+and only for the service accounts named in the settings (common/service_identity.py);
+without any named, such a token's issuer is not trusted.
+
 Permissions are strings such as ``model:read`` or ``model:risk:predict``. A granted
 permission may use ``*`` for one whole segment (``model:*:predict``); ``admin`` grants all.
 """
@@ -27,9 +31,16 @@ from cachetools import TTLCache
 from werkzeug.datastructures import Headers
 
 from common.backends.base import SecretSource, key_secret
-from common.config import Settings
+from common.config import PERMISSION, Settings
 from common.errors import ForbiddenError, UnauthenticatedError
 from common.jwks import KeySet
+from common.service_identity import (
+    GOOGLE_ISSUERS,
+    RS256,
+    ServiceAccounts,
+    google_issued,
+    unverified_issuer,
+)
 
 HS256 = "HS256"
 FORWARDED_AUTHORIZATION = "X-Forwarded-Authorization"
@@ -39,8 +50,7 @@ VERIFIED_CACHE_SIZE = 10_000
 VERIFIED_CACHE_S = 60.0
 """A key removed from the JWKS stops verifying its cached tokens within this time."""
 ADMIN = "admin"
-_PERMISSION = re.compile(r"^[a-z*][a-z0-9_*-]*(:[a-z0-9*][a-z0-9_.*-]*)*$")
-_SUBJECT = re.compile(r"^[A-Za-z0-9_.@:+-]{1,256}$")
+_SUBJECT = re.compile(r"[A-Za-z0-9_.@:+-]{1,256}")
 
 
 @dataclass(frozen=True)
@@ -74,14 +84,20 @@ def _signing_key(secrets: SecretSource, name: str) -> bytes:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens: RS256/ES256 by ``kid`` through the JWKS, HS256 without one.
+    """Verifies bearer tokens: RS256/ES256 by ``kid`` through the JWKS, HS256 without one,
+    and the named service accounts' tokens through Google's JWKS.
 
     The algorithm comes from the key (the JWKS key's type, or HS256 for the shared
     secret), never from the token. The HS256 secret is fetched once per instance.
     """
 
     def __init__(
-        self, settings: Settings, secrets: SecretSource, *, key_set: KeySet | None = None
+        self,
+        settings: Settings,
+        secrets: SecretSource,
+        *,
+        key_set: KeySet | None = None,
+        google_key_set: KeySet | None = None,
     ) -> None:
         self._settings = settings
         self._secrets = secrets
@@ -94,6 +110,7 @@ class TokenVerifier:
                 timeout_s=settings.backend_timeout_s,
             )
         self._key_set = key_set
+        self._accounts = ServiceAccounts.from_settings(settings, key_set=google_key_set)
         self._verified: TTLCache[str, Principal] = TTLCache(VERIFIED_CACHE_SIZE, VERIFIED_CACHE_S)
         self._verified_lock = threading.Lock()
 
@@ -125,13 +142,7 @@ class TokenVerifier:
             raise UnauthenticatedError("Authorization header must be 'Bearer <token>'")
         return self.verify(token)
 
-    def _key_for(self, token: str) -> tuple[Any, str]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise UnauthenticatedError("token is not a well-formed JWT") from None
-        if "crit" in header:
-            raise UnauthenticatedError("token has a 'crit' header, which is not supported")
+    def _key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
         kid = header.get("kid")
         if kid is None:
             if not self._settings.jwt_hs256_enabled:
@@ -163,20 +174,44 @@ class TokenVerifier:
             raise UnauthenticatedError("token is not valid yet")
 
     def _verify(self, token: str) -> Principal:
-        key, algorithm = self._key_for(token)
+        header = _header(token)
+        if google_issued(unverified_issuer(token)):
+            accounts = self._service_accounts()
+            key = accounts.key_for(header)
+            claims = self._decode(token, key, RS256, accounts.audience, GOOGLE_ISSUERS)
+            return self._service_principal(accounts, claims)
+        key, algorithm = self._key_for(header)
+        settings = self._settings
+        claims = self._decode(token, key, algorithm, settings.jwt_audience, settings.jwt_issuer)
+        return self._principal(claims)
+
+    def _decode(
+        self, token: str, key: Any, algorithm: str, audience: str, issuer: str | tuple[str, ...]
+    ) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[algorithm],
-                audience=self._settings.jwt_audience,
-                issuer=self._settings.jwt_issuer,
+                audience=audience,
+                issuer=issuer,
                 leeway=self._settings.jwt_leeway_s,
                 options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},
             )
         except jwt.PyJWTError as exc:
             raise UnauthenticatedError(_reason(exc)) from None
-        return self._principal(claims)
+        return claims
+
+    def _service_accounts(self) -> ServiceAccounts:
+        if self._accounts is None:
+            raise UnauthenticatedError("token issuer is not trusted")
+        return self._accounts
+
+    def _service_principal(self, accounts: ServiceAccounts, claims: dict[str, Any]) -> Principal:
+        """A service account's principal: its e-mail, with the permissions configured for it."""
+        self._check_lifetime(claims)
+        email, permissions = accounts.grant(claims)
+        return Principal(subject=email, permissions=permissions, claims=claims)
 
     def _from_gateway(self, userinfo: str) -> Principal:
         """Claims API Gateway verified; the time, audience and issuer rules still apply."""
@@ -192,6 +227,10 @@ class TokenVerifier:
         if not _is_int(claims["exp"]) or not _is_int(claims.get("nbf", 0)):
             raise UnauthenticatedError("token 'exp' and 'nbf' must be integer timestamps")
         self._check_times(claims)
+        if google_issued(claims["iss"]):
+            accounts = self._service_accounts()
+            accounts.check_audience(claims)
+            return self._service_principal(accounts, claims)
         audience = claims["aud"]
         audiences = audience if isinstance(audience, list) else [audience]
         if self._settings.jwt_audience not in audiences:
@@ -201,6 +240,10 @@ class TokenVerifier:
         return self._principal(claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        self._check_lifetime(claims)
+        return _principal_from_claims(claims)
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
         issued, expires = claims["iat"], claims["exp"]
         if not (_is_int(issued) and _is_int(expires)):
             raise UnauthenticatedError("token 'iat' and 'exp' must be integer timestamps")
@@ -208,7 +251,16 @@ class TokenVerifier:
             raise UnauthenticatedError(
                 f"token lifetime exceeds {self._settings.jwt_max_ttl_s} seconds"
             )
-        return _principal_from_claims(claims)
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise UnauthenticatedError("token is not a well-formed JWT") from None
+    if "crit" in header:
+        raise UnauthenticatedError("token has a 'crit' header, which is not supported")
+    return header
 
 
 def _is_int(value: Any) -> bool:
@@ -233,11 +285,11 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not _SUBJECT.match(subject):
+    if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
         raise UnauthenticatedError("token subject must be a short identifier string")
     perms = claims.get("perms", [])
     if not isinstance(perms, list) or not all(
-        isinstance(p, str) and _PERMISSION.match(p) for p in perms
+        isinstance(p, str) and PERMISSION.fullmatch(p) for p in perms
     ):
         raise UnauthenticatedError("token 'perms' claim must be a list of permission strings")
     return Principal(subject=subject, permissions=frozenset(perms), claims=claims)
@@ -255,9 +307,9 @@ def issue_token(
     """Sign a token the verifier accepts: for local development and tests."""
     perms = sorted(set(permissions))
     for perm in perms:
-        if not _PERMISSION.match(perm):
+        if not PERMISSION.fullmatch(perm):
             raise ValueError(f"invalid permission {perm!r}")
-    if not _SUBJECT.match(subject):
+    if not _SUBJECT.fullmatch(subject):
         raise ValueError(f"invalid subject {subject!r}")
     issued = int(time.time() if now is None else now)
     claims = {

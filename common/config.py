@@ -7,15 +7,28 @@ back to a default. Every default below is the embedded (laptop) default.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PREFIX = "IPO_"
+PERMISSION = re.compile(r"[a-z*][a-z0-9_*-]*(:[a-z0-9*][a-z0-9_.*-]*)*")
+"""The grammar of a permission string; defined here so settings can grant permissions
+(common/auth.py, which imports this module, matches tokens against the same pattern)."""
+EMAIL = re.compile(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
 
 
 class Settings(BaseModel):
@@ -125,6 +138,22 @@ class Settings(BaseModel):
     jwt_jwks_ttl_s: int = Field(
         300, ge=10, le=86400, description="How long a fetched JWKS is trusted."
     )
+    service_accounts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Service accounts whose Google-signed ID tokens are trusted, as a JSON "
+        "object of e-mail -> permissions (Cloud Scheduler's jobs: job:*:run).",
+    )
+    service_token_audience: str | None = Field(
+        None,
+        min_length=1,
+        description="Exact 'aud' of the service accounts' ID tokens; required with "
+        "IPO_SERVICE_ACCOUNTS.",
+    )
+    google_jwks_url: str = Field(
+        "https://www.googleapis.com/oauth2/v3/certs",
+        pattern=r"^https?://",
+        description="JWKS of Google's ID-token signing keys, for the service accounts above.",
+    )
     trust_gateway_identity: bool = Field(
         False,
         description="Take the caller's claims from API Gateway's X-Apigateway-Api-Userinfo "
@@ -179,6 +208,55 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest severity written to the structured log."
     )
+
+    @field_validator("service_accounts", mode="before")
+    @classmethod
+    def _service_accounts_from_json(cls, value: Any) -> Any:
+        """The environment holds the mapping as one JSON object string."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(
+                "must be a JSON object of e-mail -> permissions, e.g. "
+                f'{{"sa@p.iam.gserviceaccount.com": ["job:*:run"]}}: {exc}'
+            ) from None
+
+    @field_validator("service_accounts")
+    @classmethod
+    def _service_accounts_valid(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """E-mails are compared lower-case, as Google writes them; grants use auth's grammar."""
+        accounts: dict[str, list[str]] = {}
+        for email, permissions in value.items():
+            if not EMAIL.fullmatch(email):
+                raise ValueError(f"{email!r} is not an e-mail address")
+            for permission in permissions:
+                if not PERMISSION.fullmatch(permission):
+                    raise ValueError(
+                        f"{permission!r} (for {email}) is not a permission such as job:*:run"
+                    )
+            if email.lower() in accounts:
+                raise ValueError(f"{email!r} is listed twice")
+            accounts[email.lower()] = sorted(set(permissions))
+        return accounts
+
+    @model_validator(mode="after")
+    def _service_accounts_have_an_audience(self) -> Settings:
+        if self.service_accounts and self.service_token_audience is None:
+            raise ValueError(
+                "IPO_SERVICE_TOKEN_AUDIENCE is required when IPO_SERVICE_ACCOUNTS names accounts"
+            )
+        # Google's issuer always means a service-account token (IPO_SERVICE_ACCOUNTS), whose
+        # permissions come from this mapping, never from a 'perms' claim.
+        if self.jwt_issuer in ("https://accounts.google.com", "accounts.google.com"):
+            raise ValueError(
+                "IPO_JWT_ISSUER must be the platform's own issuer; Google-signed service "
+                "account tokens are configured with IPO_SERVICE_ACCOUNTS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cloud_settings_complete(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,62 @@ def test_secret_versions_are_pinned_numbers() -> None:
         Settings.from_environ({"IPO_PINNED_SECRETS": "jwt-signing-key=latest"})
 
 
+SCHEDULER = "ipo-scheduler@p.iam.gserviceaccount.com"
+
+
+def test_service_accounts_are_a_json_object_of_permissions() -> None:
+    defaults = Settings.from_environ({})
+    assert (defaults.service_accounts, defaults.service_token_audience) == ({}, None)
+    assert defaults.google_jwks_url == "https://www.googleapis.com/oauth2/v3/certs"
+    settings = Settings.from_environ(
+        {
+            "IPO_SERVICE_ACCOUNTS": json.dumps(
+                {"IPO-Scheduler@p.iam.gserviceaccount.com": ["job:*:run", "job:*:run"]}
+            ),
+            "IPO_SERVICE_TOKEN_AUDIENCE": "https://gateway.example.com",
+        }
+    )
+    assert settings.service_accounts == {SCHEDULER: ["job:*:run"]}  # as Google writes it
+    assert settings.service_token_audience == "https://gateway.example.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('{"ipo-scheduler@p.iam.gserviceaccount.com": ["job:*:run"]', "JSON object"),
+        ("job:*:run", "JSON object"),
+        (f'["{SCHEDULER}"]', "dictionary"),
+        ('{"ipo-scheduler": ["job:*:run"]}', "not an e-mail"),
+        ('{"a b@p.iam.gserviceaccount.com": ["job:*:run"]}', "not an e-mail"),
+        (f'{{"{SCHEDULER}": ["Job run"]}}', "not a permission"),
+        (f'{{"{SCHEDULER}": ["admin\\n"]}}', "not a permission"),
+        (f'{{"{SCHEDULER}": ["job::run"]}}', "not a permission"),
+        (f'{{"{SCHEDULER}": "job:*:run"}}', "list"),
+        ('{"a@x.com": [], "A@x.com": []}', "twice"),
+    ],
+)
+def test_malformed_service_accounts_fail_at_start_up(value: str, problem: str) -> None:
+    with pytest.raises(ValueError, match="IPO_SERVICE_ACCOUNTS") as refused:
+        Settings.from_environ(
+            {"IPO_SERVICE_ACCOUNTS": value, "IPO_SERVICE_TOKEN_AUDIENCE": "https://gw"}
+        )
+    assert problem in str(refused.value)
+
+
+def test_service_accounts_need_their_token_audience() -> None:
+    accounts = json.dumps({SCHEDULER: ["job:*:run"]})
+    with pytest.raises(ValueError, match="IPO_SERVICE_TOKEN_AUDIENCE is required"):
+        Settings.from_environ({"IPO_SERVICE_ACCOUNTS": accounts})
+    with pytest.raises(ValueError, match="IPO_SERVICE_TOKEN_AUDIENCE"):
+        Settings.from_environ({"IPO_SERVICE_ACCOUNTS": accounts, "IPO_SERVICE_TOKEN_AUDIENCE": ""})
+    assert Settings.from_environ({"IPO_SERVICE_ACCOUNTS": ""}).service_accounts == {}
+
+
+def test_google_jwks_url_is_http() -> None:
+    with pytest.raises(ValueError, match="IPO_GOOGLE_JWKS_URL"):
+        Settings.from_environ({"IPO_GOOGLE_JWKS_URL": "file:///etc/jwks.json"})
+
+
 def test_configuration_doc_lists_every_setting() -> None:
     from tests.conftest import ROOT
 
@@ -78,3 +135,9 @@ def test_configuration_doc_lists_every_setting() -> None:
         assert f"`IPO_{name.upper()}`" in doc, (
             f"docs/CONFIGURATION.md does not list IPO_{name.upper()}"
         )
+
+
+@pytest.mark.parametrize("issuer", ["https://accounts.google.com", "accounts.google.com"])
+def test_google_cannot_be_the_platform_issuer(issuer: str) -> None:
+    with pytest.raises(ValueError, match="IPO_JWT_ISSUER must be the platform's own issuer"):
+        Settings.from_environ({"IPO_JWT_ISSUER": issuer})

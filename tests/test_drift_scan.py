@@ -55,7 +55,7 @@ def serve(stack: Stack, rows: list[dict[str, Any]]) -> None:
 def scan(stack: Stack, **body: Any) -> dict[str, Any]:
     stack.services.drift_sampler.flush()
     response = function_client("drift_scan").post(
-        "/v1/jobs/drift-scan", json=body, headers=stack.headers()
+        "/v1/jobs/drift-scan", json=body, headers=stack.headers(("job:drift-scan:run",))
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     result: dict[str, Any] = response.get_json()
@@ -166,7 +166,7 @@ def test_a_request_the_schema_refuses_is_422(drift_stack: Stack) -> None:
         assert response.status_code == 422, body
 
 
-def test_drift_scan_needs_admin(drift_stack: Stack) -> None:
+def test_drift_scan_needs_its_job_permission(drift_stack: Stack) -> None:
     response = function_client("drift_scan").post(
         "/v1/jobs/drift-scan", json={}, headers=drift_stack.headers(("model:*:predict",))
     )

@@ -34,11 +34,11 @@ NEEDS = {
     "getExperiment": "experiment:read",
     "assignVariant": "experiment:read",
     "experimentResults": "experiment:read",
-    "warmCache": "admin",
-    "complianceScan": "admin",
-    "purgeRetention": "admin",
+    "warmCache": "job:warm-cache:run",
+    "complianceScan": "job:compliance-scan:run",
+    "purgeRetention": "job:purge-retention:run",
     "eraseSubject": "admin",
-    "driftScan": "admin",
+    "driftScan": "job:drift-scan:run",
     **{f"predict{m.capitalize()}": f"model:{m}:predict" for m in MODELS},
 }
 
@@ -50,6 +50,8 @@ PERMISSION_SETS: list[tuple[str, ...]] = [
     ("experiment:read",),
     ("experiment:write",),
     ("admin",),
+    ("job:*:run",),
+    ("job:drift-scan:run", "job:purge-retention:run"),
     *[(f"model:{m}:{a}",) for m in MODELS for a in ACTIONS],
 ]
 

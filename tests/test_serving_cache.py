@@ -105,7 +105,7 @@ def test_counts_are_saved_sealed_and_ranked(stack: Stack) -> None:
 
 def warm(stack: Stack, **body: Any) -> dict[str, Any]:
     response = function_client("warm_cache").post(
-        "/v1/jobs/warm-cache", json=body, headers=stack.headers()
+        "/v1/jobs/warm-cache", json=body, headers=stack.headers(("job:warm-cache:run",))
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     result: dict[str, Any] = response.get_json()
@@ -143,7 +143,7 @@ def test_warm_cache_stops_at_its_time_budget(stack: Stack) -> None:
     assert result["models"]["risk"]["skipped"] == "time budget spent"
 
 
-def test_warm_cache_needs_admin(stack: Stack) -> None:
+def test_warm_cache_needs_its_job_permission(stack: Stack) -> None:
     response = function_client("warm_cache").post(
         "/v1/jobs/warm-cache", json={}, headers=stack.headers(("model:*:predict",))
     )
