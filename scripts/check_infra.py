@@ -9,8 +9,9 @@ rule (terraform/iam.tf) and at least one route in common/openapi.yaml; a route u
 on the same path. Nothing in Terraform or the spec may name a function that has no
 folder. The alert policies must hold the reference design's thresholds, every variable
 needs a description and a type and they stay in alphabetical order, every output is
-described, and no secret is ever referenced as ``latest``. Each problem names the file
-to fix. Exit status 1 when there is any.
+described, the API config is replaced safely when the spec changes (its id holds the
+spec's hash, create_before_destroy), and no secret is ever referenced as ``latest``.
+Each problem names the file to fix. Exit status 1 when there is any.
 """
 
 from __future__ import annotations
@@ -270,6 +271,20 @@ def check_declarations(tf: Terraform) -> list[str]:
     return problems
 
 
+def check_gateway_config(tf: Terraform) -> list[str]:
+    """A changed spec must become a new API config, created before the old one goes."""
+    found = tf.resources("google_api_gateway_api_config").get("this")
+    if found is None:
+        return ["terraform/gateway.tf: resource google_api_gateway_api_config.this is missing"]
+    file, body = found
+    problems = []
+    if "module.gateway_spec.spec_sha256" not in str(body.get("api_config_id")):
+        problems.append(f"terraform/{file}: the API config id must include the spec's hash")
+    if not any(block.get("create_before_destroy") is True for block in body.get("lifecycle", [])):
+        problems.append(f"terraform/{file}: the API config must be create_before_destroy")
+    return problems
+
+
 def check_no_latest(root: Path) -> list[str]:
     problems = []
     for path in sorted((root / "terraform").rglob("*.tf")):
@@ -290,6 +305,7 @@ def check(root: Path = ROOT) -> list[str]:
         *check_schedules(root, tf, spec),
         *check_alerts(tf),
         *check_declarations(tf),
+        *check_gateway_config(tf),
         *check_no_latest(root),
     ]
 

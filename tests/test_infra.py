@@ -185,6 +185,18 @@ def test_a_missing_alert_policy_is_reported(repo: Path) -> None:
     assert check_infra.check(repo) == ["terraform/monitoring.tf: alert policy `memory` is missing"]
 
 
+def test_an_api_config_that_is_not_replaced_safely_is_reported(repo: Path) -> None:
+    edit(repo / "terraform" / "gateway.tf", lambda s: s.replace("create_before_destroy = true", ""))
+    edit(
+        repo / "terraform" / "gateway.tf",
+        lambda s: s.replace("module.gateway_spec.spec_sha256", '"0"'),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/gateway.tf: the API config id must include the spec's hash",
+        "terraform/gateway.tf: the API config must be create_before_destroy",
+    ]
+
+
 def test_a_secret_referenced_as_latest_is_reported(repo: Path) -> None:
     edit(
         repo / "terraform" / "functions.tf",
