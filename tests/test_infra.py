@@ -58,10 +58,10 @@ def test_renaming_a_function_folder_is_reported_everywhere_it_is_named(repo: Pat
     edit(new / "main.py", lambda s: s.replace("def drift_scan(", "def drift_scanner("))
     problems = "\n".join(check_infra.check(repo))
     assert (
-        "terraform/functions.tf: `function_defaults` has no entry for functions/drift_scanner"
+        "terraform/function_sizes.tf: `function_defaults` has no entry for functions/drift_scanner"
         in problems
     )
-    assert "terraform/functions.tf: `function_defaults` names `drift_scan`" in problems
+    assert "terraform/function_sizes.tf: `function_defaults` names `drift_scan`" in problems
     assert (
         "terraform/iam.tf: `artifact_access` has no entry for functions/drift_scanner" in problems
     )
@@ -87,13 +87,13 @@ def test_renaming_a_function_in_the_spec_only_names_the_spec(repo: Path) -> None
 
 def test_renaming_a_function_in_terraform_only_names_terraform(repo: Path) -> None:
     edit(
-        repo / "terraform" / "functions.tf",
+        repo / "terraform" / "function_sizes.tf",
         lambda s: s.replace("    predict_cca ", "    predict_cca2 "),
     )
     problems = check_infra.check(repo)
     assert problems == [
-        "terraform/functions.tf: `function_defaults` has no entry for functions/predict_cca",
-        "terraform/functions.tf: `function_defaults` names `predict_cca2`, which has no "
+        "terraform/function_sizes.tf: `function_defaults` has no entry for functions/predict_cca",
+        "terraform/function_sizes.tf: `function_defaults` names `predict_cca2`, which has no "
         "functions/predict_cca/main.py".replace("predict_cca/", "predict_cca2/"),
     ]
 
