@@ -113,7 +113,10 @@ def check_functions(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
                 f"functions/{name}/main.py: no entry point `def {name}(...)`; Terraform deploys "
                 "each function with its folder name as the entry point"
             )
-    for local, file_hint in (("function_defaults", "function_sizes.tf"), ("artifact_access", "iam.tf")):
+    for local, file_hint in (
+        ("function_defaults", "function_sizes.tf"),
+        ("artifact_access", "iam.tf"),
+    ):
         found = tf.local(local)
         if found is None:
             problems.append(f"terraform/{file_hint}: local `{local}` is missing")

@@ -1,7 +1,8 @@
 locals {
-  # What each function does with the artifact bucket: "read" (load models, read
-  # reports) or "write" (also create objects: artifacts, report HTML). Objects are
-  # content-addressed and never overwritten, so no function may delete one.
+  # What each function does with the artifact bucket: "read" (load models), "write"
+  # (also create objects: register_model's content-addressed artifacts, never
+  # overwritten) or "reports" (also create and replace objects under reports/: a scan
+  # run again in the same hour replaces its report).
   artifact_access = {
     list_models        = "read"
     predict_dcf        = "read"
@@ -17,8 +18,8 @@ locals {
     record_outcome     = "read"
     experiment_results = "read"
     warm_cache         = "read"
-    drift_scan         = "write"
-    compliance_scan    = "write"
+    drift_scan         = "reports"
+    compliance_scan    = "reports"
     purge_retention    = "read"
   }
 
@@ -27,7 +28,7 @@ locals {
   service_account_permissions = merge(
     { (google_service_account.scheduler.email) = ["job:*:run"] },
     var.smoke_test.enabled ? {
-      (google_service_account.smoke[0].email) = ["model:read", "model:*:predict", "experiment:read"]
+      (google_service_account.smoke[0].email) = ["model:read", "model:*:predict"]
     } : {},
   )
 }
@@ -39,6 +40,8 @@ resource "google_service_account" "function" {
 
   account_id   = substr("${local.prefix}-fn-${replace(each.key, "_", "-")}", 0, 30)
   display_name = "IPO valuation function ${each.key}"
+
+  depends_on = [google_project_service.this]
 }
 
 # Firestore grants are project-wide: there is no narrower resource to bind them to.
@@ -56,6 +59,20 @@ resource "google_storage_bucket_iam_member" "function_artifacts_read" {
   bucket = google_storage_bucket.artifacts.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "function_reports" {
+  for_each = { for name, access in local.artifact_access : name => access if access == "reports" }
+
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "reports only"
+    description = "Create and replace report pages under reports/."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/reports/\")"
+  }
 }
 
 resource "google_storage_bucket_iam_member" "function_artifacts_create" {
@@ -104,6 +121,8 @@ resource "google_secret_manager_secret_iam_member" "redis_ca" {
 resource "google_service_account" "build" {
   account_id   = "${local.prefix}-build"
   display_name = "IPO valuation function builds"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_project_iam_member" "build" {
@@ -142,6 +161,8 @@ resource "google_storage_bucket_iam_member" "build_sources" {
 resource "google_service_account" "gateway" {
   account_id   = "${local.prefix}-gateway"
   display_name = "IPO valuation API Gateway backend identity"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_cloud_run_service_iam_member" "gateway_invoker" {
@@ -161,6 +182,8 @@ resource "google_cloud_run_service_iam_member" "gateway_invoker" {
 resource "google_service_account" "scheduler" {
   account_id   = "${local.prefix}-scheduler"
   display_name = "IPO valuation scheduled jobs"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "smoke" {
@@ -168,6 +191,8 @@ resource "google_service_account" "smoke" {
 
   account_id   = "${local.prefix}-smoke"
   display_name = "IPO valuation post-deploy smoke test"
+
+  depends_on = [google_project_service.this]
 }
 
 # Cloud Build mints the smoke test's ID token by impersonating the smoke account.

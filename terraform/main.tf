@@ -10,10 +10,6 @@ provider "google-beta" {
   default_labels = local.labels
 }
 
-data "google_project" "this" {
-  project_id = var.project_id
-}
-
 locals {
   prefix = var.name_prefix
   labels = merge({ app = "ipo-valuation", managed-by = "terraform" }, var.labels)
@@ -28,6 +24,7 @@ locals {
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
       "cloudkms.googleapis.com",
+      "cloudresourcemanager.googleapis.com",
       "cloudscheduler.googleapis.com",
       "firestore.googleapis.com",
       "iam.googleapis.com",

@@ -16,6 +16,13 @@ locals {
     drift    = "${local.prefix}_prediction_drift_score"
   }
 
+  # The latency alert watches the functions callers wait on; scheduled jobs, promotion
+  # (which runs a verification) and registration take seconds to minutes by design.
+  latency_alert_functions = sort([
+    for name in keys(local.functions) : name
+    if !contains(keys(local.scheduled_jobs), name) && !contains(["promote_model", "register_model"], name)
+  ])
+
   # Thresholds of the alert policies, as the reference design sets them.
   alert_thresholds = {
     latency_mean_ms  = 1000
@@ -200,7 +207,7 @@ resource "google_monitoring_alert_policy" "latency" {
   conditions {
     display_name = "Mean request latency over ${local.alert_thresholds.latency_window_s / 60} min above ${local.alert_thresholds.latency_mean_ms} ms"
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}/${google_logging_metric.latency.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${local.metric_prefix}/${google_logging_metric.latency.name}\" AND resource.type=\"cloud_run_revision\" AND metric.labels.function = one_of(${join(", ", [for f in local.latency_alert_functions : "\"${f}\""])})"
       comparison      = "COMPARISON_GT"
       threshold_value = local.alert_thresholds.latency_mean_ms
       duration        = "${local.alert_thresholds.latency_for_s}s"

@@ -55,10 +55,10 @@ output "seed_environment" {
 }
 
 output "smoke_test_command" {
-  description = "The post-deploy smoke test, run as the smoke-test service account (the caller needs roles/iam.serviceAccountOpenIdTokenCreator on it, see var.smoke_test)."
+  description = "The post-deploy smoke test, run as the smoke-test service account (the caller needs roles/iam.serviceAccountTokenCreator on it, granted to var.smoke_test.caller; a new grant can take a few minutes to apply)."
   value = var.smoke_test.enabled ? join(" ", [
-    "python scripts/smoke.py --url https://${google_api_gateway_gateway.this.default_hostname}",
-    "--token \"$(gcloud auth print-identity-token --impersonate-service-account=${google_service_account.smoke[0].email} --audiences=${var.service_token_audience} --include-email)\"",
+    "SMOKE_TOKEN=\"$(gcloud auth print-identity-token --impersonate-service-account=${google_service_account.smoke[0].email} --audiences=${var.service_token_audience} --include-email)\"",
+    ".venv/bin/python scripts/smoke.py --url https://${google_api_gateway_gateway.this.default_hostname}",
   ]) : null
 }
 

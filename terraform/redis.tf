@@ -22,6 +22,8 @@ resource "google_compute_global_address" "redis" {
   address_type  = "INTERNAL"
   prefix_length = 16
   network       = data.google_compute_network.redis[0].id
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_networking_connection" "redis" {
@@ -30,6 +32,8 @@ resource "google_service_networking_connection" "redis" {
   network                 = data.google_compute_network.redis[0].id
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.redis[0].name]
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_redis_instance" "this" {

@@ -28,4 +28,7 @@ resource "google_secret_manager_secret_version" "audit_hmac_key" {
 
   secret      = google_secret_manager_secret.audit_hmac_key.id
   secret_data = random_password.audit_hmac_key[0].result
+  # Entries written under this key verify only with it: a switch to another version
+  # must leave it in Secret Manager.
+  deletion_policy = "ABANDON"
 }

@@ -108,6 +108,11 @@ variable "jwt" {
     condition     = length(trimspace(var.jwt.issuer)) > 0 && length(trimspace(var.jwt.audience)) > 0
     error_message = "jwt.issuer and jwt.audience must not be empty."
   }
+
+  validation {
+    condition     = !contains(["https://accounts.google.com", "accounts.google.com"], var.jwt.issuer)
+    error_message = "jwt.issuer must be your identity provider's issuer; Google-signed service-account tokens are accepted separately (service_token_audience)."
+  }
 }
 
 variable "kms_key_rotation_period" {
@@ -139,7 +144,7 @@ variable "labels" {
 }
 
 variable "log_level" {
-  description = "Lowest severity the functions log (IPO_LOG_LEVEL)."
+  description = "Lowest severity the functions log (IPO_LOG_LEVEL). Successful requests log at INFO: above it the request-count metric and the error-rate alert's denominator miss them."
   type        = string
   default     = "INFO"
 
@@ -150,7 +155,7 @@ variable "log_level" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name, so several deployments can share a project."
+  description = "Prefix of every resource name. One project holds one deployment: the Firestore database, the audit-log sink and the audit configuration are project-wide."
   type        = string
   default     = "ipo"
 

@@ -155,6 +155,10 @@ def test_memory_the_cpu_count_does_not_allow_is_refused(root: Path) -> None:
             {"jwt": {**REQUIRED["jwt"], "jwks_url": "http://idp.example/jwks.json"}},
             "jwt.jwks_url must be an https:// address",
         ),
+        (
+            {"jwt": {**REQUIRED["jwt"], "issuer": "https://accounts.google.com"}},
+            "jwt.issuer must be your identity provider's issuer",
+        ),
     ],
 )
 def test_a_wrong_value_is_refused_with_a_message_naming_it(
