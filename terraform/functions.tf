@@ -21,7 +21,7 @@ locals {
     IPO_AUDIT_SECRET_NAME      = google_secret_manager_secret.audit_hmac_key.secret_id
     IPO_PINNED_SECRETS         = "${google_secret_manager_secret.audit_hmac_key.secret_id}=${local.audit_hmac_key_version}"
     IPO_KEY_WRAPPER            = "kms"
-    IPO_KMS_KEY_NAME           = google_kms_crypto_key.data_keys.id
+    IPO_KMS_KEY_NAME           = google_kms_crypto_key.this["data-keys"].id
     IPO_JWT_AUDIENCE           = var.jwt.audience
     IPO_JWT_ISSUER             = var.jwt.issuer
     IPO_JWT_JWKS_URL           = var.jwt.jwks_url
@@ -48,7 +48,7 @@ resource "google_storage_bucket" "sources" {
   }
 
   encryption {
-    default_kms_key_name = google_kms_crypto_key.storage.id
+    default_kms_key_name = google_kms_crypto_key.this["storage"].id
   }
 
   # Old archives are kept a while for rollbacks of the code itself, then removed.

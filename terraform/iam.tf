@@ -95,7 +95,7 @@ resource "google_secret_manager_secret_iam_member" "audit_hmac_key" {
 resource "google_kms_crypto_key_iam_member" "data_keys" {
   for_each = local.functions
 
-  crypto_key_id = google_kms_crypto_key.data_keys.id
+  crypto_key_id = google_kms_crypto_key.this["data-keys"].id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
   member        = "serviceAccount:${google_service_account.function[each.key].email}"
 }

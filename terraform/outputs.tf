@@ -35,7 +35,7 @@ output "gateway_url" {
 
 output "kms_data_key" {
   description = "Cloud KMS key that wraps the per-record data keys (IPO_KMS_KEY_NAME)."
-  value       = google_kms_crypto_key.data_keys.id
+  value       = google_kms_crypto_key.this["data-keys"].id
 }
 
 output "scheduler_service_account" {

@@ -11,7 +11,7 @@ resource "google_storage_bucket" "artifacts" {
   }
 
   encryption {
-    default_kms_key_name = google_kms_crypto_key.storage.id
+    default_kms_key_name = google_kms_crypto_key.this["storage"].id
   }
 
   logging {
@@ -35,7 +35,7 @@ resource "google_storage_bucket" "access_logs" {
   }
 
   encryption {
-    default_kms_key_name = google_kms_crypto_key.storage.id
+    default_kms_key_name = google_kms_crypto_key.this["storage"].id
   }
 
   lifecycle_rule {
@@ -84,7 +84,7 @@ resource "google_storage_bucket" "audit_logs" {
   }
 
   encryption {
-    default_kms_key_name = google_kms_crypto_key.storage.id
+    default_kms_key_name = google_kms_crypto_key.this["storage"].id
   }
 
   logging {

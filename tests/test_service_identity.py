@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from common.errors import UnauthenticatedError
 from common.gateway import create_app
 from common.services import reset_services, use_services
 from tests.fixtures import SIGNING_KEY, Stack, embedded_stack
+from tests.jwks_server import JwksServer, public_jwk
 
 GOOGLE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -39,43 +38,12 @@ DRIFT_SCAN = "/v1/jobs/drift-scan"
 ACCOUNTS = json.dumps({SCHEDULER: ["job:*:run"]})
 
 
-def public_jwk(key: Any, kid: str) -> dict[str, Any]:
-    algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-    jwk: dict[str, Any] = json.loads(
-        jwt.algorithms.get_default_algorithms()[algorithm].to_jwk(key.public_key())
-    )
-    return {**jwk, "kid": kid, "use": "sig", "alg": algorithm}
-
-
-class _Google(BaseHTTPRequestHandler):
-    jwks: dict[str, Any] = {}
-    fetches = 0
-
-    def do_GET(self) -> None:
-        type(self).fetches += 1
-        body = json.dumps(type(self).jwks).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def google() -> Iterator[str]:
-    """The URL of Google's JWKS: one RSA key, and an EC key Google never signs with."""
-    _Google.jwks = {"keys": [public_jwk(GOOGLE_KEY, "g-1"), public_jwk(EC_KEY, "g-ec")]}
-    _Google.fetches = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Google)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/oauth2/v3/certs"
-    finally:
-        server.shutdown()
+def google() -> Iterator[JwksServer]:
+    """Google's JWKS: one RSA key, and an EC key Google never signs with."""
+    keys = [public_jwk(GOOGLE_KEY, "g-1", with_alg=True), public_jwk(EC_KEY, "g-ec", with_alg=True)]
+    with JwksServer(keys, path="/oauth2/v3/certs").running() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +55,11 @@ StackOf = Callable[..., Stack]
 
 
 @pytest.fixture
-def stack_of(tmp_path: Path, google: str) -> Iterator[StackOf]:
+def stack_of(tmp_path: Path, google: JwksServer) -> Iterator[StackOf]:
     """Installs an embedded deployment that trusts Google's JWKS above, with overrides."""
 
     def install(**environ: str) -> Stack:
-        built = embedded_stack(tmp_path, IPO_GOOGLE_JWKS_URL=google, **environ)
+        built = embedded_stack(tmp_path, IPO_GOOGLE_JWKS_URL=google.url, **environ)
         use_services(built.services)
         return built
 
@@ -238,7 +206,7 @@ def test_refused_token_is_401_and_audited(case: str, client: FlaskClient, stack:
 
 @pytest.mark.parametrize("issuer", [GOOGLE, "accounts.google.com"])
 def test_google_issuer_is_not_trusted_without_service_accounts(
-    client: FlaskClient, stack_of: StackOf, issuer: str
+    client: FlaskClient, stack_of: StackOf, google: JwksServer, issuer: str
 ) -> None:
     stack = stack_of()
     response = client.post(DRIFT_SCAN, json={}, headers=bearer(google_token(claims(iss=issuer))))
@@ -246,7 +214,7 @@ def test_google_issuer_is_not_trusted_without_service_accounts(
     assert response.get_json()["error"]["message"] == "token issuer is not trusted"
     (entry,) = audited(stack)
     assert entry["outcome"] == "unauthenticated"
-    assert _Google.fetches == 0  # Google's keys are never fetched for nobody
+    assert google.fetches == 0  # Google's keys are never fetched for nobody
 
 
 @pytest.mark.parametrize(
@@ -286,14 +254,14 @@ def gateway_stack(stack_of: StackOf) -> Stack:
 
 
 def test_gateway_userinfo_of_the_scheduler_runs_the_job(
-    client: FlaskClient, gateway_stack: Stack
+    client: FlaskClient, gateway_stack: Stack, google: JwksServer
 ) -> None:
     headers = {"X-Apigateway-Api-Userinfo": userinfo(claims())}
     response = client.post(DRIFT_SCAN, json={}, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     (entry,) = audited(gateway_stack)
     assert (entry["principal"], entry["outcome"]) == (SCHEDULER, "ok")
-    assert _Google.fetches == 0  # the gateway verified the signature
+    assert google.fetches == 0  # the gateway verified the signature
 
 
 @pytest.mark.parametrize(
@@ -331,14 +299,14 @@ def test_gateway_userinfo_of_google_is_refused_without_service_accounts(
 
 
 def test_verified_scheduler_token_is_remembered_and_still_expires(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, google: JwksServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verifier = TokenVerifier(stack.settings, stack.services.backends.secrets)
     now = int(time.time())
     token = google_token(claims(iat=now, exp=now + 120))
     assert verifier.verify(token).subject == SCHEDULER
     assert verifier.verify(token).permissions == frozenset({"job:*:run"})
-    assert _Google.fetches == 1
+    assert google.fetches == 1
     monkeypatch.setattr(
         "common.auth.time.time", lambda: now + 120 + stack.settings.jwt_leeway_s + 1
     )

@@ -10,10 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from common.audit import ENTRIES
 from common.services import reset_services, use_services
 from tests.conftest import function_client
 from tests.fixtures import SIGNING_KEY, Stack, embedded_stack
+from tests.jwks_server import JwksServer, public_jwk
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -37,56 +36,17 @@ RSA_PEM = RSA_KEY.public_key().public_bytes(
 AUDIENCE, ISSUER = "ipo-valuation", "https://idp.example.com"
 
 
-def public_jwk(key: Any, kid: str) -> dict[str, Any]:
-    jwk: dict[str, Any] = json.loads(
-        jwt.algorithms.get_default_algorithms()[
-            "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-        ].to_jwk(key.public_key())
-    )
-    return {**jwk, "kid": kid, "use": "sig"}
-
-
-class _Provider(BaseHTTPRequestHandler):
-    jwks: dict[str, Any] = {}
-    fetches = 0
-    down = False
-
-    def do_GET(self) -> None:
-        type(self).fetches += 1
-        if type(self).down:
-            self.send_response(503)
-            self.end_headers()
-            return
-        body = json.dumps(type(self).jwks).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def provider() -> Iterator[JwksServer]:
+    with JwksServer([public_jwk(RSA_KEY, "rsa-1"), public_jwk(EC_KEY, "ec-1")]).running() as server:
+        yield server
 
 
 @pytest.fixture
-def provider() -> Iterator[type[_Provider]]:
-    _Provider.jwks = {"keys": [public_jwk(RSA_KEY, "rsa-1"), public_jwk(EC_KEY, "ec-1")]}
-    _Provider.fetches, _Provider.down = 0, False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Provider.url = f"http://127.0.0.1:{server.server_port}/jwks.json"  # type: ignore[attr-defined]
-    try:
-        yield _Provider
-    finally:
-        server.shutdown()
-
-
-@pytest.fixture
-def idp_stack(tmp_path: Path, provider: type[_Provider]) -> Iterator[Stack]:
+def idp_stack(tmp_path: Path, provider: JwksServer) -> Iterator[Stack]:
     stack = embedded_stack(
         tmp_path,
-        IPO_JWT_JWKS_URL=provider.url,  # type: ignore[attr-defined]
+        IPO_JWT_JWKS_URL=provider.url,
         IPO_JWT_ISSUER=ISSUER,
         IPO_JWT_AUDIENCE=AUDIENCE,
     )
@@ -197,7 +157,7 @@ def test_provider_tokens_are_accepted(
     assert (entry["principal"], entry["outcome"]) == ("analyst-1", "ok")
 
 
-def test_unknown_kid_refreshes_at_most_once(client: FlaskClient, provider: type[_Provider]) -> None:
+def test_unknown_kid_refreshes_at_most_once(client: FlaskClient, provider: JwksServer) -> None:
     assert get(client, rs256(claims())).status_code == 200
     assert provider.fetches == 1
     for _ in range(5):
@@ -205,7 +165,7 @@ def test_unknown_kid_refreshes_at_most_once(client: FlaskClient, provider: type[
     assert provider.fetches == 1  # fetched too recently to refresh again
 
 
-def test_unreachable_jwks_refuses_tokens(client: FlaskClient, provider: type[_Provider]) -> None:
+def test_unreachable_jwks_refuses_tokens(client: FlaskClient, provider: JwksServer) -> None:
     provider.down = True
     response = get(client, rs256(claims()))
     assert response.status_code == 503
