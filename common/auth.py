@@ -31,11 +31,10 @@ from cachetools import TTLCache
 from werkzeug.datastructures import Headers
 
 from common.backends.base import SecretSource, key_secret
-from common.config import PERMISSION, Settings
+from common.config import GOOGLE_ISSUERS, PERMISSION, Settings
 from common.errors import ForbiddenError, UnauthenticatedError
 from common.jwks import KeySet
 from common.service_identity import (
-    GOOGLE_ISSUERS,
     RS256,
     ServiceAccounts,
     google_issued,

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from common.audit import ENTRIES, audit_key
 from common.audit_verify import verify_audit
-from common.backends.base import Filter
+from common.backends.base import Filter, rfc3339
 from common.deployments import DEPLOYMENTS, Deployment
 from common.errors import NotFoundError, ServiceError
 from common.experiments import ASSIGNMENTS
-from common.registry import ModelRecord, ModelVersion, rfc3339
+from common.registry import ModelRecord, ModelVersion
 from common.training.base import MODEL_CARD_FIELDS
 
 if TYPE_CHECKING:

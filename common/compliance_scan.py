@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from common import compliance, reports
-from common.backends.base import Order
+from common.backends.base import Order, rfc3339
 from common.compliance_context import ComplianceContext, Rule, RuleId, RuleResult
 from common.errors import ConflictError, InvalidValuesError
-from common.registry import rfc3339
 from common.validation import StrictModel
 
 if TYPE_CHECKING:

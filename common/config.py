@@ -28,6 +28,8 @@ PREFIX = "IPO_"
 PERMISSION = re.compile(r"[a-z*][a-z0-9_*-]*(:[a-z0-9*][a-z0-9_.*-]*)*")
 """The grammar of a permission string; defined here so settings can grant permissions
 (common/auth.py, which imports this module, matches tokens against the same pattern)."""
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+"""Both spellings Google writes in ``iss`` of the ID tokens it signs."""
 EMAIL = re.compile(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
 
 
@@ -251,7 +253,7 @@ class Settings(BaseModel):
             )
         # Google's issuer always means a service-account token (IPO_SERVICE_ACCOUNTS), whose
         # permissions come from this mapping, never from a 'perms' claim.
-        if self.jwt_issuer in ("https://accounts.google.com", "accounts.google.com"):
+        if self.jwt_issuer in GOOGLE_ISSUERS:
             raise ValueError(
                 "IPO_JWT_ISSUER must be the platform's own issuer; Google-signed service "
                 "account tokens are configured with IPO_SERVICE_ACCOUNTS"

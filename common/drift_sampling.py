@@ -30,10 +30,10 @@ from functools import partial
 from typing import Any, Literal
 
 from common import drift
-from common.backends.base import EXPIRE_AT, DocumentStore, Transaction
+from common.backends.base import EXPIRE_AT, DocumentStore, Transaction, rfc3339
 from common.config import Settings
 from common.errors import ServiceError
-from common.registry import rfc3339, utcnow
+from common.registry import utcnow
 
 log = logging.getLogger("ipo.drift")
 

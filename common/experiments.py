@@ -27,10 +27,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.backends.base import EXPIRE_AT, DocumentStore, Filter, Transaction, valid_name
+from common.backends.base import EXPIRE_AT, DocumentStore, Filter, Transaction, rfc3339, valid_name
 from common.config import Settings
 from common.errors import ConflictError, InvalidValuesError, NotFoundError
-from common.registry import Registry, rfc3339, utcnow
+from common.registry import Registry, utcnow
 from common.stats import Metric
 from common.stats_results import conclusion, results
 from common.stats_sketch import ArmAggregate

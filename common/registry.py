@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.backends.base import ArtifactStore, DocumentStore, Filter, Transaction
+from common.backends.base import ArtifactStore, DocumentStore, Filter, Transaction, rfc3339
 from common.errors import (
     ConflictError,
     IntegrityError,
@@ -35,11 +35,6 @@ MODEL_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 SEMVER = re.compile(
     r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
-
-
-def rfc3339(moment: datetime) -> str:
-    """The one text form of a time in documents: UTC, microseconds, ``Z``; sorts as text."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def utcnow() -> str:

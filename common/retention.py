@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from common.audit import ENTRIES, HOLDS_PERSONAL
-from common.backends.base import Filter
+from common.backends.base import Filter, rfc3339
 from common.experiments import ASSIGNMENTS
-from common.registry import rfc3339
 from common.validation import StrictModel
 
 if TYPE_CHECKING:

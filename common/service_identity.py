@@ -17,12 +17,10 @@ from typing import Any
 
 import jwt
 
-from common.config import Settings
+from common.config import GOOGLE_ISSUERS, Settings
 from common.errors import UnauthenticatedError
 from common.jwks import KeySet
 
-GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
-"""Both spellings Google writes in ``iss`` of the ID tokens it signs."""
 RS256 = "RS256"
 
 

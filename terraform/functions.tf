@@ -125,8 +125,8 @@ resource "google_cloudfunctions2_function" "this" {
       content {
         key        = "IPO_REDIS_URL"
         project_id = var.project_id
-        secret     = google_secret_manager_secret.redis_url[0].secret_id
-        version    = google_secret_manager_secret_version.redis_url[0].version
+        secret     = google_secret_manager_secret.redis["url"].secret_id
+        version    = google_secret_manager_secret_version.redis["url"].version
       }
     }
 
@@ -135,10 +135,10 @@ resource "google_cloudfunctions2_function" "this" {
       content {
         mount_path = local.redis_ca_dir
         project_id = var.project_id
-        secret     = google_secret_manager_secret.redis_ca[0].secret_id
+        secret     = google_secret_manager_secret.redis["ca"].secret_id
         versions {
           path    = local.redis_ca_file
-          version = google_secret_manager_secret_version.redis_ca[0].version
+          version = google_secret_manager_secret_version.redis["ca"].version
         }
       }
     }
@@ -151,8 +151,7 @@ resource "google_cloudfunctions2_function" "this" {
     google_storage_bucket_iam_member.build_sources,
     google_project_iam_member.build_function_sources,
     google_secret_manager_secret_iam_member.audit_hmac_key,
-    google_secret_manager_secret_iam_member.redis_url,
-    google_secret_manager_secret_iam_member.redis_ca,
+    google_secret_manager_secret_iam_member.redis,
     google_kms_crypto_key_iam_member.data_keys,
   ]
 }

@@ -100,20 +100,14 @@ resource "google_kms_crypto_key_iam_member" "data_keys" {
   member        = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
-resource "google_secret_manager_secret_iam_member" "redis_url" {
-  for_each = var.redis.enabled ? local.functions : {}
+resource "google_secret_manager_secret_iam_member" "redis" {
+  for_each = {
+    for pair in setproduct(keys(local.functions), keys(local.redis_secrets)) : join("/", pair) => pair
+  }
 
-  secret_id = google_secret_manager_secret.redis_url[0].id
+  secret_id = google_secret_manager_secret.redis[each.value[1]].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.function[each.key].email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "redis_ca" {
-  for_each = var.redis.enabled ? local.functions : {}
-
-  secret_id = google_secret_manager_secret.redis_ca[0].id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+  member    = "serviceAccount:${google_service_account.function[each.value[0]].email}"
 }
 
 # --- building the functions -----------------------------------------------------------

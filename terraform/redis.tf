@@ -71,11 +71,26 @@ resource "google_vpc_access_connector" "this" {
   depends_on = [google_project_service.this]
 }
 
-# The URL carries the AUTH string, so it reaches the functions as a secret, by version.
-resource "google_secret_manager_secret" "redis_url" {
-  count = var.redis.enabled ? 1 : 0
+locals {
+  # The functions' Redis secrets, by version: the URL carries the AUTH string, and the
+  # instance's own CA is mounted as a file so TLS verifies the server against it (the
+  # certificate names an address, not a host name, hence ssl_check_hostname=false).
+  redis_secrets = var.redis.enabled ? {
+    url = format(
+      "rediss://:%s@%s:%d/0?ssl_cert_reqs=required&ssl_check_hostname=false&ssl_ca_certs=%s",
+      google_redis_instance.this[0].auth_string,
+      google_redis_instance.this[0].host,
+      google_redis_instance.this[0].port,
+      "${local.redis_ca_dir}/${local.redis_ca_file}",
+    )
+    ca = join("\n", [for cert in google_redis_instance.this[0].server_ca_certs : cert.cert])
+  } : {}
+}
 
-  secret_id = "${local.prefix}-redis-url"
+resource "google_secret_manager_secret" "redis" {
+  for_each = local.redis_secrets
+
+  secret_id = "${local.prefix}-redis-${each.key}"
 
   replication {
     auto {}
@@ -84,36 +99,9 @@ resource "google_secret_manager_secret" "redis_url" {
   depends_on = [google_project_service.this]
 }
 
-resource "google_secret_manager_secret_version" "redis_url" {
-  count = var.redis.enabled ? 1 : 0
+resource "google_secret_manager_secret_version" "redis" {
+  for_each = local.redis_secrets
 
-  secret = google_secret_manager_secret.redis_url[0].id
-  secret_data = format(
-    "rediss://:%s@%s:%d/0?ssl_cert_reqs=required&ssl_check_hostname=false&ssl_ca_certs=%s",
-    google_redis_instance.this[0].auth_string,
-    google_redis_instance.this[0].host,
-    google_redis_instance.this[0].port,
-    "${local.redis_ca_dir}/${local.redis_ca_file}",
-  )
-}
-
-# The instance's own CA, mounted as a file: TLS verifies the server against it (the
-# certificate names an address, not a host name, hence ssl_check_hostname=false above).
-resource "google_secret_manager_secret" "redis_ca" {
-  count = var.redis.enabled ? 1 : 0
-
-  secret_id = "${local.prefix}-redis-ca"
-
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.this]
-}
-
-resource "google_secret_manager_secret_version" "redis_ca" {
-  count = var.redis.enabled ? 1 : 0
-
-  secret      = google_secret_manager_secret.redis_ca[0].id
-  secret_data = join("\n", [for cert in google_redis_instance.this[0].server_ca_certs : cert.cert])
+  secret      = google_secret_manager_secret.redis[each.key].id
+  secret_data = each.value
 }

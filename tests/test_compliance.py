@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from common import compliance
 from common.audit import ENTRIES, entry_id
+from common.backends.base import rfc3339
 from common.compliance import DRIFT_REPORTS, DRIFT_WINDOWS, RULES
 from common.compliance_context import ComplianceContext, RuleResult
 from common.compliance_scan import (
@@ -27,7 +28,7 @@ from common.compliance_scan import (
 )
 from common.experiments import ASSIGNMENTS
 from common.lifecycle import Lifecycle
-from common.registry import MODELS, VERSIONS, rfc3339, version_doc_id
+from common.registry import MODELS, VERSIONS, version_doc_id
 from common.retention import RetentionRequest, purge_retention
 from common.training import sentiment_builder
 from common.training.base import BuiltModel, register_built

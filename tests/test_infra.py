@@ -201,7 +201,7 @@ def test_a_secret_referenced_as_latest_is_reported(repo: Path) -> None:
     edit(
         repo / "terraform" / "functions.tf",
         lambda s: s.replace(
-            "version    = google_secret_manager_secret_version.redis_url[0].version",
+            'version    = google_secret_manager_secret_version.redis["url"].version',
             'version    = "latest"',
         ),
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from common.backends.base import EXPIRE_AT, Filter, check_field_path
+from common.backends.base import EXPIRE_AT, Filter, check_field_path, rfc3339
 from common.errors import UnavailableError
 
 MAX_IN_VALUES = 30
@@ -59,8 +59,7 @@ def parse_expiry(value: Any) -> datetime:
 def format_expiry(moment: datetime) -> str:
     """The text of an ``expire_at`` moment, the inverse of ``parse_expiry``."""
     utc = moment.astimezone(UTC)
-    plain = datetime(*utc.timetuple()[:6], utc.microsecond)  # drops a nanosecond subclass
-    return plain.isoformat(timespec="microseconds") + "Z"
+    return rfc3339(datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=UTC))  # drops nanos
 
 
 def _check_value(value: Any, where: str, *, in_array: bool) -> None:

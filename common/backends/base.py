@@ -16,6 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +25,13 @@ FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 FILTER_OPS: frozenset[str] = frozenset(("==", "!=", "<", "<=", ">", ">=", "in"))
 
 EXPIRE_AT = "expire_at"
+
+
+def rfc3339(moment: datetime) -> str:
+    """The one text form of a time in documents: UTC, microseconds, ``Z``; sorts as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 """The top-level field after whose time a store may delete the document on its own."""
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -103,7 +111,7 @@ class DocumentStore(ABC):
 
     Expiry: a top-level field named ``expire_at`` (``EXPIRE_AT``) holds the time after
     which the store may delete the document on its own. Its value is a time in the one text
-    form documents use, as ``registry.rfc3339`` writes it (``YYYY-MM-DDTHH:MM:SS.ffffffZ``:
+    form documents use, as ``rfc3339`` above writes it (``YYYY-MM-DDTHH:MM:SS.ffffffZ``:
     UTC, six fraction digits), so it survives a Timestamp exactly; any other value there,
     on any write or as a filter value on ``expire_at``, is a ``ValueError``. Callers read
     back the very string they wrote, and filter and order on it as on any other time.
