@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("rollback", cmd_rollback, "Return to the serving state before a deployment.")
     sub.add_argument("model")
     sub.add_argument("--deployment", metavar="ID", help="undo this deployment (default: the last)")
+    sub.add_argument(
+        "--expected-generation",
+        type=_bounded_int(0, 2**53),
+        metavar="N",
+        help="refuse (409) unless the model is at this generation, or answer the rollback "
+        "already made from it (default: the generation read from the server first)",
+    )
 
     sub = command("history", cmd_history, "List a model's deployments, newest first.")
     sub.add_argument("model")

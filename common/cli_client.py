@@ -212,9 +212,44 @@ class Client:
             body["expected_generation"] = expected_generation
         return self.call("POST", f"/v1/models/{_segment(model_id)}/promote", body)
 
-    def rollback(self, model_id: str, deployment_id: str | None = None) -> Answer:
-        body = {} if deployment_id is None else {"deployment_id": deployment_id}
-        return self.call("POST", f"/v1/models/{_segment(model_id)}/rollback", body)
+    def generation(self, model_id: str) -> int:
+        """The generation of the model's serving state now, as ``GET /v1/models/{id}`` says."""
+        answer = self.get_model(model_id)
+        value = answer.data.get("generation")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ApiError(
+                answer.status,
+                f"http_{answer.status}",
+                f"the answer for model {model_id} has no generation",
+                [],
+                None,
+                answer.text,
+                shaped=False,
+            )
+        return value
+
+    def rollback(
+        self,
+        model_id: str,
+        deployment_id: str | None = None,
+        expected_generation: int | None = None,
+    ) -> Answer:
+        body: dict[str, Any] = {}
+        if deployment_id is not None:
+            body["deployment_id"] = deployment_id
+        if expected_generation is not None:
+            body["expected_generation"] = expected_generation
+        try:
+            return self.call("POST", f"/v1/models/{_segment(model_id)}/rollback", body)
+        except TransportError as exc:
+            if expected_generation is not None:  # the same request again rolls back at most once
+                again = f"--expected-generation {expected_generation}"
+                again += f" --deployment {deployment_id}" if deployment_id is not None else ""
+                exc.lines.append(
+                    f"hint: the rollback may have been made; repeat it with {again}: "
+                    "the same request rolls back at most once"
+                )
+            raise
 
     def deployments(self, model_id: str) -> Answer:
         return self.call("GET", f"/v1/models/{_segment(model_id)}/deployments")

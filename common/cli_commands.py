@@ -144,7 +144,11 @@ def cmd_promote(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
-    return ctx.emit(ctx.client.rollback(args.model, args.deployment), _deployment(args.model))
+    expected = args.expected_generation
+    if expected is None:  # the state seen now: the request repeated cannot roll back twice
+        expected = ctx.client.generation(args.model)
+    answer = ctx.client.rollback(args.model, args.deployment, expected)
+    return ctx.emit(answer, _deployment(args.model))
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:

@@ -83,6 +83,7 @@ class PromoteRequest(StrictModel):
 
 class RollbackRequest(StrictModel):
     deployment_id: str | None = Field(None, min_length=1, max_length=64)
+    expected_generation: int | None = Field(None, ge=0)
 
 
 REGISTER = TypeAdapter(RegisterRequest)
@@ -245,15 +246,19 @@ def rollback(call: Call) -> dict[str, Any]:
     body: RollbackRequest = call.body
     model_id = call.params["model_id"]
     services = call.services
-    deployment = services.lifecycle.rollback(
-        model_id, actor=call.principal.subject, deployment_id=body.deployment_id
+    outcome = services.lifecycle.rollback_outcome(
+        model_id,
+        actor=call.principal.subject,
+        deployment_id=body.deployment_id,
+        expected_generation=body.expected_generation,
     )
-    services.snapshots.invalidate(model_id)
-    if services.cache is not None:  # a version rolled back is suspect: drop what it served
-        services.cache.purge_model(model_id)
+    if not outcome.replayed:  # a retry answered with the rollback it repeats changes nothing
+        services.snapshots.invalidate(model_id)
+        if services.cache is not None:  # a version rolled back is suspect: drop what it served
+            services.cache.purge_model(model_id)
     call.labels.update(model_id=model_id)
     return {
-        "deployment": deployment.as_json(),
+        "deployment": outcome.deployment.as_json(),
         "model": model_view(services.registry.get_model(model_id)),
     }
 

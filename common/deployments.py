@@ -1,7 +1,9 @@
-"""Deployment records and the serving state they move between.
+"""Deployment records, the serving state they move between, and the one write that moves it.
 
 A deployment is created once and never updated: the history of a model's deployments says
 which version served when, who changed it, and what the gate and verification found.
+Promotion and rollback (common/lifecycle.py, common/rollback.py) decide what to change;
+``commit`` is the only code that changes a model's serving state.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.registry import ModelRecord
+from common.backends.base import DocumentStore, Transaction
+from common.errors import ConflictError, PreconditionFailedError
+from common.registry import MODELS, VERSIONS, ModelRecord, ModelVersion, version_doc_id
 
 DEPLOYMENTS = "deployments"
 
@@ -73,3 +77,55 @@ def stage_after(version: str, stage: str, after: ServingState) -> str:
     if stage == "production":
         return "deprecated"
     return stage
+
+
+def commit(documents: DocumentStore, deployment: Deployment, may_start: frozenset[str]) -> None:
+    """Make the change a succeeded ``deployment`` describes, in one store transaction.
+
+    The transaction requires the generation the change started from (``from``), writes the
+    model's serving state (``to``), moves the stages of the versions it touches and appends
+    the record. A version that starts serving must be in one of the stages ``may_start``:
+    that is checked here again, so a version retired meanwhile does not start serving.
+    """
+    model_id, before, after = deployment.model_id, deployment.from_state, deployment.to_state
+    if after is None or deployment.status != "succeeded":
+        raise ValueError("only a succeeded deployment with a state after it can be committed")
+    touched = sorted(before.versions() | after.versions())
+
+    def write(tx: Transaction) -> None:
+        doc = tx.get(MODELS, model_id)
+        current = ServingState.of(ModelRecord.model_validate(doc.data if doc else {}))
+        if current.generation != before.generation:
+            change = "promotion" if deployment.kind == "promote" else "rollback"
+            raise PreconditionFailedError(
+                f"{model_id} changed while this {change} was being made (generation "
+                f"{current.generation}, expected {before.generation}); reread and retry"
+            )
+        stages = {}
+        for v in touched:
+            vdoc = tx.get(VERSIONS, version_doc_id(model_id, v))
+            stages[v] = ModelVersion.model_validate(vdoc.data if vdoc else {}).stage
+        for v in after.versions() - before.versions():
+            if stages[v] not in may_start:
+                raise ConflictError(
+                    f"{model_id} {v} is {stages[v]}; it cannot start serving "
+                    f"(allowed: {', '.join(sorted(may_start))})"
+                )
+        tx.update(
+            MODELS,
+            model_id,
+            {
+                "production_version": after.production_version,
+                "canary_version": after.canary_version,
+                "canary_percentage": after.canary_percentage,
+                "generation": after.generation,
+                "updated_at": deployment.created_at,
+            },
+        )
+        for v in touched:
+            stage = stage_after(v, stages[v], after)
+            if stage != stages[v]:
+                tx.update(VERSIONS, version_doc_id(model_id, v), {"stage": stage})
+        tx.create(DEPLOYMENTS, deployment.deployment_id, deployment.as_json())
+
+    documents.transaction(write)

@@ -8,26 +8,22 @@ version's stage in step with what serves.
 Every serving-state change (production version, canary version and share) is one store
 transaction that requires the generation seen when the change began, writes the model,
 the stages it touches and an append-only deployment record together, and increments the
-generation. Of two simultaneous promotions one commits and the other gets 409. Nothing
-about serving changes until the candidate has passed its gate and its verification;
-a refusal is recorded as a failed deployment with its reason.
+generation (``deployments.commit``). Of two simultaneous promotions one commits and the
+other gets 409. Nothing about serving changes until the candidate has passed its gate and
+its verification; a refusal is recorded as a failed deployment with its reason. Rollback,
+its precondition and the answer to a retried rollback are in common/rollback.py.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from common import gate as gates
-from common.backends.base import DocumentStore, Filter, Order, Transaction, valid_name
-from common.deployments import (
-    DEPLOYMENTS,
-    Deployment,
-    ServingState,
-    for_the_record,
-    stage_after,
-)
+from common import rollback as rollbacks
+from common.backends.base import DocumentStore, Filter, Order, Transaction
+from common.deployments import DEPLOYMENTS, Deployment, ServingState, commit, for_the_record
 from common.errors import (
     ConflictError,
     GoneError,
@@ -60,9 +56,6 @@ MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
     "retired": frozenset(),
 }
 PROMOTABLE: frozenset[str] = frozenset({"staging", "deprecated"})
-RESTORABLE: frozenset[str] = frozenset({"staging", "deprecated"})
-"""Stages a rollback may bring back into serving: a version since moved to development or
-retired stays out."""
 
 
 ComponentResolver = Callable[[Mapping[str, str]], dict[str, Component]]
@@ -197,17 +190,22 @@ class Lifecycle:
                     "generation": before.generation + 1,
                 }
             )
-        return self._commit(
-            model_id,
-            before,
-            after,
-            actor=actor,
+        deployment = Deployment(
+            deployment_id=uuid.uuid4().hex,
+            model_id=model_id,
             kind="promote",
+            status="succeeded",
+            actor=actor,
+            created_at=self._clock(),
             version=version,
             traffic_percentage=traffic_percentage,
+            from_state=before,
+            to_state=after,
             gate=results,
-            verification=report,
+            verification=for_the_record(report),
         )
+        commit(self._documents, deployment, may_start=PROMOTABLE)
+        return deployment
 
     def _verify(self, candidate: ModelVersion, spec: gates.GateSpec) -> dict[str, Any]:
         """A report, never an exception: a candidate that cannot even run fails verification."""
@@ -247,46 +245,42 @@ class Lifecycle:
             "regression on its success metrics",
         }
 
-    # --- rollback ----------------------------------------------------------------------
+    # --- rollback (common/rollback.py) -------------------------------------------------
     def rollback(
-        self, model_id: str, *, actor: str, deployment_id: str | None = None
+        self,
+        model_id: str,
+        *,
+        actor: str,
+        deployment_id: str | None = None,
+        expected_generation: int | None = None,
     ) -> Deployment:
         """Restore the state before the deployment that made the current state (or before
-        the named successful deployment)."""
-        model = self._registry.get_model(model_id)
-        before = ServingState.of(model)
-        if deployment_id is None:
-            found = self._documents.query(
-                DEPLOYMENTS,
-                [
-                    Filter("model_id", "==", model_id),
-                    Filter("status", "==", "succeeded"),
-                    Filter("to.generation", "==", before.generation),
-                ],
-                limit=1,
-            )
-            if not found:
-                raise ConflictError(f"{model_id} has no deployment to roll back")
-            target = Deployment.model_validate(found[0].data)
-        else:
-            known = valid_name(deployment_id)
-            doc = self._documents.get(DEPLOYMENTS, deployment_id) if known else None
-            named = Deployment.model_validate(doc.data) if doc else None
-            if named is None or named.model_id != model_id or named.status != "succeeded":
-                raise ConflictError(
-                    f"{model_id} has no successful deployment {deployment_id!r} to roll back"
-                )
-            target = named
-        after = target.from_state.model_copy(update={"generation": before.generation + 1})
-        return self._commit(
+        the named successful deployment); a retry answers the rollback already made."""
+        outcome = self.rollback_outcome(
             model_id,
-            before,
-            after,
             actor=actor,
-            kind="rollback",
-            version=None,
-            traffic_percentage=None,
-            restores=target.deployment_id,
+            deployment_id=deployment_id,
+            expected_generation=expected_generation,
+        )
+        return outcome.deployment
+
+    def rollback_outcome(
+        self,
+        model_id: str,
+        *,
+        actor: str,
+        deployment_id: str | None = None,
+        expected_generation: int | None = None,
+    ) -> rollbacks.Outcome:
+        """As ``rollback``, also saying whether the answer is an earlier rollback replayed."""
+        return rollbacks.roll_back(
+            self._registry,
+            self._documents,
+            model_id,
+            actor=actor,
+            clock=self._clock,
+            deployment_id=deployment_id,
+            expected_generation=expected_generation,
         )
 
     # --- history -----------------------------------------------------------------------
@@ -299,78 +293,6 @@ class Lifecycle:
             limit,
         )
         return [Deployment.model_validate(d.data) for d in docs]
-
-    # --- the one write path ------------------------------------------------------------
-    def _commit(
-        self,
-        model_id: str,
-        before: ServingState,
-        after: ServingState,
-        *,
-        actor: str,
-        kind: Literal["promote", "rollback"],
-        version: str | None,
-        traffic_percentage: int | None,
-        gate: list[dict[str, Any]] | None = None,
-        verification: dict[str, Any] | None = None,
-        restores: str | None = None,
-    ) -> Deployment:
-        now = self._clock()
-        deployment = Deployment(
-            deployment_id=uuid.uuid4().hex,
-            model_id=model_id,
-            kind=kind,
-            status="succeeded",
-            actor=actor,
-            created_at=now,
-            version=version,
-            traffic_percentage=traffic_percentage,
-            from_state=before,
-            to_state=after,
-            gate=gate or [],
-            verification=for_the_record(verification or {}),
-            restores=restores,
-        )
-        touched = sorted(before.versions() | after.versions())
-
-        def write(tx: Transaction) -> None:
-            doc = tx.get(MODELS, model_id)
-            current = ServingState.of(ModelRecord.model_validate(doc.data if doc else {}))
-            if current.generation != before.generation:
-                raise PreconditionFailedError(
-                    f"{model_id} changed while this deployment was verified (generation "
-                    f"{current.generation}, expected {before.generation}); reread and retry"
-                )
-            stages = {}
-            for v in touched:
-                vdoc = tx.get(VERSIONS, version_doc_id(model_id, v))
-                stages[v] = ModelVersion.model_validate(vdoc.data if vdoc else {}).stage
-            for v in after.versions() - before.versions():
-                allowed = PROMOTABLE if kind == "promote" else RESTORABLE
-                if stages[v] not in allowed:
-                    raise ConflictError(
-                        f"{model_id} {v} is {stages[v]}; it cannot start serving "
-                        f"(allowed: {', '.join(sorted(allowed))})"
-                    )
-            tx.update(
-                MODELS,
-                model_id,
-                {
-                    "production_version": after.production_version,
-                    "canary_version": after.canary_version,
-                    "canary_percentage": after.canary_percentage,
-                    "generation": after.generation,
-                    "updated_at": now,
-                },
-            )
-            for v in touched:
-                stage = stage_after(v, stages[v], after)
-                if stage != stages[v]:
-                    tx.update(VERSIONS, version_doc_id(model_id, v), {"stage": stage})
-            tx.create(DEPLOYMENTS, deployment.deployment_id, deployment.as_json())
-
-        self._documents.transaction(write)
-        return deployment
 
     def _refused(
         self,

@@ -259,12 +259,17 @@ def assert_aligned(table: str, names: list[str]) -> None:
             "/v1/models/risk/promote",
             {"version": "1.2.0", "traffic_percentage": 100, "expected_generation": 7},
         ),
-        (["rollback", "risk"], "POST", "/v1/models/risk/rollback", {}),
         (
-            ["rollback", "risk", "--deployment", "dep-7"],
+            ["rollback", "risk", "--expected-generation", "7"],
             "POST",
             "/v1/models/risk/rollback",
-            {"deployment_id": "dep-7"},
+            {"expected_generation": 7},
+        ),
+        (
+            ["rollback", "risk", "--deployment", "dep-7", "--expected-generation", "0"],
+            "POST",
+            "/v1/models/risk/rollback",
+            {"deployment_id": "dep-7", "expected_generation": 0},
         ),
         (["history", "risk"], "GET", "/v1/models/risk/deployments", None),
     ],
@@ -423,13 +428,102 @@ def test_promote_to_production_and_rollback() -> None:
         "to": {**STATE_BEFORE, "generation": 9},
         "reason": "rollback of dep-8",
     }
-    transport = FakeTransport([(200, {"deployment": full}), (200, {"deployment": back})])
+    transport = FakeTransport(
+        [
+            (200, {"deployment": full}),
+            (200, {**DETAIL, "generation": 8}),
+            (200, {"deployment": back}),
+        ]
+    )
     promoted = run("promote", "risk", "1.2.0", transport=transport)
     rolled = run("rollback", "risk", transport=transport)
     assert promoted.out.splitlines()[0] == "risk 1.2.0 is in production"
     assert pairs(promoted.out)["after"] == "1.2.0"
     assert rolled.out.splitlines()[0] == "rolled back risk: now serving 1.1.0"
     assert pairs(rolled.out)["reason"] == "rollback of dep-8"
+    assert transport.sent[-1].body == {"expected_generation": 8}
+
+
+ROLLBACK = {
+    **CANARY_DEPLOYMENT,
+    "deployment_id": "dep-9",
+    "kind": "rollback",
+    "version": None,
+    "traffic_percentage": None,
+    "from": STATE_CANARY,
+    "to": {**STATE_BEFORE, "generation": 8},
+    "gate": [],
+    "verification": {},
+    "restores": "dep-7",
+}
+
+
+@pytest.mark.parametrize(
+    ("options", "body"),
+    [
+        ([], {"expected_generation": 7}),
+        (["--deployment", "dep-7"], {"deployment_id": "dep-7", "expected_generation": 7}),
+    ],
+)
+def test_rollback_sends_the_generation_it_read_first(
+    options: list[str], body: dict[str, Any]
+) -> None:
+    transport = FakeTransport([(200, DETAIL), (200, {"deployment": ROLLBACK, "model": SUMMARY})])
+    result = run("rollback", "risk", *options, transport=transport)
+    assert result.code == 0, result.err
+    read, rolled = transport.sent
+    assert (read.method, read.url) == ("GET", URL + "/v1/models/risk")
+    assert (rolled.method, rolled.url, rolled.body) == (
+        "POST",
+        URL + "/v1/models/risk/rollback",
+        body,
+    )
+    assert result.out.splitlines()[0] == "rolled back risk: now serving 1.1.0"
+    assert pairs(result.out)["restores"] == "dep-7"
+
+
+def test_rollback_refused_by_its_precondition_exits_1() -> None:
+    stale = {
+        "error": {
+            "code": "precondition_failed",
+            "message": "risk is at generation 8, not 7",
+            "details": [],
+        },
+        "request_id": "r9",
+    }
+    transport = FakeTransport([(409, stale)])
+    result = run("rollback", "risk", "--expected-generation", "7", transport=transport)
+    assert result.code == cli_client.EXIT_REFUSED
+    assert result.err.splitlines()[0] == (
+        "error: precondition_failed: risk is at generation 8, not 7"
+    )
+    assert result.out == ""
+
+
+def test_rollback_without_an_answer_says_how_to_repeat_it() -> None:
+    lost = TransportError("no answer from http://gateway.test:8080/v1/models/risk/rollback")
+    transport = FakeTransport([(200, DETAIL), lost])
+    result = run("rollback", "risk", "--deployment", "dep-7", transport=transport)
+    assert result.code == cli_client.EXIT_SERVER
+    assert result.err.splitlines()[-1] == (
+        "hint: the rollback may have been made; repeat it with --expected-generation 7 "
+        "--deployment dep-7: the same request rolls back at most once"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ((404, {"error": {"code": "not_found", "message": "no model risk", "details": []}}), 1),
+        ((200, {**DETAIL, "generation": None}), 4),
+        ((200, {**DETAIL, "generation": True}), 4),
+    ],
+)
+def test_rollback_without_a_generation_to_send_sends_nothing(reply: Reply, code: int) -> None:
+    transport = FakeTransport([reply])
+    result = run("rollback", "risk", transport=transport)
+    assert result.code == code
+    assert [s.method for s in transport.sent] == ["GET"]
 
 
 def test_history_table() -> None:
@@ -749,6 +843,8 @@ def test_no_token_is_a_usage_error_before_any_request() -> None:
         [],
         ["promote", "risk", "1.2.0", "--traffic", "0"],
         ["promote", "risk", "1.2.0", "--traffic", "101"],
+        ["rollback", "risk", "--expected-generation", "-1"],
+        ["rollback", "risk", "--expected-generation", "two"],
         ["stage", "risk", "1.2.0", "production"],
         ["canary-check", "risk"],
         ["models", "--timeout", "-1"],

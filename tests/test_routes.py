@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.api import OPERATIONS
 from common.routes import all_routes, functions, load_spec
 from tests.conftest import ROOT
@@ -43,3 +45,41 @@ def test_path_parameters_match_whole_segments_only() -> None:
     assert route.match("/v1/models/risk") == {"model_id": "risk"}
     assert route.match("/v1/models/risk/extra") is None
     assert route.match("/v1/models/") is None
+
+
+def _resolved(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """A schema with its ``$ref`` (OpenAPI ``definitions`` or pydantic ``$defs``) followed, and
+    an optional field's ``anyOf: [X, null]`` reduced to X."""
+    if "$ref" in schema:
+        schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    return _resolved(options[0], definitions) if len(options) == 1 else schema
+
+
+def test_request_bodies_in_the_spec_match_the_handlers_schemas() -> None:
+    """Each body the spec declares has the fields, required fields and field types of the
+    schema its handler validates, integer bounds included, and refuses unknown fields as the
+    handler does (a body with no fields at all is left a free-form object in the spec)."""
+    spec = load_spec()
+    for route in all_routes():
+        operation = spec["paths"][route.path][route.method.lower()]
+        bodies = [p["schema"] for p in operation.get("parameters", []) if p["in"] == "body"]
+        adapter = OPERATIONS[route.operation_id].body
+        assert bool(bodies) == (adapter is not None), route.operation_id
+        if adapter is None:
+            continue
+        declared = _resolved(bodies[0], spec["definitions"])
+        model = adapter.json_schema()
+        fields = model.get("properties", {})
+        name = route.operation_id
+        assert set(declared.get("properties", {})) == set(fields), name
+        assert set(declared.get("required", [])) == set(model.get("required", [])), name
+        if fields:
+            assert declared.get("additionalProperties") is False, name
+        for field, spec_field in declared.get("properties", {}).items():
+            model_field = _resolved(fields[field], model.get("$defs", {}))
+            spec_field = _resolved(spec_field, spec["definitions"])
+            assert spec_field.get("type") == model_field.get("type"), f"{name}.{field}"
+            if model_field.get("type") == "integer":
+                for bound in ("minimum", "maximum"):
+                    assert spec_field.get(bound) == model_field.get(bound), f"{name}.{field}"

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from common.training.base import BuiltModel
 from common.training.dcf_builder import build as build_dcf
 from tests.conftest import function_client
-from tests.fixtures import SEED, Stack, trained_risk
+from tests.fixtures import SEED, Stack, register_risk, trained_risk
 from tests.functions.test_predict_risk import assert_error
 
 
@@ -238,3 +238,99 @@ def test_history_keeps_mismatch_places_not_golden_values(stack: Stack) -> None:
         .get_json()["deployments"]
     )
     assert history[0]["verification"]["golden_mismatches"] == ["case 0.risk_score"]
+
+
+# --- rollback: precondition and retries ----------------------------------------------------
+
+
+def rollback(stack: Stack, body: dict[str, Any]) -> Any:
+    return control(stack, "rollback_model", "/v1/models/risk/rollback", body)
+
+
+def deployments(stack: Stack) -> list[dict[str, Any]]:
+    answer = function_client("list_models").get(
+        "/v1/models/risk/deployments", headers=stack.headers(("model:read",))
+    )
+    history: list[dict[str, Any]] = answer.get_json()["deployments"]
+    return history
+
+
+def promoted_twice(stack: Stack) -> str:
+    """1.0.0 then 1.1.0 in production (generation 2); the id of the 1.1.0 promotion."""
+    register_risk(stack.lifecycle, "1.1.0")
+    latest = deployments(stack)[0]
+    assert (latest["version"], latest["to"]["generation"]) == ("1.1.0", 2)
+    return str(latest["deployment_id"])
+
+
+def test_a_rollback_at_another_generation_is_409_naming_both(stack: Stack) -> None:
+    promoted_twice(stack)
+    refused = rollback(stack, {"expected_generation": 1})
+    body = assert_error(refused, 409, "precondition_failed")
+    assert body["error"]["message"] == "risk is at generation 2, not 1"
+    assert stack.registry.get_model("risk").production_version == "1.1.0"
+    assert [d["kind"] for d in deployments(stack)] == ["promote", "promote"]
+    done = rollback(stack, {"expected_generation": 2})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["model"]["production_version"] == "1.0.0"
+
+
+def test_a_retry_naming_the_same_deployment_answers_the_same_rollback(stack: Stack) -> None:
+    promotion = promoted_twice(stack)
+    first = rollback(stack, {"deployment_id": promotion})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    example = stack.registry.get_version("risk", "1.0.0").example
+    served = function_client("predict_risk").post(
+        "/v1/predict/risk", json={"instances": [example]}, headers=stack.headers()
+    )
+    assert served.get_json()["model_version"] == "1.0.0"
+    assert stack.services.cache is not None
+    cached = stack.services.cache.stats()["l1_entries"]
+    assert cached > 0
+
+    again = rollback(stack, {"deployment_id": promotion})
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert again.get_json() == first.get_json()
+    assert [d["kind"] for d in deployments(stack)] == ["rollback", "promote", "promote"]
+    model = stack.registry.get_model("risk")
+    assert (model.production_version, model.generation) == ("1.0.0", 3)
+    assert stack.services.cache.stats()["l1_entries"] == cached  # nothing purged
+
+
+def test_a_retry_with_the_same_expected_generation_answers_the_same_rollback(
+    stack: Stack,
+) -> None:
+    promoted_twice(stack)
+    first = rollback(stack, {"expected_generation": 2})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    deployment = first.get_json()["deployment"]
+    assert (deployment["kind"], deployment["from"]["generation"]) == ("rollback", 2)
+    for _ in range(3):
+        again = rollback(stack, {"expected_generation": 2})
+        assert again.status_code == 200, again.get_data(as_text=True)
+        assert again.get_json()["deployment"] == deployment
+    assert [d["kind"] for d in deployments(stack)] == ["rollback", "promote", "promote"]
+    assert stack.registry.get_model("risk").generation == 3
+
+
+def test_a_retry_after_another_change_is_409_not_a_replay(stack: Stack) -> None:
+    promotion = promoted_twice(stack)
+    assert rollback(stack, {"expected_generation": 2}).status_code == 200  # 1.0.0, gen 3
+    stack.lifecycle.promote("risk", "1.1.0", actor="someone-else")  # 1.1.0 again, gen 4
+    for body in (
+        {"expected_generation": 2},
+        {"deployment_id": promotion, "expected_generation": 2},
+    ):
+        refused = rollback(stack, body)
+        message = assert_error(refused, 409, "precondition_failed")["error"]["message"]
+        assert message == "risk is at generation 4, not 2"
+    model = stack.registry.get_model("risk")
+    assert (model.production_version, model.generation) == ("1.1.0", 4)
+    assert [d["kind"] for d in deployments(stack)][:2] == ["promote", "rollback"]
+
+
+def test_a_rollback_precondition_is_a_whole_number(stack: Stack) -> None:
+    for value in (-1, "2", 2.5, True):
+        refused = rollback(stack, {"expected_generation": value})
+        details = assert_error(refused, 422, "invalid_values")["error"]["details"]
+        assert details[0]["field"] == "expected_generation"
