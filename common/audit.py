@@ -6,30 +6,32 @@ head document records the last sequence number and MAC, written in the same tran
 as the entries, so an entry altered, forged, removed from the middle or cut from the end
 is found by ``common.audit_verify``. Entries hold hashes of the request and response and
 of the caller's personal data (address, user agent); the personal data and a
-prediction's inputs and outputs are kept only sealed (envelope-encrypted under a fresh
-data key, bound to the entry id), so the trail holds no plaintext sensitive field, and
+prediction's inputs and outputs are kept only sealed (envelope-encrypted, bound to the
+entry id), so the trail holds no plaintext sensitive field, and
 retention or erasure can drop the sealed part while the chain still verifies.
 
-Writing is off the request path: ``append`` queues the event and a writer thread commits
-queued entries in batches (group commit), so a store round trip is paid once per batch,
-not once per request. The queue is bounded; when the store or the key service is down
-long enough to fill it, ``append`` refuses (503) rather than answer unaudited.
+An entry is stored before its request is answered: ``append`` returns only once the
+transaction holding the entry has committed, and a request whose entry cannot be stored
+within ``commit_timeout_s`` is answered 503 with Retry-After, its result withheld.
+Concurrent requests of one instance share a transaction (group commit), so a store round
+trip is paid once per batch, not once per request, and nothing is left for a thread to
+write after the response. Each committed batch logs one ``audit anchor`` line (chain,
+last sequence number, last MAC) that a log sink keeps outside the store.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import hmac
 import logging
 import os
-import queue
 import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -39,13 +41,14 @@ from common.errors import ServiceError, UnavailableError
 from common.registry import utcnow
 
 log = logging.getLogger("ipo.audit")
+_anchors = logging.getLogger("ipo.audit.anchor")
 
 ENTRIES = "audit_entries"
 CHAINS = "audit_chains"
 BATCH_MAX = 200
-BATCH_LINGER_S = 0.02
-APPEND_WAIT_S = 2.0
-EXIT_FLUSH_S = 5.0
+COMMIT_TIMEOUT_S = 2.0
+"""How long a request waits for its entry to be stored before it is refused (503)."""
+RETRY_AFTER_S = 5
 HOLDS_PERSONAL = "holds_personal"
 """True while the entry's sealed part (personal data, a prediction's bodies) is kept;
 retention and erasure drop that part and set it False. Outside the MAC, like ``sealed``."""
@@ -112,7 +115,13 @@ def audit_key(secrets: SecretSource, name: str) -> bytes:
 
 
 class AuditLog:
-    """Appends entries to this process's chain through a background writer."""
+    """Appends entries to this process's chain; ``append`` returns once its entry is stored.
+
+    Group commit: a request that finds no commit in progress becomes the leader and writes
+    every entry waiting at that moment (up to ``batch_max``) in one transaction; requests
+    that arrive meanwhile wait for the next batch, whose first waiter leads it. Under load
+    one store round trip serves many requests; alone, a request pays one round trip.
+    """
 
     def __init__(
         self,
@@ -121,110 +130,134 @@ class AuditLog:
         *,
         secret_name: str,
         cipher: EnvelopeCipher,
-        queue_size: int = 10_000,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
+        batch_max: int = BATCH_MAX,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._documents = documents
         self._secrets = secrets
         self._secret_name = secret_name
         self._cipher = cipher
-        self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=queue_size)
-        self._lock = threading.Lock()
+        self._timeout_s = commit_timeout_s
+        self._batch_max = batch_max
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._committing = False
         self._pid = -1
-        self._writer: threading.Thread | None = None
         self._key: bytes | None = None
-        self._stopping = False
         self.chain = ""
         self._seq = 0
         self._prev_mac = ""
-        self.written = 0
-        self.write_failures = 0
-
-    def _ensure_writer(self) -> None:
-        """Start the writer, and a new chain, in this process (gunicorn forks workers)."""
-        if self._pid == os.getpid() and self._writer is not None and self._writer.is_alive():
-            return
-        with self._lock:
-            if self._pid == os.getpid() and self._writer is not None and self._writer.is_alive():
-                return
-            if self._pid != os.getpid():
-                self.chain, self._seq, self._prev_mac = uuid.uuid4().hex, 0, ""
-                self._queue = queue.Queue(maxsize=self._queue.maxsize)
-            if self._pid == -1:
-                atexit.register(self.flush, EXIT_FLUSH_S)  # SIGTERM ends workers via exit
-            self._pid = os.getpid()
-            self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-            self._writer.start()
+        self.committed = 0
+        """Entries stored by this process."""
+        self.refused = 0
+        """Requests this process did not answer because their entry could not be stored."""
+        self.commit_failures = 0
 
     def _get_key(self) -> bytes:
         if self._key is None:
             self._key = audit_key(self._secrets, self._secret_name)
         return self._key
 
+    def _new_chain(self) -> None:
+        self.chain, self._seq, self._prev_mac = uuid.uuid4().hex, 0, ""
+
     def append(self, event: AuditEvent) -> None:
-        """Queue one entry; UnavailableError if the trail cannot keep up (fail closed)."""
+        """Store one entry before returning; UnavailableError (503) when it cannot be
+        stored within the commit timeout, and then nothing of it is kept."""
         self._get_key()  # a missing secret is a configuration fault, reported now
-        self._ensure_writer()
-        try:
-            self._queue.put(event, timeout=APPEND_WAIT_S)
-        except queue.Full:
-            raise UnavailableError(
-                "the audit trail cannot be written; the request was not answered"
-            ) from None
+        slot = _Slot(event, self._clock() + self._timeout_s)
+        with self._cond:
+            if self._pid != os.getpid():  # a forked worker starts a chain of its own
+                self._pid = os.getpid()
+                self._waiting, self._committing = [], False
+                self._new_chain()
+            self._waiting.append(slot)
+            while True:
+                if slot.state == "done":
+                    return
+                if slot.state == "failed":
+                    self.refused += 1
+                    raise _refusal(slot.reason)
+                batch: list[_Slot] = []
+                if slot.state == "waiting" and not self._committing:
+                    batch = self._take_batch()
+                if batch:
+                    self._committing = True
+                    self._cond.release()
+                    try:
+                        self._lead(batch)
+                    finally:
+                        self._cond.acquire()
+                        self._committing = False
+                        self._cond.notify_all()
+                    continue
+                remaining = slot.deadline - self._clock()
+                if remaining <= 0:
+                    # Refused even if its batch lands later: an entry without an answer is
+                    # harmless, an answer without an entry is what must never happen.
+                    if slot.state == "waiting":
+                        self._waiting.remove(slot)
+                    slot.fail("timed out waiting for the store")
+                    continue
+                self._cond.wait(remaining)
 
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every queued entry is written; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+    def _take_batch(self) -> list[_Slot]:
+        """The waiting slots for one transaction, oldest first; expired ones fail now."""
+        now = self._clock()
+        batch: list[_Slot] = []
+        while self._waiting and len(batch) < self._batch_max:
+            slot = self._waiting.pop(0)
+            if slot.deadline <= now:
+                slot.fail("timed out waiting for its batch")
+            else:
+                slot.state = "writing"
+                batch.append(slot)
+        return batch
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, then stop; what could not be written is reported."""
-        if not self.flush(timeout_s):
-            log.error(
-                "audit entries not written at shutdown",
-                extra={"audit_entries_lost": self._queue.unfinished_tasks},
-            )
-        self._stopping = True
+    def _lead(self, batch: list[_Slot]) -> None:
+        """Write one batch, retrying with jitter until its oldest request's deadline.
 
-    def _run(self) -> None:
-        delay = 0.1
-        while not self._stopping:
+        After a failure the chain starts afresh under a new id: a commit reported failed
+        may still have been applied, and the next batch must not overwrite or fork it."""
+        deadline = min(slot.deadline for slot in batch)
+        pending = self._chain([slot.event for slot in batch])
+        delay = 0.02
+        while True:
             try:
-                first = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            batch = [first]
-            # Linger briefly so a trickle of requests shares one transaction.
-            linger_until = time.monotonic() + BATCH_LINGER_S
-            while len(batch) < BATCH_MAX:
-                try:
-                    batch.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
-                except queue.Empty:
-                    break
-            pending = self._chain(batch)
-            while not self._stopping:
-                try:
-                    self._commit(pending)
-                    self.written += len(pending)
-                    delay = 0.1
-                    break
-                except Exception as exc:  # keep the entries and retry: the trail loses nothing
-                    self.write_failures += 1
+                self._commit(pending)
+            except Exception as exc:  # the store or the key service; the batch is refused
+                self.commit_failures += 1
+                reason = exc.message if isinstance(exc, ServiceError) else type(exc).__name__
+                pause = delay * (0.5 + random.random())  # noqa: S311 - jitter
+                if self._clock() + pause < deadline:
                     log.warning(
                         "audit write failed; retrying: %s",
-                        exc.message if isinstance(exc, ServiceError) else exc,
-                        extra={"audit_write_failures": self.write_failures},
+                        reason,
+                        extra={"audit_commit_failures": self.commit_failures},
                     )
-                    time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-                    delay = min(delay * 2, 5.0)
-            for _ in batch:
-                self._queue.task_done()
+                    time.sleep(pause)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                log.error(
+                    "audit batch not written; its requests are refused: %s",
+                    reason,
+                    extra={"audit_entries_refused": len(batch), "chain": self.chain},
+                )
+                self._new_chain()
+                for slot in batch:
+                    slot.fail(reason)
+                return
+            self.committed += len(pending)
+            _anchor_line(self.chain, pending)
+            for slot in batch:
+                if slot.state == "writing":
+                    slot.state = "done"
+            return
 
     def _chain(self, batch: list[AuditEvent]) -> list[_Pending]:
-        """Number, link and MAC the batch; once done, a retry writes the same entries."""
+        """Number, link and MAC the batch; a retry writes the same entries."""
         key = self._get_key()
         pending = []
         for event in batch:
@@ -248,8 +281,8 @@ class AuditLog:
         return pending
 
     def _commit(self, pending: list[_Pending]) -> None:
-        # Sealing happens here, inside the retried write, so a key service outage delays
-        # the entry instead of storing its payload in plaintext.
+        # Sealed here, inside the retried write: a key service outage delays the entry (or
+        # refuses its request) instead of storing its payload in plaintext.
         ready = [
             (p.doc_id, {**p.entry, "sealed": self._cipher.seal(p.doc_id, p.payload)})
             for p in pending
@@ -269,6 +302,42 @@ class AuditLog:
             tx.set(CHAINS, self.chain, head)
 
         self._documents.transaction(write, max_attempts=3)
+
+
+def _refusal(reason: str) -> UnavailableError:
+    return UnavailableError(
+        f"the audit trail could not record this request ({reason}); it was not answered",
+        retry_after_s=RETRY_AFTER_S,
+    )
+
+
+def _anchor_line(chain: str, pending: list[_Pending]) -> None:
+    """One line per committed batch, exported by a log sink to a bucket nobody can delete
+    from: the chain's head as it stood, to check the store against (``verify_audit``)."""
+    last = pending[-1]
+    _anchors.info(
+        "audit anchor",
+        extra={
+            "audit_anchor": {
+                "chain": chain,
+                "last_seq": last.entry["seq"],
+                "last_mac": last.entry["mac"],
+                "last_entry": last.doc_id,
+                "entries": len(pending),
+            }
+        },
+    )
+
+
+@dataclass
+class _Slot:
+    event: AuditEvent
+    deadline: float
+    state: Literal["waiting", "writing", "done", "failed"] = "waiting"
+    reason: str = ""
+
+    def fail(self, reason: str) -> None:
+        self.state, self.reason = "failed", reason
 
 
 @dataclass(frozen=True)

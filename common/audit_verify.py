@@ -5,12 +5,20 @@ entry and a forged one both show as a MAC mismatch; a removed entry shows as a g
 its chain's sequence or a broken link; entries cut from the end show against the chain's
 head, written atomically with them. With a cipher the sealed payloads are opened and
 checked against the hashes the MAC covers.
+
+The store alone cannot show a chain cut back consistently: entries removed from the end
+and the head rewound to the last one left, or a whole chain deleted with its head. The
+``audit anchor`` lines each committed batch logs, kept by a log sink in a bucket nobody
+can delete from, can: ``check_anchors`` compares the newest anchor of each chain with the
+store.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +43,8 @@ class AuditReport:
     chains: int = 0
     entries: int = 0
     problems: list[AuditProblem] = field(default_factory=list)
+    anchors: int = 0
+    """Chains checked against an exported anchor."""
 
     @property
     def ok(self) -> bool:
@@ -45,12 +55,17 @@ class AuditReport:
             "ok": self.ok,
             "chains": self.chains,
             "entries": self.entries,
+            "anchors": self.anchors,
             "problems": [vars(p) for p in self.problems],
         }
 
 
 def verify_audit(
-    documents: DocumentStore, key: bytes, *, cipher: EnvelopeCipher | None = None
+    documents: DocumentStore,
+    key: bytes,
+    *,
+    cipher: EnvelopeCipher | None = None,
+    anchors: dict[str, Anchor] | None = None,
 ) -> AuditReport:
     report = AuditReport()
     heads = {doc.id: doc.data for doc in documents.query(CHAINS)}
@@ -71,6 +86,8 @@ def verify_audit(
             )
             continue
         _check_chain(report, chain, head, entries, key, cipher)
+    if anchors:
+        check_anchors(documents, anchors, report)
     return report
 
 
@@ -164,3 +181,94 @@ def _check_payload(
                         "payload", chain, doc_id, f"sealed {name} does not match {hash_field}"
                     )
                 )
+
+
+@dataclass(frozen=True)
+class Anchor:
+    chain: str
+    last_seq: int
+    last_mac: str
+
+
+def read_anchors(lines: Iterable[str]) -> dict[str, Anchor]:
+    """The newest anchor of each chain in exported log lines: Cloud Logging entries as a
+    sink writes them (``jsonPayload.audit_anchor``) or lines as a function prints them
+    (``audit_anchor``). Other lines are passed over; a malformed anchor is a ValueError."""
+    newest: dict[str, Anchor] = {}
+    for number, line in enumerate(lines, 1):
+        if "audit_anchor" not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise ValueError(f"line {number}: not JSON") from None
+        payload = entry.get("jsonPayload", entry) if isinstance(entry, dict) else None
+        found = payload.get("audit_anchor") if isinstance(payload, dict) else None
+        if found is None:
+            continue
+        anchor = _anchor(found, number)
+        known = newest.get(anchor.chain)
+        if known is None or anchor.last_seq > known.last_seq:
+            newest[anchor.chain] = anchor
+    return newest
+
+
+def _anchor(found: object, number: int) -> Anchor:
+    if not isinstance(found, dict):
+        raise ValueError(f"line {number}: audit_anchor is not an object")
+    chain, seq, mac = found.get("chain"), found.get("last_seq"), found.get("last_mac")
+    if (
+        not isinstance(chain, str)
+        or not chain
+        or not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 1
+        or not isinstance(mac, str)
+        or len(mac) != 64
+    ):
+        raise ValueError(f"line {number}: audit_anchor needs chain, last_seq >= 1 and last_mac")
+    return Anchor(chain, seq, mac)
+
+
+def check_anchors(
+    documents: DocumentStore, anchors: dict[str, Anchor], report: AuditReport
+) -> None:
+    """Add a problem for each chain the store holds less of than its anchor shows."""
+    for chain, anchor in sorted(anchors.items()):
+        report.anchors += 1
+        head = documents.get(CHAINS, chain)
+        anchored = entry_id(chain, anchor.last_seq)
+        if head is None:
+            report.problems.append(
+                AuditProblem(
+                    "missing",
+                    chain,
+                    None,
+                    f"the chain is gone from the store; an anchor shows {anchor.last_seq} entries",
+                )
+            )
+            continue
+        last_seq = _seq(head.data, "last_seq")
+        if last_seq < anchor.last_seq:
+            report.problems.append(
+                AuditProblem(
+                    "truncated",
+                    chain,
+                    entry_id(chain, last_seq + 1),
+                    f"entries {last_seq + 1}..{anchor.last_seq} removed from the end of the "
+                    "chain and its head rewound; an anchor shows them",
+                )
+            )
+            continue
+        entry = documents.get(ENTRIES, anchored)
+        if entry is None or not hmac.compare_digest(
+            str(entry.data.get("mac", "")), anchor.last_mac
+        ):
+            report.problems.append(
+                AuditProblem(
+                    "altered",
+                    chain,
+                    anchored,
+                    "the entry differs from the one its anchor names (removed or replaced)",
+                )
+            )

@@ -79,8 +79,7 @@ class Settings(BaseModel):
 
     key_wrapper: Literal["local", "kms"] = Field(
         "local",
-        description="Wraps the per-record data keys of envelope encryption: a local key "
-        "file, or Cloud KMS.",
+        description="Wraps the data keys of envelope encryption: a local key file, or Cloud KMS.",
     )
     key_file: Path | None = Field(
         None,
@@ -91,6 +90,22 @@ class Settings(BaseModel):
         None,
         pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$",
         description="Cloud KMS key that wraps data keys (projects/.../cryptoKeys/...).",
+    )
+    data_key_max_records: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Records sealed under one data key before the instance makes a new one "
+        "(one wrap, i.e. one Cloud KMS call, per data key); 1 to 1,000,000; 1: a data key "
+        "per record.",
+    )
+    data_key_max_age_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Seconds one data key seals records before the instance makes a new "
+        "one (above 0, at most 86,400); also how long an unwrapped data key is kept for "
+        "opening.",
     )
     redis_url: str | None = Field(
         None,
@@ -172,8 +187,12 @@ class Settings(BaseModel):
     audit_secret_name: str = Field(
         "audit-hmac-key", description="Name of the audit chain's HMAC secret in the source."
     )
-    audit_queue_size: int = Field(
-        10000, ge=1, le=1_000_000, description="Audit entries waiting to be written, at most."
+    audit_commit_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="How long a request waits for its audit entry to be stored; past it the "
+        "request is answered 503 with Retry-After and its result is withheld.",
     )
 
     # --- serving -----------------------------------------------------------------------

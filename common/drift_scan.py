@@ -29,8 +29,9 @@ from pydantic import Field
 
 from common import drift, reports
 from common.backends.base import Filter
-from common.drift_sampling import COLLECTION as WINDOWS
-from common.drift_sampling import PREDICTION, FeatureCounts, Kind, WindowCounts
+from common.drift_sampling import PREDICTION
+from common.drift_windows import COLLECTION as WINDOWS
+from common.drift_windows import FeatureCounts, Kind, WindowCounts
 from common.errors import NotFoundError, ServiceError
 from common.registry import ModelVersion, utcnow
 from common.validation import StrictModel

@@ -2,10 +2,13 @@
 
 Serving counts rows in memory (a bounded counter per model, keyed by the hash of the row
 and its parameters, which does not change with the version) and at most once a minute
-merges the counts into one document per model, ``cache_hot/<model_id>``, from a
-background thread: one small transaction per model per instance per minute, never a
-write per request. The rows themselves are company financials, so the document holds
-them only sealed (``financial_data``, envelope-encrypted); the counts stay readable.
+merges the counts into one document per model, ``cache_hot/<model_id>``, on the request
+that finds the minute elapsed (``flush_if_due``): one small transaction per model per
+instance per minute, never a write per request, and nothing left to a thread after the
+response, when Cloud Functions gives the instance no CPU. The counts are statistics, not
+records: an instance that dies loses at most the minute it has not merged. The rows
+themselves are company financials, so the document holds them only sealed
+(``financial_data``, envelope-encrypted); the counts stay readable.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class HotKeys:
         self._lock = threading.Lock()
         self._last_flush = clock()
         self._flushing = False
+        self._flush_lock = threading.Lock()
+        self._writing: dict[str, dict[str, _Row]] = {}
+        """The counts a flush is writing now; in neither the store nor ``_counts`` yet."""
 
     def record(
         self, model_id: str, keys: Sequence[str], instances: Sequence[Any], parameters: Any
@@ -85,13 +91,14 @@ class HotKeys:
             if len(rows) > MAX_ROWS_IN_MEMORY:
                 ranked = sorted(rows.items(), key=lambda item: item[1].count, reverse=True)
                 self._counts[model_id] = dict(ranked[: MAX_ROWS_IN_MEMORY // 2])
-            due = not self._flushing and self._clock() - self._last_flush >= self._flush_every_s
-            if due:
-                self._flushing = True
-        if due:
-            threading.Thread(target=self._flush_in_background, name="hot-keys", daemon=True).start()
 
-    def _flush_in_background(self) -> None:
+    def flush_if_due(self) -> None:
+        """Merge on the calling request when the interval has elapsed and no other request
+        is merging; a store fault keeps the counts for the next interval."""
+        with self._lock:
+            if self._flushing or self._clock() - self._last_flush < self._flush_every_s:
+                return
+            self._flushing = True
         try:
             self.flush()
         except ServiceError as exc:  # counts are an optimisation: keep them for next time
@@ -100,26 +107,37 @@ class HotKeys:
             with self._lock:
                 self._flushing = False
 
+    def unsaved(self) -> int:
+        """Requested rows counted here and not yet merged into the store."""
+        with self._lock:
+            held = [*self._counts.values(), *self._writing.values()]
+            return sum(row.count for rows in held for row in rows.values())
+
     def flush(self) -> None:
         """Merge this instance's counts into the store and start counting afresh."""
-        with self._lock:
-            pending, self._counts = self._counts, {}
-            self._last_flush = self._clock()
-        failed: ServiceError | None = None
-        for model_id, rows in pending.items():
-            try:
-                self._documents.transaction(partial(self._merge, model_id=model_id, rows=rows))
-            except ServiceError as exc:
-                failed = failed or exc
-                with self._lock:  # put them back so the next flush tries again
-                    for rid, row in rows.items():
-                        kept = self._counts.setdefault(model_id, {}).get(rid)
-                        if kept is None:
-                            self._counts[model_id][rid] = row
-                        else:
-                            kept.count += row.count
-        if failed is not None:
-            raise failed
+        with self._flush_lock:  # one flush at a time: a request's and the exit's
+            with self._lock:
+                pending, self._counts = self._counts, {}
+                self._writing = pending
+                self._last_flush = self._clock()
+            failed: ServiceError | None = None
+            for model_id, rows in list(pending.items()):
+                try:
+                    self._documents.transaction(partial(self._merge, model_id=model_id, rows=rows))
+                    with self._lock:
+                        pending.pop(model_id)
+                except ServiceError as exc:
+                    failed = failed or exc
+                    with self._lock:  # put them back so the next flush tries again
+                        for rid, row in rows.items():
+                            kept = self._counts.setdefault(model_id, {}).get(rid)
+                            if kept is None:
+                                self._counts[model_id][rid] = row
+                            else:
+                                kept.count += row.count
+                        pending.pop(model_id)
+            if failed is not None:
+                raise failed
 
     def _merge(self, tx: Transaction, *, model_id: str, rows: dict[str, _Row]) -> None:
         record_id = f"{COLLECTION}/{model_id}"

@@ -7,7 +7,9 @@ snapshots and the loaded models live as long as it does. Tests call ``reset_serv
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +34,10 @@ from common.registry import Registry
 from common.serving import SnapshotCache, resolve_component
 
 log = logging.getLogger("ipo.services")
+
+SHUTDOWN_FLUSH_S = 6.0
+"""What an exit may spend writing statistics: Cloud Run kills an instance 10 s after
+SIGTERM, and requests in flight take up to the audit commit timeout (2 s) before it."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,18 @@ class Services:
         def components(ids: Mapping[str, str]) -> dict[str, Component]:
             return {role: resolve_component(m, snapshots, pool) for role, m in ids.items()}
 
-        cipher = EnvelopeCipher(backends.keys)
+        cipher = EnvelopeCipher(
+            backends.keys,
+            max_records=settings.data_key_max_records,
+            max_age_s=settings.data_key_max_age_s,
+        )
         redis = connect_redis(settings)
         audit = AuditLog(
             backends.documents,
             backends.secrets,
             secret_name=settings.audit_secret_name,
             cipher=cipher,
-            queue_size=settings.audit_queue_size,
+            commit_timeout_s=settings.audit_commit_timeout_s,
         )
         return cls(
             settings=settings,
@@ -94,8 +104,47 @@ class Services:
             ),
         )
 
+    def flush_statistics_if_due(self) -> None:
+        """Merge request counts and drift samples into the store, at most once a minute per
+        instance, on the request that finds the interval elapsed; never fails a request."""
+        for flush in (self.hot_keys.flush_if_due, self.drift_sampler.flush_if_due):
+            try:
+                flush()
+            except Exception:
+                log.exception("statistics not merged")
+
+    def shutdown(self, budget_s: float = SHUTDOWN_FLUSH_S) -> dict[str, int]:
+        """Merge what memory holds within ``budget_s`` and log exactly what was not
+        written. Audit entries are never among it: each was stored before its answer."""
+        flushing = threading.Thread(target=self._flush_all, name="shutdown", daemon=True)
+        flushing.start()
+        flushing.join(budget_s)
+        account = {
+            "audit_entries_committed": self.audit.committed,
+            "audit_requests_refused": self.audit.refused,
+            "request_counts_not_written": self.hot_keys.unsaved(),
+            "drift_rows_not_written": self.drift_sampler.unsaved(),
+        }
+        lost = any(account[k] for k in account if k != "audit_entries_committed")
+        log.log(
+            logging.WARNING if lost else logging.INFO,
+            "instance stopping: %(audit_entries_committed)d audit entries stored, "
+            "%(audit_requests_refused)d requests refused for want of their audit entry, "
+            "%(request_counts_not_written)d request counts and %(drift_rows_not_written)d "
+            "drift rows not written",
+            account,
+            extra={"shutdown": account},
+        )
+        return account
+
+    def _flush_all(self) -> None:
+        for flush in (self.hot_keys.flush, self.drift_sampler.flush):
+            try:
+                flush()
+            except Exception as exc:
+                log.warning("not written at shutdown: %s", getattr(exc, "message", exc))
+
     def close(self) -> None:
-        self.audit.close()
         self.backends.close()
 
 
@@ -116,7 +165,21 @@ def get_services() -> Services:
                     raise UnavailableError("the service is misconfigured; see its logs") from None
                 logs.configure(settings.log_level, settings.gcp_project)
                 _services = Services.build(settings)
+                _stop_with(_services)
     return _services
+
+
+def _stop_with(services: Services) -> None:
+    """Run ``shutdown`` when this process exits. gunicorn, which serves the functions in
+    Cloud Functions and on the local gateway, turns SIGTERM into a graceful exit: requests
+    in flight finish (each bounded by the audit commit timeout), then exit hooks run."""
+    pid = os.getpid()
+
+    def at_exit() -> None:
+        if os.getpid() == pid and _services is services:
+            services.shutdown()
+
+    atexit.register(at_exit)
 
 
 def use_services(services: Services | None, *, close_previous: bool = True) -> None:

@@ -1,9 +1,12 @@
 """Check the audit trail of the configured store and print the report as JSON.
 
-    python scripts/verify_audit.py [--no-payloads]
+    python scripts/verify_audit.py [--no-payloads] [--anchors FILE ...]
 
-Exit status 0 when every chain verifies, 1 when anything was altered, removed or forged,
-2 when the trail cannot be read (missing secret, store unreachable).
+With ``--anchors``, the newest exported ``audit anchor`` line of each chain (files the
+audit-anchor log sink wrote, or a function's own log lines) is checked against the store
+too, which shows entries cut from the end of a chain together with its head, and whole
+chains deleted. Exit status 0 when every chain verifies, 1 when anything was altered,
+removed or forged, 2 when the trail or an anchor file cannot be read.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.audit import audit_key
-from common.audit_verify import verify_audit
+from common.audit_verify import Anchor, read_anchors, verify_audit
 from common.errors import ServiceError
 from common.local import settings_or_exit
 from common.services import Services
@@ -29,7 +32,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="check MACs and chains only; do not unwrap keys to open sealed payloads",
     )
+    parser.add_argument(
+        "--anchors",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="exported audit-anchor log lines (JSON Lines) to check the store against",
+    )
     args = parser.parse_args(argv)
+    try:
+        anchors = _anchors(args.anchors)
+    except (OSError, ValueError) as exc:
+        print(f"verify_audit: {exc}", file=sys.stderr)
+        return 2
     settings = settings_or_exit("verify_audit")
     services = Services.build(settings)
     try:
@@ -38,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             services.backends.documents,
             key,
             cipher=None if args.no_payloads else services.cipher,
+            anchors=anchors,
         )
     except ServiceError as exc:
         print(f"verify_audit: {exc.message}", file=sys.stderr)
@@ -46,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         services.close()
     print(json.dumps(report.as_dict(), indent=2))
     return 0 if report.ok else 1
+
+
+def _anchors(paths: list[Path]) -> dict[str, Anchor]:
+    """The newest anchor of each chain across every file."""
+    newest: dict[str, Anchor] = {}
+    for path in paths:
+        with path.open(encoding="utf-8") as lines:
+            try:
+                found = read_anchors(lines)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        for chain, anchor in found.items():
+            if chain not in newest or anchor.last_seq > newest[chain].last_seq:
+                newest[chain] = anchor
+    return newest
 
 
 if __name__ == "__main__":

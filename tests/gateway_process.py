@@ -25,6 +25,12 @@ class Gateway:
     base: str
     output: Path
     environ: dict[str, str]
+    pid: int
+    """The gunicorn master (with ``--workers 1``); its worker serves the requests."""
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [int(child) for child in children]
 
     def banner(self) -> str:
         return self.output.read_text()
@@ -78,7 +84,7 @@ def running_gateway(
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"gateway did not start:\n{output.read_text()}")
             time.sleep(0.2)
-        yield Gateway(base=base, output=output, environ=environ)
+        yield Gateway(base=base, output=output, environ=environ, pid=process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

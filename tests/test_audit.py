@@ -1,4 +1,5 @@
-"""The audit trail: entries written off the request path, chained, sealed, verifiable."""
+"""The audit trail: entries stored before the answer by group commit, chained, sealed,
+verifiable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from common.audit import CHAINS, ENTRIES, AuditEvent, AuditLog, entry_id, sha256_hex
 from common.audit_verify import verify_audit
-from common.backends.base import KeyWrapper
+from common.backends.base import Filter, KeyWrapper
 from common.backends.local_keys import LocalKeyWrapper
 from common.crypto import EnvelopeCipher
 from common.errors import UnavailableError
@@ -50,7 +51,6 @@ def written(stack: Stack, events: int) -> AuditLog:
     audit = stack.services.audit
     for n in range(events):
         audit.append(event(n))
-    assert audit.flush()
     return audit
 
 
@@ -158,50 +158,137 @@ class _DownThenUp(KeyWrapper):
         return self.inner.unwrap(wrapped, context=context)
 
 
-def test_key_service_down_delays_entries_and_never_stores_plaintext(
+def audit_log(stack: Stack, **kw: Any) -> AuditLog:
+    kw.setdefault("cipher", stack.services.cipher)
+    return AuditLog(
+        kw.pop("documents", stack.services.backends.documents),
+        stack.services.backends.secrets,
+        secret_name=stack.settings.audit_secret_name,
+        **kw,
+    )
+
+
+def test_key_service_down_refuses_the_request_and_never_stores_plaintext(
     stack: Stack, tmp_path: Path
 ) -> None:
     wrapper = _DownThenUp(LocalKeyWrapper(tmp_path / "k.key"))
-    audit = AuditLog(
-        stack.services.backends.documents,
-        stack.services.backends.secrets,
-        secret_name=stack.settings.audit_secret_name,
-        cipher=EnvelopeCipher(wrapper),
-    )
-    audit.append(event(1))
-    assert not audit.flush(timeout_s=0.5)
+    audit = audit_log(stack, cipher=EnvelopeCipher(wrapper), commit_timeout_s=0.3)
+    with pytest.raises(UnavailableError, match="audit trail could not record") as refused:
+        audit.append(event(1))
+    assert refused.value.status == 503
+    assert refused.value.headers["Retry-After"]
     assert entries(stack) == {}
-    assert audit.write_failures >= 1
+    assert (audit.refused, audit.committed) == (1, 0)
+    assert audit.commit_failures >= 1
     wrapper.up.set()
-    assert audit.flush(timeout_s=10)
+    audit.append(event(2))  # returns once stored
     assert len(entries(stack)) == 1
     assert "Select Medical" not in json.dumps(entries(stack))
+    documents = stack.services.backends.documents
+    assert verify_audit(documents, KEY, cipher=EnvelopeCipher(wrapper)).ok
 
 
-def test_a_full_queue_refuses_instead_of_dropping(stack: Stack, tmp_path: Path) -> None:
-    wrapper = _DownThenUp(LocalKeyWrapper(tmp_path / "k.key"))
-    audit = AuditLog(
-        stack.services.backends.documents,
-        stack.services.backends.secrets,
-        secret_name=stack.settings.audit_secret_name,
-        cipher=EnvelopeCipher(wrapper),
-        queue_size=1,
-    )
-    audit.append(event(0))
-    time.sleep(0.2)  # the writer now holds that batch, retrying for the key service
-    audit.append(event(1))  # fills the queue of one behind it
-    with pytest.raises(UnavailableError, match="audit trail"):
+class _Counting:
+    """A document store that counts transactions and makes each take a while, as a
+    remote store's round trip does."""
+
+    def __init__(self, inner: Any, delay_s: float = 0.0) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+        self.transactions = 0
+        self.down = False
+
+    def transaction(self, fn: Any, **kw: Any) -> Any:
+        self.transactions += 1
+        time.sleep(self.delay_s)
+        if self.down:
+            raise UnavailableError("the store is down")
+        return self.inner.transaction(fn, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_concurrent_requests_share_transactions_and_each_returns_once_stored(
+    stack: Stack,
+) -> None:
+    documents = stack.services.backends.documents
+    store = _Counting(documents, delay_s=0.02)
+    audit = audit_log(stack, documents=store)
+    missing: list[int] = []
+
+    def one(n: int) -> None:
+        audit.append(event(n))
+        if not documents.query(ENTRIES, [Filter("request_id", "==", f"req-{n}")]):
+            missing.append(n)  # answered before its entry was stored
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert missing == []
+    assert len(entries(stack)) == 40
+    assert store.transactions < 20  # grouped: one round trip serves several requests
+    report = verify(stack)
+    assert report.ok, report.problems
+    assert report.chains == 1
+
+
+def test_a_store_that_stays_down_refuses_within_the_timeout_and_keeps_nothing(
+    stack: Stack,
+) -> None:
+    store = _Counting(stack.services.backends.documents)
+    audit = audit_log(stack, documents=store, commit_timeout_s=0.3)
+    audit.append(event(1))
+    first_chain = audit.chain
+    store.down = True
+    refused: list[int] = []
+
+    def one(n: int) -> None:
+        try:
+            audit.append(event(n))
+        except UnavailableError:
+            refused.append(n)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(2, 8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(refused) == list(range(2, 8))
+    assert audit.refused == 6
+    store.down = False
+    audit.append(event(9))
+    stored = {e["request_id"] for e in entries(stack).values()}
+    assert stored == {"req-1", "req-9"}
+    # a commit reported failed may still have landed: the next entries start a new chain
+    assert audit.chain != first_chain
+    assert verify(stack).ok
+
+
+def test_each_committed_batch_logs_its_anchor(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = stack.services.audit
+    with caplog.at_level("INFO", logger="ipo.audit.anchor"):
+        audit.append(event(1))
         audit.append(event(2))
-    accepted = 2
-    wrapper.up.set()
-    assert audit.flush()
-    assert len(entries(stack)) == accepted
+    anchors = [r.audit_anchor for r in caplog.records if r.name == "ipo.audit.anchor"]
+    head = stack.services.backends.documents.get(CHAINS, audit.chain)
+    assert head is not None
+    assert anchors[-1] == {
+        "chain": audit.chain,
+        "last_seq": 2,
+        "last_mac": head.data["last_mac"],
+        "last_entry": entry_id(audit.chain, 2),
+        "entries": 1,
+    }
 
 
 def test_entries_without_a_payload_seal_only_the_callers_personal_data(stack: Stack) -> None:
     audit = stack.services.audit
     audit.append(event(1, financial_data=None, proprietary_metrics=None, status=401))
-    assert audit.flush()
     ((doc_id, stored),) = entries(stack).items()
     assert stored["sealed"]["envelope"]["fields"] == ["personal_info"]
     opened = stack.services.cipher.open(doc_id, stored["sealed"])
@@ -235,3 +322,73 @@ def test_verify_script_reports_tampering_with_exit_status(stack: Stack) -> None:
     broken = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert json.loads(broken.stdout)["problems"][0]["kind"] == "missing"
+
+
+def test_an_exported_anchor_shows_entries_cut_from_the_end_with_the_head_rewound(
+    stack: Stack, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from common.logs import JsonFormatter
+    from tests.conftest import ROOT
+
+    audit = stack.services.audit
+    with caplog.at_level("INFO", logger="ipo.audit.anchor"):
+        for n in range(5):
+            audit.append(event(n))
+    printed = [JsonFormatter().format(r) for r in caplog.records if r.name == "ipo.audit.anchor"]
+    # the sink's files hold Cloud Logging entries; a function's own log holds its lines
+    exported = tmp_path / "anchors.json"
+    exported.write_text(
+        "\n".join(json.dumps({"jsonPayload": json.loads(line)}) for line in printed[:3])
+        + "\n"
+        + "\n".join(printed[3:])
+        + "\n"
+    )
+    documents = stack.services.backends.documents
+    three = entries(stack)[entry_id(audit.chain, 3)]
+    for seq in (4, 5):
+        documents.delete(ENTRIES, entry_id(audit.chain, seq))
+    documents.update(
+        CHAINS,
+        audit.chain,
+        {"last_seq": 3, "last_mac": three["mac"], "last_entry": entry_id(audit.chain, 3)},
+    )
+    assert verify(stack).ok  # consistent with itself: the store alone cannot tell
+    environ = {**stack.environ, "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "scripts/verify_audit.py", "--anchors", str(exported)]
+    found = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 1, found.stderr
+    report = json.loads(found.stdout)
+    assert report["anchors"] == 1
+    assert [(p["kind"], p["entry_id"]) for p in report["problems"]] == [
+        ("truncated", entry_id(audit.chain, 4))
+    ]
+    assert "4..5" in report["problems"][0]["detail"]
+
+
+def test_anchors_show_a_deleted_chain_and_a_replaced_entry(stack: Stack) -> None:
+    from common.audit_verify import read_anchors
+
+    audit = stack.services.audit
+    audit.append(event(1))
+    documents = stack.services.backends.documents
+    head = documents.get(CHAINS, audit.chain)
+    assert head is not None
+    line = json.dumps(
+        {"audit_anchor": {"chain": audit.chain, "last_seq": 1, "last_mac": head.data["last_mac"]}}
+    )
+    anchors = read_anchors(["not an anchor", line])
+    other = read_anchors(
+        [json.dumps({"audit_anchor": {"chain": "gone", "last_seq": 2, "last_mac": "a" * 64}})]
+    )
+    report = verify_audit(documents, KEY, anchors={**anchors, **other})
+    assert [(p.kind, p.chain) for p in report.problems] == [("missing", "gone")]
+    replaced = {**anchors[audit.chain].__dict__, "last_mac": "b" * 64}
+    report = verify_audit(
+        documents, KEY, anchors=read_anchors([json.dumps({"audit_anchor": replaced})])
+    )
+    assert [p.kind for p in report.problems] == ["altered"]
+    with pytest.raises(ValueError, match="line 1"):
+        read_anchors([json.dumps({"audit_anchor": {"chain": "c", "last_seq": "7"}})])

@@ -141,3 +141,24 @@ def test_configuration_doc_lists_every_setting() -> None:
 def test_google_cannot_be_the_platform_issuer(issuer: str) -> None:
     with pytest.raises(ValueError, match="IPO_JWT_ISSUER must be the platform's own issuer"):
         Settings.from_environ({"IPO_JWT_ISSUER": issuer})
+
+
+def test_data_key_bounds_default_to_the_ciphers_and_are_validated() -> None:
+    from common.crypto import DATA_KEY_MAX_AGE_S, DATA_KEY_MAX_RECORDS
+
+    settings = Settings.from_environ({})
+    assert (settings.data_key_max_records, settings.data_key_max_age_s) == (10_000, 300.0)
+    assert (DATA_KEY_MAX_RECORDS, DATA_KEY_MAX_AGE_S) == (10_000, 300.0)
+    one = Settings.from_environ({"IPO_DATA_KEY_MAX_RECORDS": "1", "IPO_DATA_KEY_MAX_AGE_S": "0.5"})
+    assert (one.data_key_max_records, one.data_key_max_age_s) == (1, 0.5)
+    for name, value in [
+        ("IPO_DATA_KEY_MAX_RECORDS", "0"),
+        ("IPO_DATA_KEY_MAX_RECORDS", "1.5"),
+        ("IPO_DATA_KEY_MAX_RECORDS", "1000001"),
+        ("IPO_DATA_KEY_MAX_AGE_S", "0"),
+        ("IPO_DATA_KEY_MAX_AGE_S", "-1"),
+        ("IPO_DATA_KEY_MAX_AGE_S", "86401"),
+        ("IPO_DATA_KEY_MAX_AGE_S", "nan"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            Settings.from_environ({name: value})

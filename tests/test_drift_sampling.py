@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,15 +15,8 @@ from common.backends.base import EXPIRE_AT, DocumentStore, Filter
 from common.backends.sqlite_store import SQLiteDocumentStore
 from common.compliance import AUDIT_HOURS
 from common.config import Settings
-from common.drift_sampling import (
-    COLLECTION,
-    MAX_SAMPLE,
-    SHARDS,
-    DriftSampler,
-    WindowCounts,
-    merge_samples,
-    prediction_leaves,
-)
+from common.drift_sampling import SHARDS, DriftSampler, prediction_leaves
+from common.drift_windows import COLLECTION, MAX_SAMPLE, WindowCounts, merge_samples
 from common.errors import UnavailableError
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -232,37 +224,42 @@ def test_a_store_failure_keeps_the_counts_for_the_next_flush(store: Recording) -
     assert counts.features["x"].counts == [0, 3, 2, 0, 0]
 
 
-def test_the_store_is_written_only_from_the_background(store: Recording) -> None:
+def test_the_request_that_finds_the_minute_elapsed_merges_on_its_own_thread(
+    store: Recording,
+) -> None:
     clock = Clock()
     s = sampler(store, clock=clock, flush_every_s=60.0)
     s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
+    s.flush_if_due()
     clock.now += 30
     s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
-    assert store.writers == []
+    s.flush_if_due()
+    assert store.writers == []  # observing never writes, nor does a merge before its minute
+    assert s.unsaved() == 2
     clock.now += 31
     s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
-    deadline = time.monotonic() + 5
-    while not windows(store) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    s.flush_if_due()  # returns with the window stored: no thread is left to finish it
     assert only(store).served == 3
-    assert store.writers
-    assert threading.current_thread().name not in store.writers
+    assert store.writers == [threading.current_thread().name]
+    assert s.unsaved() == 0
 
 
-def test_a_failed_background_flush_is_retried_by_the_next(store: Recording) -> None:
+def test_a_failed_merge_keeps_its_rows_for_the_next_minute(store: Recording) -> None:
     clock = Clock()
     s = sampler(store, clock=clock, flush_every_s=60.0)
     store.broken = True
     clock.now += 61
     s.observe("m", "1.0.0", BASELINE, [row(1.0)], [answer(1.0)])
-    deadline = time.monotonic() + 5
-    while not store.writers and time.monotonic() < deadline:
-        time.sleep(0.01)
+    s.flush_if_due()  # the store refuses; the request is not failed for it
+    assert store.writers
+    assert s.unsaved() == 1
     store.broken = False
-    while not windows(store) and time.monotonic() < deadline:
-        s.flush()  # empty until the failed flush has put its counts back
-        time.sleep(0.01)
+    s.flush_if_due()  # the next minute has not come yet
+    assert windows(store) == {}
+    clock.now += 61
+    s.flush_if_due()
     assert only(store).served == 1
+    assert s.unsaved() == 0
 
 
 def test_rows_without_a_feature_and_unknown_shapes_are_skipped(store: Recording) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import redis
 
 from common.audit import ENTRIES, HOLDS_PERSONAL
 from common.audit_verify import verify_audit
+from common.crypto import ENVELOPE, EnvelopeCipher
 from common.experiments import ASSIGNMENTS
-from common.retention import RetentionRequest, purge_retention
+from common.retention import ErasureRequest, RetentionRequest, erase_subject, purge_retention
 from common.services import reset_services, use_services
 from tests.conftest import function_client
 from tests.fixtures import AUDIT_KEY, Stack, embedded_stack
@@ -37,7 +39,6 @@ def seed(stack: Stack, now: datetime) -> None:
     audit.append(event(1, time=rfc3339(old), principal="analyst-7"))
     audit.append(event(2, time=rfc3339(now), principal="analyst-7"))
     audit.append(event(3, time=rfc3339(now), principal="analyst-8"))
-    assert audit.flush()
     documents = stack.services.backends.documents
     for doc_id, subject, at in (
         ("e:old", "user-1", old),
@@ -100,7 +101,6 @@ def test_erasure_removes_a_subjects_data_and_is_audited(
         assert user["assignments_deleted"] == 2
         again = erase(stack, "user-1")
         assert (again["assignments_deleted"], again["audit_entries_redacted"]) == (0, 0)
-        assert stack.services.audit.flush()
         entries = state(stack)["entries"].values()
         erasures = [e for e in entries if e["operation"] == "eraseSubject"]
         assert len(erasures) == 3
@@ -119,3 +119,31 @@ def test_the_retention_job_runs_as_a_function(stack: Stack) -> None:
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["status"] == "done"
+
+
+def test_erasing_one_record_of_a_shared_data_key_leaves_the_others_readable(
+    stack: Stack,
+) -> None:
+    """Data keys serve many records; erasure still works per record, because it removes
+    the record's ciphertext, which the data key alone cannot bring back."""
+    seed(stack, datetime.now(UTC))
+    before = state(stack)["entries"]
+    sealed = {doc_id: e["sealed"] for doc_id, e in before.items()}
+    assert len({s[ENVELOPE]["data_key_id"] for s in sealed.values()}) == 1  # one shared key
+    (erased,) = [doc_id for doc_id, e in before.items() if e["principal"] == "analyst-8"]
+
+    result = erase_subject(stack.services, ErasureRequest(subject="analyst-8"))
+    assert result["audit_entries_redacted"] == 1
+
+    after = state(stack)["entries"]
+    assert "sealed" not in after[erased]
+    assert after[erased][HOLDS_PERSONAL] is False
+    stored = json.dumps(state(stack))
+    for field in ("financial_data", "personal_info", "proprietary_metrics"):
+        assert sealed[erased][field]["ciphertext"] not in stored
+    reader = EnvelopeCipher(stack.services.backends.keys)  # another instance: no cached key
+    for doc_id, entry in after.items():
+        if doc_id != erased:
+            assert entry["sealed"] == sealed[doc_id]
+            opened = reader.open(doc_id, entry["sealed"])
+            assert opened["personal_info"]["client_ip"] == "203.0.113.9"

@@ -204,3 +204,53 @@ def test_a_failed_save_keeps_every_models_counts(
     hot.flush()
     assert [(r.row_id, r.count) for r in hot.top("risk", 5)] == [("aa", 2)]
     assert [(r.row_id, r.count) for r in hot.top("dcf", 5)] == [("bb", 1)]
+
+
+def test_the_request_that_finds_the_minute_up_merges_counts_and_drift_before_answering(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.drift_windows import COLLECTION as WINDOWS
+
+    client = function_client("predict_risk")
+    batch = rows(stack, 2)
+    predict(client, stack, batch)
+    documents = stack.services.backends.documents
+    assert documents.get(COLLECTION, "risk") is None  # within the minute: memory only
+    assert stack.services.hot_keys.unsaved() == 2
+    assert stack.services.drift_sampler.unsaved() == 2
+    monkeypatch.setattr(stack.services.hot_keys, "_flush_every_s", 0.0)
+    monkeypatch.setattr(stack.services.drift_sampler, "_flush_every_s", 0.0)
+    predict(client, stack, batch[:1])
+    # stored by the time the answer arrived: no thread is left to write after it
+    assert stack.services.hot_keys.top("risk", 1)[0].count == 2
+    assert sum(d.data["served"] for d in documents.query(WINDOWS)) == 3
+    assert stack.services.hot_keys.unsaved() == 0
+    assert stack.services.drift_sampler.unsaved() == 0
+
+
+def test_shutdown_writes_what_memory_holds_and_says_what_it_could_not(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from common.errors import UnavailableError
+
+    client = function_client("predict_risk")
+    predict(client, stack, rows(stack, 3))
+    documents = stack.services.backends.documents
+    real = documents.transaction
+
+    def down(fn: Any, **kw: Any) -> Any:
+        raise UnavailableError("store down")
+
+    monkeypatch.setattr(documents, "transaction", down)
+    with caplog.at_level("INFO", logger="ipo.services"):
+        account = stack.services.shutdown(budget_s=5.0)
+    assert account["request_counts_not_written"] == 3
+    assert account["drift_rows_not_written"] == 3
+    assert account["audit_entries_committed"] == 1
+    assert account["audit_requests_refused"] == 0
+    line = next(r for r in caplog.records if r.getMessage().startswith("instance stopping"))
+    assert line.levelname == "WARNING"
+    assert "3 request counts and 3 drift rows not written" in line.getMessage()
+    monkeypatch.setattr(documents, "transaction", real)
+    account = stack.services.shutdown(budget_s=5.0)
+    assert (account["request_counts_not_written"], account["drift_rows_not_written"]) == (0, 0)

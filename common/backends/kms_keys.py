@@ -2,9 +2,10 @@
 
 Only the 32-byte data key crosses the network, never a record. The context travels as
 additional authenticated data, so KMS itself refuses to unwrap a key under another
-record's context. Every request and response carries the CRC32C checksums Google
-documents for end-to-end integrity; a mismatch is refused rather than trusted. Each call
-has the configured timeout and a bounded, jittered retry of our own.
+context (another data key's id, or another record's for version 1 records). Every request
+and response carries the CRC32C checksums Google documents for end-to-end integrity; a
+mismatch is refused rather than trusted. Each call has the configured timeout and a
+bounded, jittered retry of our own.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class KmsKeyWrapper(KeyWrapper):
                 if method == "decrypt":
                     raise IntegrityError(
                         "wrapped data key failed authentication: Cloud KMS refused it "
-                        f"(altered, or another record's context): {exc.message}"
+                        f"(altered, or under another context): {exc.message}"
                     ) from None
                 raise UnavailableError(f"Cloud KMS refused encrypt: {exc.message}") from None
             except GoogleAuthError as exc:

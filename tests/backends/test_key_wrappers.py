@@ -47,6 +47,10 @@ class FakeKms:
         self.requests: list[dict[str, Any]] = []
         self.tamper: set[str] = set()
 
+    def calls(self, method: str) -> int:
+        """How many ``encrypt`` or ``decrypt`` requests reached the client (retries too)."""
+        return sum(1 for r in self.requests if r["method"] == method)
+
     def _record(self, method: str, request: Any, retry: Any, timeout: Any) -> None:
         self.requests.append({"method": method, **request, "retry": retry, "timeout": timeout})
         if self.failures:
