@@ -1,7 +1,10 @@
 """The embedded document store: one SQLite file, shared safely by threads and processes.
 
 WAL mode lets readers run beside the one writer; every write takes the write lock up
-front (``BEGIN IMMEDIATE``) so a read-modify-write never loses an update; a store-wide
+front (``BEGIN IMMEDIATE``) so a read-modify-write never loses an update. A busy lock is
+waited for here, in steps of 0.1 to 2 ms until the store's timeout, not by SQLite's own
+busy handler, whose sleeps grow to 100 ms: a request whose audit entry waits for another
+process's commit should wait about as long as that commit takes. A store-wide
 revision counter makes revisions unique even across delete and re-create. Queries follow
 Firestore's semantics (typed comparisons, ``!=`` skips null and missing fields, ordering
 skips documents without the field) so the two stores answer alike.
@@ -36,6 +39,8 @@ _SCHEMA = (
     "INSERT OR IGNORE INTO revision_counter (one, value) VALUES (1, 0)",
 )
 _LOCK_ATTEMPTS = 4
+_BUSY_STEP_S = 0.0002
+_BUSY_STEP_MAX_S = 0.004
 _BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 
@@ -133,10 +138,11 @@ class SQLiteDocumentStore(DocumentStore):
             return conn
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            # ``timeout`` is SQLite's busy timeout: how long to wait for a rival's lock.
+            # No busy timeout: a busy lock is reported at once and ``_retry_locked``
+            # waits for it in fine steps.
             conn = sqlite3.connect(
                 self._path,
-                timeout=self._timeout_s,
+                timeout=0,
                 isolation_level=None,
                 check_same_thread=False,
                 factory=_Connection,
@@ -180,28 +186,28 @@ class SQLiteDocumentStore(DocumentStore):
         return UnavailableError(f"SQLite document store at {self._path} is unavailable: {exc}")
 
     def _retry_locked(self, call: Callable[[], T], attempts: int) -> T:
-        """Run ``call``; on a busy lock retry, within ``attempts`` and the timeout overall.
-
-        The busy timeout already waits for a rival's lock; retries cover the cases where
-        SQLite reports busy without waiting (WAL recovery, a stale read snapshot).
-        """
+        """Run ``call``; while the lock is busy, run it again after a short jittered pause,
+        until the store's timeout. ``attempts`` bounds retries of a busy lock that SQLite
+        reports although nobody holds it for long (WAL recovery, a stale read snapshot)
+        only through the same timeout: a held lock is simply waited for."""
         deadline = time.monotonic() + self._timeout_s
-        for attempt in range(attempts):
+        polls = 0
+        while True:
             try:
                 return call()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise self._unavailable(exc) from None
-                if attempt == attempts - 1 or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
                     raise UnavailableError(
                         f"SQLite document store at {self._path} stayed locked by another "
-                        f"writer ({attempt + 1} attempts)",
+                        f"writer for {self._timeout_s:g} s ({polls + 1} tries)",
                         retry_after_s=1,
                     ) from None
             except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
-            time.sleep(_support.backoff_s(attempt, base_s=0.01, cap_s=0.5))
-        raise AssertionError("unreachable")
+            time.sleep(_support.backoff_s(polls, base_s=_BUSY_STEP_S, cap_s=_BUSY_STEP_MAX_S))
+            polls += 1
 
     def _read_only(self, call: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connect()
@@ -359,11 +365,6 @@ class SQLiteDocumentStore(DocumentStore):
         """Refuse further calls and close every connection this store opened."""
         with self._lock:
             self._closed = True
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:
-            if conn.pid == os.getpid():
-                conn.close()
             connections = list(self._connections)
             self._connections.clear()
         for conn in connections:
