@@ -12,7 +12,7 @@ PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov lock clean
+.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov cloudbuild lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -49,7 +49,7 @@ lint: $(VENV)/.dev  ## ruff lint and format check; bandit (nothing above low sev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/bandit -q -r common functions --severity-level medium
 
-typecheck: $(VENV)/.dev  ## mypy (strict) on common/.
+typecheck: $(VENV)/.dev  ## mypy (strict) on common/ and the check scripts.
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.dev redis  ## The pytest suite only.
@@ -101,15 +101,26 @@ checkov: $(CHECKOV_VENV)/.installed  ## checkov static analysis of terraform/ (o
 	$(CHECKOV_ENV) $(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --framework terraform --quiet --compact \
 		--skip-download --download-external-modules false
 
-infra: tf-fmt checkov  ## Infrastructure checks: terraform fmt and checkov on terraform/.
+# Every step of cloudbuild.yaml against what its image has (scripts/cloudbuild_images.json).
+cloudbuild: $(VENV)/.runtime  ## Check that each Cloud Build step uses only tools its image has.
+	$(PY) scripts/check_cloudbuild.py
+
+infra: tf-fmt checkov cloudbuild  ## Infrastructure checks: terraform fmt and checkov on terraform/, cloudbuild.yaml's images.
 
 test: lint typecheck infra unit  ## Everything CI runs: lint, types, infrastructure checks, the whole suite.
 
+# The lock files name no index and no wheel folder, so they install the same anywhere:
+# pip's configuration files and PIP_FIND_LINKS are ignored while resolving (a local wheel
+# folder would otherwise be hashed in and written into the files), and neither option is
+# written out.
+PIP_COMPILE := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q \
+	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
 lock:  ## Re-resolve requirements*.in into hash-pinned requirements*.txt.
 	$(PIP) install -q pip-tools==7.6.2
-	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements.txt requirements.in
-	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements-dev.txt requirements-dev.in
-	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url -o requirements-checkov.txt requirements-checkov.in
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) -o requirements-checkov.txt requirements-checkov.in
 
 clean:  ## Remove the virtual environments, local state and caches.
 	rm -rf $(VENV) $(CHECKOV_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist

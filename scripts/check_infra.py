@@ -10,33 +10,38 @@ on the same path. Nothing in Terraform or the spec may name a function that has 
 folder. The alert policies must hold the reference design's thresholds, every variable
 needs a description and a type and they stay in alphabetical order, every output is
 described, the API config is replaced safely when the spec changes (its id holds the
-spec's hash, create_before_destroy), and no secret is ever referenced as ``latest``.
+spec's hash, create_before_destroy), every function's server runs one worker process with
+as many threads as the requests Cloud Run sends it at once (THREADS = concurrency,
+WORKERS = 1), the audit chain's anchor lines are exported to the locked-retention
+audit-log bucket by a sink of their own, and no secret is ever referenced as ``latest``.
 Each problem names the file to fix. Exit status 1 when there is any.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import yaml
+
+# Run as a script, this folder is on sys.path already; imported from the tests it is not.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from terraform_checks import (
+    check_alerts,
+    check_audit_anchors,
+    check_declarations,
+    check_gateway_config,
+    check_no_latest,
+    check_server_threads,
+)
+from terraform_reader import Terraform, unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PREFIX = "/v1/jobs/"
 
-# The reference design's alert policies: metric threshold, window and how long it holds.
-ALERTS = {
-    "latency": {"latency_mean_ms": 1000, "latency_window_s": 300, "latency_for_s": 120},
-    "error_rate": {"error_ratio": 0.05, "error_for_s": 60},
-    "memory": {"memory_ratio": 0.9, "memory_for_s": 300},
-    "drift": {"drift_score": 0.1, "drift_for_s": 600},
-}
 # Cron fields of each job's default schedule: daily, hourly, every 15 minutes, daily.
 SCHEDULES = {
     "compliance_scan": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
@@ -44,49 +49,6 @@ SCHEDULES = {
     "warm_cache": re.compile(r"^\*/15 \* \* \* \*$"),
     "purge_retention": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
 }
-_LATEST = re.compile(r"""(versions/latest\b|version\s*=\s*"latest"|:latest\b)""")
-
-
-def unquote(value: Any) -> Any:
-    """python-hcl2 keeps the quotes of string literals and block labels."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-@functools.lru_cache(maxsize=64)
-def _parse(text: str) -> dict[str, Any]:
-    """Parsing is slow (about a second for the whole folder); the same text parses once."""
-    parsed: dict[str, Any] = hcl2.loads(text)
-    return parsed
-
-
-class Terraform:
-    """The parsed .tf files of one folder (not its modules)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.files = {path.name: _parse(path.read_text()) for path in sorted(folder.glob("*.tf"))}
-
-    def blocks(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        for name, parsed in self.files.items():
-            for block in parsed.get(kind, []):
-                yield name, block
-
-    def local(self, name: str) -> tuple[str, Any] | None:
-        for file, block in self.blocks("locals"):
-            if name in block:
-                return file, block[name]
-        return None
-
-    def resources(self, kind: str) -> dict[str, tuple[str, dict[str, Any]]]:
-        found = {}
-        for file, block in self.blocks("resource"):
-            for rtype, named in block.items():
-                if unquote(rtype) == kind:
-                    for rname, body in named.items():
-                        found[unquote(rname)] = (file, body)
-        return found
 
 
 def function_folders(root: Path) -> set[str]:
@@ -200,106 +162,6 @@ def check_schedules(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
     return problems
 
 
-def _resolve(expression: Any, values: dict[str, Any]) -> Any:
-    """``${local.alert_thresholds.X}`` (optionally with a unit suffix) -> its value."""
-    text = unquote(expression)
-    found = re.fullmatch(r"\$\{local\.alert_thresholds\.(\w+)\}(s?)", str(text))
-    if not found:
-        return text
-    value = values.get(found[1])
-    return f"{value}{found[2]}" if found[2] else value
-
-
-def check_alerts(tf: Terraform) -> list[str]:
-    problems = []
-    found = tf.local("alert_thresholds")
-    if found is None:
-        return ["terraform/monitoring.tf: local `alert_thresholds` is missing"]
-    file, thresholds = found
-    for expected in ALERTS.values():
-        for key, value in expected.items():
-            if thresholds.get(key) != value:
-                problems.append(
-                    f"terraform/{file}: alert_thresholds.{key} is {thresholds.get(key)}, "
-                    f"the reference design's is {value}"
-                )
-    policies = tf.resources("google_monitoring_alert_policy")
-    for policy, expected in ALERTS.items():
-        if policy not in policies:
-            problems.append(f"terraform/monitoring.tf: alert policy `{policy}` is missing")
-            continue
-        pfile, body = policies[policy]
-        condition = body["conditions"][0]["condition_threshold"][0]
-        threshold_key = next(iter(expected))
-        for_key = next(k for k in expected if k.endswith("_for_s"))
-        checks = {
-            "threshold_value": thresholds.get(threshold_key),
-            "duration": f"{thresholds.get(for_key)}s",
-            "comparison": "COMPARISON_GT",
-        }
-        for attribute, want in checks.items():
-            got = _resolve(condition.get(attribute), thresholds)
-            if got != want:
-                problems.append(
-                    f"terraform/{pfile}: alert `{policy}` has {attribute} {got!r}, "
-                    f"expected {want!r}"
-                )
-        if policy == "latency":
-            period = _resolve(condition["aggregations"][0].get("alignment_period"), thresholds)
-            if period != f"{thresholds.get('latency_window_s')}s":
-                problems.append(f"terraform/{pfile}: the latency alert must average over 5 min")
-        if policy == "error_rate" and "denominator_filter" not in condition:
-            problems.append(f"terraform/{pfile}: the error-rate alert must divide by all requests")
-        if policy == "memory" and "memory/utilizations" not in str(condition.get("filter")):
-            problems.append(f"terraform/{pfile}: the memory alert must watch memory/utilizations")
-    return problems
-
-
-def check_declarations(tf: Terraform) -> list[str]:
-    problems = []
-    names = []
-    for file, block in tf.blocks("variable"):
-        for raw, body in block.items():
-            name = unquote(raw)
-            names.append(name)
-            for attribute in ("description", "type"):
-                if attribute not in body:
-                    problems.append(f"terraform/{file}: variable `{name}` has no {attribute}")
-    if names != sorted(names):
-        problems.append(f"terraform/variables.tf: variables are not in alphabetical order: {names}")
-    for file, block in tf.blocks("output"):
-        for raw, body in block.items():
-            if "description" not in body:
-                problems.append(f"terraform/{file}: output `{unquote(raw)}` has no description")
-    return problems
-
-
-def check_gateway_config(tf: Terraform) -> list[str]:
-    """A changed spec must become a new API config, created before the old one goes."""
-    found = tf.resources("google_api_gateway_api_config").get("this")
-    if found is None:
-        return ["terraform/gateway.tf: resource google_api_gateway_api_config.this is missing"]
-    file, body = found
-    problems = []
-    if "module.gateway_spec.spec_sha256" not in str(body.get("api_config_id")):
-        problems.append(f"terraform/{file}: the API config id must include the spec's hash")
-    if not any(block.get("create_before_destroy") is True for block in body.get("lifecycle", [])):
-        problems.append(f"terraform/{file}: the API config must be create_before_destroy")
-    return problems
-
-
-def check_no_latest(root: Path) -> list[str]:
-    problems = []
-    for path in sorted((root / "terraform").rglob("*.tf")):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if _LATEST.search(line):
-                problems.append(
-                    f"{path.relative_to(root)}:{number}: a secret or image referenced as "
-                    "'latest'; pin a version"
-                )
-    return problems
-
-
 def check(root: Path = ROOT) -> list[str]:
     tf = Terraform(root / "terraform")
     spec = yaml.safe_load((root / "common" / "openapi.yaml").read_text())
@@ -309,6 +171,8 @@ def check(root: Path = ROOT) -> list[str]:
         *check_alerts(tf),
         *check_declarations(tf),
         *check_gateway_config(tf),
+        *check_server_threads(tf),
+        *check_audit_anchors(tf),
         *check_no_latest(root),
     ]
 

@@ -28,7 +28,7 @@ locals {
     purge_retention    = { cpu = "1", memory = "1Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
   }
 
-  functions = {
+  function_sizes = {
     for name, d in local.function_defaults : name => {
       cpu         = coalesce(try(var.functions[name].cpu, null), d.cpu)
       memory      = coalesce(try(var.functions[name].memory, null), d.memory)
@@ -36,6 +36,25 @@ locals {
       min         = coalesce(try(var.functions[name].min_instances, null), d.min)
       max         = coalesce(try(var.functions[name].max_instances, null), d.max)
       concurrency = coalesce(try(var.functions[name].concurrency, null), d.concurrency)
+    }
+  }
+
+  # functions-framework serves each instance with gunicorn: WORKERS processes of THREADS
+  # threads each (4 threads per CPU unless THREADS is set). Cloud Run sends an instance up
+  # to `concurrency` requests at once, so it gets exactly that many threads: with fewer,
+  # the rest would wait in gunicorn's queue while Cloud Run counts them as being served.
+  # One worker process per instance, so its threads share one model pool, one cache, one
+  # serving snapshot and one audit group commit (docs/DEPLOYMENT.md). Neither is an
+  # override of its own: change `concurrency` and THREADS follows.
+  functions = {
+    for name, f in local.function_sizes : name => merge(f, { threads = f.concurrency, workers = 1 })
+  }
+
+  # The server's environment of each function (functions.tf adds it to the settings).
+  function_server_environment = {
+    for name, f in local.functions : name => {
+      THREADS = tostring(f.threads)
+      WORKERS = tostring(f.workers)
     }
   }
 

@@ -116,7 +116,7 @@ resource "google_cloudfunctions2_function" "this" {
     # internal-only; IAM admits only the gateway's service account (iam.tf).
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
-    environment_variables          = local.function_environment
+    environment_variables          = merge(local.function_environment, local.function_server_environment[each.key])
     vpc_connector                  = var.redis.enabled ? google_vpc_access_connector.this[0].id : null
     vpc_connector_egress_settings  = var.redis.enabled ? "PRIVATE_RANGES_ONLY" : null
 

@@ -7,7 +7,8 @@ resource "google_kms_key_ring" "this" {
 
 locals {
   kms_keys = {
-    # Wraps the per-record data keys of envelope encryption (IPO_KMS_KEY_NAME).
+    # Wraps the data keys of envelope encryption (IPO_KMS_KEY_NAME): one per instance per
+    # 10,000 records or 5 minutes.
     data-keys = "envelope encryption of sealed records"
     # Customer-managed key of the buckets.
     storage = "Cloud Storage buckets"

@@ -4,7 +4,7 @@ output "artifact_bucket" {
 }
 
 output "audit_log_bucket" {
-  description = "Bucket receiving Cloud Audit Logs under the retention policy of var.audit_log_retention."
+  description = "Bucket receiving Cloud Audit Logs and the audit chain's anchors under the retention policy of var.audit_log_retention."
   value       = google_storage_bucket.audit_logs.name
 }
 
@@ -34,7 +34,7 @@ output "gateway_url" {
 }
 
 output "kms_data_key" {
-  description = "Cloud KMS key that wraps the per-record data keys (IPO_KMS_KEY_NAME)."
+  description = "Cloud KMS key that wraps the data keys of envelope encryption (IPO_KMS_KEY_NAME)."
   value       = google_kms_crypto_key.this["data-keys"].id
 }
 

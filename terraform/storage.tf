@@ -66,8 +66,8 @@ resource "google_storage_bucket_iam_member" "access_logs_writer" {
   member = "group:cloud-storage-analytics@google.com"
 }
 
-# Cloud Audit Logs (logging.tf's sink), kept under a retention policy that, once locked,
-# nobody can shorten or remove.
+# Cloud Audit Logs and the audit chain's anchors (logging.tf's sinks), kept under a
+# retention policy that, once locked, nobody can shorten or remove.
 resource "google_storage_bucket" "audit_logs" {
   name                        = "${var.project_id}-${local.prefix}-audit-logs"
   location                    = var.region

@@ -21,7 +21,7 @@ variable "audit_hmac_key_version" {
 }
 
 variable "audit_log_retention" {
-  description = "Retention of the bucket that receives Cloud Audit Logs: days kept, and whether the retention policy is locked (irreversible: the bucket cannot be deleted before its objects age out)."
+  description = "Retention of the bucket that receives Cloud Audit Logs and the audit chain's anchors: days kept, and whether the retention policy is locked (irreversible: the bucket cannot be deleted before its objects age out)."
   type = object({
     days   = optional(number, 400)
     locked = optional(bool, true)
@@ -50,7 +50,7 @@ variable "firestore" {
 }
 
 variable "functions" {
-  description = "Per-function overrides of the sizes in functions.tf (keys are function folder names): cpu (\"1\", \"2\", \"4\", \"6\" or \"8\"), memory (e.g. \"2Gi\"), timeout_seconds, min_instances, max_instances, concurrency."
+  description = "Per-function overrides of the sizes in functions.tf (keys are function folder names): cpu (\"1\", \"2\", \"4\", \"6\" or \"8\"), memory (e.g. \"2Gi\"), timeout_seconds, min_instances, max_instances, concurrency (requests an instance serves at once; its server gets as many threads)."
   type = map(object({
     cpu             = optional(string)
     memory          = optional(string)

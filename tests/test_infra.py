@@ -222,3 +222,126 @@ def test_variables_out_of_order_or_undescribed_are_reported(repo: Path) -> None:
         p.startswith("terraform/variables.tf: variables are not in alphabetical order")
         for p in problems
     )
+
+
+def test_threads_that_are_not_the_concurrency_are_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "function_sizes.tf",
+        lambda s: s.replace("threads = f.concurrency", "threads = 4"),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/function_sizes.tf: local.functions sets threads to 4; it must be each "
+        "function's concurrency (f.concurrency), or requests queue inside the instance"
+    ]
+
+
+def test_more_than_one_worker_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "function_sizes.tf",
+        lambda s: s.replace("workers = 1", "workers = 2"),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/function_sizes.tf: local.functions sets workers to 2; one process per "
+        "instance keeps one model pool, cache and audit group commit"
+    ]
+
+
+def test_a_server_environment_not_taken_from_the_sizes_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "function_sizes.tf",
+        lambda s: s.replace("THREADS = tostring(f.threads)", 'THREADS = "8"'),
+    )
+    assert check_infra.check(repo) == [
+        'terraform/function_sizes.tf: function_server_environment sets THREADS to "8", '
+        "expected tostring(<function>.threads)"
+    ]
+
+
+def test_a_function_deployed_without_its_server_environment_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "functions.tf",
+        lambda s: s.replace(
+            "merge(local.function_environment, local.function_server_environment[each.key])",
+            "local.function_environment",
+        ),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/functions.tf: environment_variables is local.function_environment; it must "
+        "end with local.function_server_environment[each.key] (THREADS and WORKERS)"
+    ]
+
+
+def test_a_concurrency_not_taken_from_the_sizes_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "functions.tf",
+        lambda s: s.replace(
+            "max_instance_request_concurrency = each.value.concurrency",
+            "max_instance_request_concurrency = 80",
+        ),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/functions.tf: max_instance_request_concurrency is 80, expected "
+        "each.value.concurrency (the value THREADS is set from)"
+    ]
+
+
+def test_threads_set_among_the_shared_settings_are_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "functions.tf",
+        lambda s: s.replace(
+            '    IPO_DATA_DIR               = "/tmp/ipo"\n',
+            '    IPO_DATA_DIR               = "/tmp/ipo"\n    THREADS = "4"\n',
+        ),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/functions.tf: function_environment must not set THREADS or WORKERS; they "
+        "come from each function's size (function_server_environment)"
+    ]
+
+
+def test_audit_anchors_that_no_sink_exports_are_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "logging.tf",
+        lambda s: s.replace('"jsonPayload.logger=\\"ipo.audit.anchor\\"",', ""),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/logging.tf: no log sink exports the audit anchors "
+        '(jsonPayload.logger="ipo.audit.anchor")'
+    ]
+
+
+def test_an_anchor_sink_that_exports_more_than_the_anchors_is_reported(repo: Path) -> None:
+    edit(
+        repo / "terraform" / "logging.tf",
+        lambda s: s.replace('join(" AND ", [', 'join(" OR ", [').replace(
+            '"resource.type=\\"cloud_run_revision\\"",', ""
+        ),
+    )
+    assert check_infra.check(repo) == [
+        'terraform/logging.tf: sink `audit_anchors` must take only resource.type="'
+        "cloud_run_revision\" entries (the functions' own lines)",
+        "terraform/logging.tf: sink `audit_anchors` must export only the anchor lines; its "
+        "filter has an OR",
+    ]
+
+
+def test_an_anchor_sink_outside_the_locked_bucket_or_without_its_grant_is_reported(
+    repo: Path,
+) -> None:
+    edit(
+        repo / "terraform" / "logging.tf",
+        lambda s: s.replace(
+            'name        = "${local.prefix}-audit-anchors"\n'
+            '  description = "Audit chain anchors (logger ipo.audit.anchor) of the '
+            "${local.prefix} functions, kept under the audit-log bucket's retention policy.\"\n"
+            '  destination = "storage.googleapis.com/${google_storage_bucket.audit_logs.name}"',
+            'name        = "${local.prefix}-audit-anchors"\n'
+            '  destination = "storage.googleapis.com/${google_storage_bucket.access_logs.name}"',
+        ).replace("google_logging_project_sink.audit_anchors.writer_identity", '"user:x@y.z"'),
+    )
+    assert check_infra.check(repo) == [
+        "terraform/logging.tf: sink `audit_anchors` must write to the locked-retention bucket "
+        "google_storage_bucket.audit_logs",
+        "terraform/logging.tf: sink `audit_anchors`'s writer identity has no "
+        "roles/storage.objectCreator grant on google_storage_bucket.audit_logs",
+    ]

@@ -35,7 +35,10 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("terraform_variables")
     for name in ("variables.tf", "function_sizes.tf"):
         shutil.copy(ROOT / "terraform" / name, folder / name)
-    (folder / "outputs.tf").write_text('output "functions" {\n  value = local.functions\n}\n')
+    (folder / "outputs.tf").write_text(
+        'output "functions" {\n  value = local.functions\n}\n'
+        'output "server_environment" {\n  value = local.function_server_environment\n}\n'
+    )
     done = terraform(folder, "init", "-input=false")
     assert done.returncode == 0, done.stdout + done.stderr
     return folder
@@ -65,7 +68,11 @@ def apply(root: Path, **values: Any) -> subprocess.CompletedProcess[str]:
 def sizes(root: Path, **values: Any) -> dict[str, Any]:
     done = apply(root, **values)
     assert done.returncode == 0, done.stdout + done.stderr
-    shown = terraform(root, "output", "-json", "functions")
+    return output(root, "functions")
+
+
+def output(root: Path, name: str) -> dict[str, Any]:
+    shown = terraform(root, "output", "-json", name)
     assert shown.returncode == 0, shown.stderr
     resolved: dict[str, Any] = json.loads(shown.stdout)
     return resolved
@@ -91,6 +98,8 @@ def test_defaults_follow_the_reference_design(root: Path) -> None:
         "min": 1,
         "max": 100,
         "concurrency": 16,
+        "threads": 16,
+        "workers": 1,
     }
     assert resolved["predict_ensemble"]["cpu"] == "2"
     assert resolved["predict_ensemble"]["memory"] == "6Gi"
@@ -105,6 +114,27 @@ def test_an_override_changes_only_what_it_names(root: Path) -> None:
     assert after["predict_dcf"] == {**before["predict_dcf"], "min": 3, "memory": "8Gi"}
     assert {k: v for k, v in after.items() if k != "predict_dcf"} == {
         k: v for k, v in before.items() if k != "predict_dcf"
+    }
+
+
+def test_each_function_serves_its_concurrency_with_as_many_threads_in_one_process(
+    root: Path,
+) -> None:
+    resolved = sizes(root)
+    environment = output(root, "server_environment")
+    assert set(environment) == set(resolved)
+    for name, size in resolved.items():
+        assert environment[name] == {"THREADS": str(size["concurrency"]), "WORKERS": "1"}, name
+    assert environment["list_models"]["THREADS"] == "40"
+    assert environment["warm_cache"]["THREADS"] == "1"
+
+
+def test_threads_follow_an_overridden_concurrency(root: Path) -> None:
+    resolved = sizes(root, functions={"predict_risk": {"concurrency": 32}})
+    assert resolved["predict_risk"]["threads"] == 32
+    assert output(root, "server_environment")["predict_risk"] == {
+        "THREADS": "32",
+        "WORKERS": "1",
     }
 
 
