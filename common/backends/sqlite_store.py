@@ -4,7 +4,9 @@ WAL mode lets readers run beside the one writer; every write takes the write loc
 front (``BEGIN IMMEDIATE``) so a read-modify-write never loses an update. A busy lock is
 waited for here, in steps of 0.1 to 2 ms until the store's timeout, not by SQLite's own
 busy handler, whose sleeps grow to 100 ms: a request whose audit entry waits for another
-process's commit should wait about as long as that commit takes. A store-wide
+process's commit should wait about as long as that commit takes. A process writes
+through one connection (its threads take turns), so the pages a commit touches stay in
+that connection's cache instead of being read again by each thread's own. A store-wide
 revision counter makes revisions unique even across delete and re-create. Queries follow
 Firestore's semantics (typed comparisons, ``!=`` skips null and missing fields, ordering
 skips documents without the field) so the two stores answer alike.
@@ -126,16 +128,34 @@ class SQLiteDocumentStore(DocumentStore):
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
+        self._write_conn: _Connection | None = None
+        self._write_lock = threading.Lock()
+        self._write_owner = 0
+        self._write_pid = os.getpid()
 
     # --- connections -------------------------------------------------------------------
 
     def _connect(self) -> _Connection:
-        """This thread's connection; a forked child opens its own instead of sharing."""
+        """This thread's connection, for reads; a forked child opens its own."""
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.pid != os.getpid() or self._closed:
+            conn = self._local.conn = self._open()
+        return conn
+
+    def _writer(self) -> _Connection:
+        """This process's one connection for writes (the caller holds ``_write_lock``).
+
+        SQLite drops a connection's page cache whenever another connection has written;
+        with every thread writing through its own connection, each commit would start by
+        reading its pages again. One writer per process keeps them warm."""
+        conn = self._write_conn
+        if conn is None or conn.pid != os.getpid() or self._closed:
+            conn = self._write_conn = self._open()
+        return conn
+
+    def _open(self) -> _Connection:
         if self._closed:
             raise UnavailableError("the document store has been closed")
-        conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.pid == os.getpid():
-            return conn
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             # No busy timeout: a busy lock is reported at once and ``_retry_locked``
@@ -157,7 +177,6 @@ class SQLiteDocumentStore(DocumentStore):
             raise
         with self._lock:
             self._connections.add(conn)
-        self._local.conn = conn
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
@@ -214,23 +233,32 @@ class SQLiteDocumentStore(DocumentStore):
         return self._retry_locked(lambda: call(conn), _LOCK_ATTEMPTS)
 
     def _atomic(self, call: Callable[[sqlite3.Connection], T], attempts: int = _LOCK_ATTEMPTS) -> T:
-        """Run ``call`` inside BEGIN IMMEDIATE, so read-modify-write cannot interleave."""
-        conn = self._connect()
-        if conn.in_transaction:
+        """Run ``call`` inside BEGIN IMMEDIATE, so read-modify-write cannot interleave.
+        A process's writers take turns on its one write connection."""
+        if self._write_owner == threading.get_ident():
             raise RuntimeError("this thread is already inside a transaction of this store")
-
-        def attempt() -> T:
-            conn.execute("BEGIN IMMEDIATE")
+        if self._write_pid != os.getpid():  # a lock held in the parent is not ours
+            self._write_lock, self._write_owner = threading.Lock(), 0
+            self._write_pid = os.getpid()
+        with self._write_lock:
+            self._write_owner = threading.get_ident()
             try:
-                result = call(conn)
-                conn.execute("COMMIT")
-                return result
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn = self._writer()
 
-        return self._retry_locked(attempt, attempts)
+                def attempt() -> T:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = call(conn)
+                        conn.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+
+                return self._retry_locked(attempt, attempts)
+            finally:
+                self._write_owner = 0
 
     # --- primitives (caller holds the transaction) -------------------------------------
 
