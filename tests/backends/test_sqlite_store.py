@@ -146,3 +146,44 @@ def test_nested_transaction_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="already inside"):
         store.transaction(nested)
     assert store.get("c", "inner") is None
+
+
+def test_a_write_inside_a_transaction_of_the_same_thread_is_refused_not_deadlocked(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteDocumentStore(tmp_path / "s.sqlite3", timeout_s=2.0)
+
+    def nested(txn: Transaction) -> None:
+        txn.get("c", "a")
+        store.set("c", "b", {"v": 1})
+
+    try:
+        with pytest.raises(RuntimeError, match="already inside a transaction"):
+            store.transaction(nested)
+        store.set("c", "b", {"v": 2})  # the write lock was released
+        found = store.get("c", "b")
+        assert found is not None
+        assert found.data == {"v": 2}
+    finally:
+        store.close()
+
+
+def test_threads_writing_at_once_share_one_connection_and_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    store = SQLiteDocumentStore(tmp_path / "s.sqlite3", timeout_s=10.0)
+    store.create("c", "n", {"n": 0})
+    try:
+        threads = [
+            threading.Thread(target=lambda: [store.transaction(_increment) for _ in range(50)])
+            for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        counter = store.get("c", "n")
+        assert counter is not None
+        assert counter.data["n"] == 300
+    finally:
+        store.close()
