@@ -392,3 +392,30 @@ def test_anchors_show_a_deleted_chain_and_a_replaced_entry(stack: Stack) -> None
     assert [p.kind for p in report.problems] == ["altered"]
     with pytest.raises(ValueError, match="line 1"):
         read_anchors([json.dumps({"audit_anchor": {"chain": "c", "last_seq": "7"}})])
+
+
+def test_a_thousand_audited_requests_cost_one_kms_call(stack: Stack, tmp_path: Path) -> None:
+    from dataclasses import replace as replaced
+
+    from common.backends.kms_keys import KmsKeyWrapper
+    from common.services import use_services
+    from tests.backends.test_key_wrappers import FakeKms, kms_settings
+    from tests.conftest import function_client
+
+    kms = FakeKms()
+    cipher = EnvelopeCipher(KmsKeyWrapper(kms_settings(tmp_path), client=kms))
+    services = replaced(stack.services, cipher=cipher, audit=audit_log(stack, cipher=cipher))
+    use_services(services, close_previous=False)
+    client = function_client("list_models")
+    for _ in range(1000):
+        response = client.get("/v1/models", headers=stack.headers())
+        assert response.status_code == 200
+    assert len(entries(stack)) == 1000
+    assert kms.calls("encrypt") <= 1  # one data key wrapped for all of them
+    report = verify_audit(
+        stack.services.backends.documents,
+        KEY,
+        cipher=EnvelopeCipher(KmsKeyWrapper(kms_settings(tmp_path), client=kms)),
+    )
+    assert report.ok, report.problems
+    assert kms.calls("decrypt") <= 1  # a fresh reader unwraps that one key once
