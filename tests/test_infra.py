@@ -224,90 +224,66 @@ def test_variables_out_of_order_or_undescribed_are_reported(repo: Path) -> None:
     )
 
 
-def test_threads_that_are_not_the_concurrency_are_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "function_sizes.tf",
-        lambda s: s.replace("threads = f.concurrency", "threads = 4"),
-    )
-    assert check_infra.check(repo) == [
+ONE_EDIT_ONE_MESSAGE = {
+    "threads not the concurrency": (
+        "terraform/function_sizes.tf",
+        "threads = f.concurrency",
+        "threads = 4",
         "terraform/function_sizes.tf: local.functions sets threads to 4; it must be each "
-        "function's concurrency (f.concurrency), or requests queue inside the instance"
-    ]
-
-
-def test_more_than_one_worker_is_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "function_sizes.tf",
-        lambda s: s.replace("workers = 1", "workers = 2"),
-    )
-    assert check_infra.check(repo) == [
+        "function's concurrency (f.concurrency), or requests queue inside the instance",
+    ),
+    "more than one worker": (
+        "terraform/function_sizes.tf",
+        "workers = 1",
+        "workers = 2",
         "terraform/function_sizes.tf: local.functions sets workers to 2; one process per "
-        "instance keeps one model pool, cache and audit group commit"
-    ]
-
-
-def test_a_server_environment_not_taken_from_the_sizes_is_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "function_sizes.tf",
-        lambda s: s.replace("THREADS = tostring(f.threads)", 'THREADS = "8"'),
-    )
-    assert check_infra.check(repo) == [
+        "instance keeps one model pool, cache and audit group commit",
+    ),
+    "server environment not from the sizes": (
+        "terraform/function_sizes.tf",
+        "THREADS = tostring(f.threads)",
+        'THREADS = "8"',
         'terraform/function_sizes.tf: function_server_environment sets THREADS to "8", '
-        "expected tostring(<function>.threads)"
-    ]
-
-
-def test_a_function_deployed_without_its_server_environment_is_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "functions.tf",
-        lambda s: s.replace(
-            "merge(local.function_environment, local.function_server_environment[each.key])",
-            "local.function_environment",
-        ),
-    )
-    assert check_infra.check(repo) == [
+        "expected tostring(<function>.threads)",
+    ),
+    "function deployed without its server environment": (
+        "terraform/functions.tf",
+        "merge(local.function_environment, local.function_server_environment[each.key])",
+        "local.function_environment",
         "terraform/functions.tf: environment_variables is local.function_environment; it must "
-        "end with local.function_server_environment[each.key] (THREADS and WORKERS)"
-    ]
-
-
-def test_a_concurrency_not_taken_from_the_sizes_is_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "functions.tf",
-        lambda s: s.replace(
-            "max_instance_request_concurrency = each.value.concurrency",
-            "max_instance_request_concurrency = 80",
-        ),
-    )
-    assert check_infra.check(repo) == [
+        "end with local.function_server_environment[each.key] (THREADS and WORKERS)",
+    ),
+    "concurrency not from the sizes": (
+        "terraform/functions.tf",
+        "max_instance_request_concurrency = each.value.concurrency",
+        "max_instance_request_concurrency = 80",
         "terraform/functions.tf: max_instance_request_concurrency is 80, expected "
-        "each.value.concurrency (the value THREADS is set from)"
-    ]
-
-
-def test_threads_set_among_the_shared_settings_are_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "functions.tf",
-        lambda s: s.replace(
-            '    IPO_DATA_DIR               = "/tmp/ipo"\n',
-            '    IPO_DATA_DIR               = "/tmp/ipo"\n    THREADS = "4"\n',
-        ),
-    )
-    assert check_infra.check(repo) == [
+        "each.value.concurrency (the value THREADS is set from)",
+    ),
+    "threads among the shared settings": (
+        "terraform/functions.tf",
+        '    IPO_DATA_DIR               = "/tmp/ipo"\n',
+        '    IPO_DATA_DIR               = "/tmp/ipo"\n    THREADS = "4"\n',
         "terraform/functions.tf: function_environment must not set THREADS or WORKERS; they "
-        "come from each function's size (function_server_environment)"
-    ]
-
-
-def test_audit_anchors_that_no_sink_exports_are_reported(repo: Path) -> None:
-    edit(
-        repo / "terraform" / "logging.tf",
-        lambda s: s.replace('"jsonPayload.logger=\\"ipo.audit.anchor\\"",', ""),
-    )
-    assert check_infra.check(repo) == [
+        "come from each function's size (function_server_environment)",
+    ),
+    "anchors no sink exports": (
+        "terraform/logging.tf",
+        '"jsonPayload.logger=\\"ipo.audit.anchor\\"",',
+        "",
         "terraform/logging.tf: no log sink exports the audit anchors "
-        '(jsonPayload.logger="ipo.audit.anchor")'
-    ]
+        '(jsonPayload.logger="ipo.audit.anchor")',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONE_EDIT_ONE_MESSAGE))
+def test_a_server_or_anchor_setting_out_of_line_is_reported(repo: Path, case: str) -> None:
+    path, old, new, message = ONE_EDIT_ONE_MESSAGE[case]
+    text = (repo / path).read_text()
+    assert old in text, f"{path} no longer holds {old!r}: update this case"
+    edit(repo / path, lambda s: s.replace(old, new))
+    assert check_infra.check(repo) == [message]
 
 
 def test_an_anchor_sink_that_exports_more_than_the_anchors_is_reported(repo: Path) -> None:

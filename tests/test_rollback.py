@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +13,12 @@ from common.deployments import Deployment
 from common.errors import PreconditionFailedError
 from common.lifecycle import Lifecycle
 from common.rollback import Outcome
-from tests.fixtures import Stack, embedded_stack, register_risk
+from tests.fixtures import Stack, register_risk
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    built = embedded_stack(tmp_path)
-    try:
-        yield built
-    finally:
-        built.services.close()
+def stack(empty_stack: Stack) -> Stack:
+    return empty_stack
 
 
 def two_promotions(life: Lifecycle) -> Deployment:
