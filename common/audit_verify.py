@@ -45,6 +45,10 @@ class AuditReport:
     problems: list[AuditProblem] = field(default_factory=list)
     anchors: int = 0
     """Chains checked against an exported anchor."""
+    unanchored: list[str] = field(default_factory=list)
+    """Chains in the store that no anchor given names: checked against the store alone.
+    Not a problem in itself (the newest chains may not be exported yet), but what the
+    anchors do not cover."""
 
     @property
     def ok(self) -> bool:
@@ -56,6 +60,7 @@ class AuditReport:
             "chains": self.chains,
             "entries": self.entries,
             "anchors": self.anchors,
+            "unanchored_chains": self.unanchored,
             "problems": [vars(p) for p in self.problems],
         }
 
@@ -88,6 +93,7 @@ def verify_audit(
         _check_chain(report, chain, head, entries, key, cipher)
     if anchors:
         check_anchors(documents, anchors, report)
+        report.unanchored = sorted((set(heads) | set(by_chain)) - set(anchors))
     return report
 
 

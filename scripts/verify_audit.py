@@ -74,9 +74,16 @@ def _anchors(paths: list[Path]) -> dict[str, Anchor]:
                 found = read_anchors(lines)
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
+        if not found:
+            print(f"verify_audit: {path}: no audit anchor lines", file=sys.stderr)
         for chain, anchor in found.items():
             if chain not in newest or anchor.last_seq > newest[chain].last_seq:
                 newest[chain] = anchor
+    if paths and not newest:
+        raise ValueError(
+            "--anchors named files without a single audit anchor line; pass the files the "
+            "audit-anchor sink exported (docs/DEPLOYMENT.md) or a function's own log"
+        )
     return newest
 
 

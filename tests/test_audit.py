@@ -362,6 +362,7 @@ def test_an_exported_anchor_shows_entries_cut_from_the_end_with_the_head_rewound
     assert found.returncode == 1, found.stderr
     report = json.loads(found.stdout)
     assert report["anchors"] == 1
+    assert report["unanchored_chains"] == []
     assert [(p["kind"], p["entry_id"]) for p in report["problems"]] == [
         ("truncated", entry_id(audit.chain, 4))
     ]
@@ -419,3 +420,33 @@ def test_a_thousand_audited_requests_cost_one_kms_call(stack: Stack, tmp_path: P
     )
     assert report.ok, report.problems
     assert kms.calls("decrypt") <= 1  # a fresh reader unwraps that one key once
+
+
+def test_an_anchors_file_without_anchors_is_refused_not_passed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    stack.services.audit.append(event(1))
+    wrong = tmp_path / "README.md"
+    wrong.write_text("# not an export\n")
+    environ = {**stack.environ, "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "scripts/verify_audit.py", "--anchors", str(wrong)]
+    found = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 2
+    assert "without a single audit anchor line" in found.stderr
+
+
+def test_chains_no_anchor_names_are_listed(stack: Stack) -> None:
+    from common.audit_verify import read_anchors
+
+    audit = stack.services.audit
+    audit.append(event(1))
+    other = read_anchors(
+        [json.dumps({"audit_anchor": {"chain": "gone", "last_seq": 1, "last_mac": "a" * 64}})]
+    )
+    report = verify_audit(stack.services.backends.documents, KEY, anchors=other)
+    assert report.unanchored == [audit.chain]
