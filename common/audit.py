@@ -222,7 +222,14 @@ class AuditLog:
         After a failure the chain starts afresh under a new id: a commit reported failed
         may still have been applied, and the next batch must not overwrite or fork it."""
         deadline = min(slot.deadline for slot in batch)
-        pending = self._chain([slot.event for slot in batch])
+        try:
+            pending = self._chain([slot.event for slot in batch])
+        except Exception as exc:  # an entry that cannot be formed: refuse, never answer
+            log.exception("audit entries could not be formed; their requests are refused")
+            self._new_chain()
+            for slot in batch:
+                slot.fail(type(exc).__name__)
+            return
         delay = 0.02
         while True:
             try:

@@ -450,3 +450,21 @@ def test_chains_no_anchor_names_are_listed(stack: Stack) -> None:
     )
     report = verify_audit(stack.services.backends.documents, KEY, anchors=other)
     assert report.unanchored == [audit.chain]
+
+
+def test_an_entry_that_cannot_be_formed_refuses_its_request_and_the_next_one_is_stored(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = audit_log(stack, commit_timeout_s=0.5)
+    real = AuditLog._chain
+
+    def broken(self: AuditLog, batch: list[AuditEvent]) -> Any:
+        raise TypeError("not serialisable")
+
+    monkeypatch.setattr(AuditLog, "_chain", broken)
+    with pytest.raises(UnavailableError, match="TypeError"):
+        audit.append(event(1))
+    monkeypatch.setattr(AuditLog, "_chain", real)
+    audit.append(event(2))
+    assert {e["request_id"] for e in entries(stack).values()} == {"req-2"}
+    assert verify(stack).ok
