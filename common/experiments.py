@@ -102,8 +102,8 @@ class ExperimentDesign(BaseModel):
             raise ValueError("one variant must be named 'control'")
         if set(self.split) != set(self.variants):
             raise ValueError("split must name exactly the variants")
-        if any(w < 0 for w in self.split.values()):
-            raise ValueError("split weights must not be negative")
+        if any(w <= 0 for w in self.split.values()):
+            raise ValueError("split weights must be positive: a variant with no traffic is no arm")
         if abs(sum(self.split.values()) - 1.0) > SPLIT_TOLERANCE:
             raise ValueError(f"split must sum to 1 within {SPLIT_TOLERANCE}")
         if len({m.name for m in self.metrics}) != len(self.metrics):
@@ -269,7 +269,12 @@ class Experiments:
                 "outcome values must name the experiment's metrics with values of their type",
                 details=problems or [{"field": "values", "rule": "not_empty"}],
             )
-        body_sha = hashlib.sha256(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()
+        raw_sha = _fingerprint(values)
+        values = {
+            name: bool(value) if metrics[name].type == "binary" else float(value)
+            for name, value in values.items()
+        }
+        body_sha = _fingerprint(values)
         outcome_id = f"{experiment.experiment_id}:{request_id}"
         known = _plain(request_id) and valid_name(outcome_id)
         assignment = self._documents.get(ASSIGNMENTS, outcome_id) if known else None
@@ -290,7 +295,8 @@ class Experiments:
         def write(tx: Transaction) -> bool:
             existing = tx.get(OUTCOMES, outcome_id)
             if existing is not None:
-                if existing.data["body_sha256"] != body_sha:
+                # outcomes written before values were normalised kept the raw fingerprint
+                if existing.data["body_sha256"] not in (body_sha, raw_sha):
                     raise ConflictError(f"request {request_id!r} already has a different outcome")
                 return False
             shards = {
@@ -341,6 +347,10 @@ class Experiments:
         ):
             exposures[doc.data["variant"]] += int(doc.data["count"])
         return results(arms, experiment.metrics, experiment.split, exposures)
+
+
+def _fingerprint(values: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()
 
 
 def _empty(metric: Metric) -> ArmAggregate:

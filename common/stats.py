@@ -205,29 +205,44 @@ def sample_ratio_mismatch(
     if len(arms) < 2:
         raise ValueError("a design split needs at least two arms")
     weights = [float(design_split[a]) for a in arms]
-    if any(w <= 0.0 or not math.isfinite(w) for w in weights):
-        raise ValueError(f"design weights must be positive, got {dict(design_split)}")
+    if any(w < 0.0 or not math.isfinite(w) for w in weights):
+        raise ValueError(f"design weights must not be negative, got {dict(design_split)}")
     unknown = set(exposures) - set(arms)
     if unknown:
         raise ValueError(f"exposures for arms not in the design: {sorted(unknown)}")
     observed = [int(exposures.get(a, 0)) for a in arms]
     total = sum(observed)
-    if total == 0:
+    unplanned = [a for a, w, o in zip(arms, weights, observed, strict=True) if w == 0.0 and o]
+    if unplanned or (total and sum(weights) == 0.0):
+        # an arm the design gives no traffic was served: no test needed to call it broken
+        return {
+            "statistic": math.inf,
+            "df": len(arms) - 1,
+            "p_value": 0.0,
+            "mismatch": True,
+            "threshold": threshold,
+            "observed": dict(zip(arms, observed, strict=True)),
+            "expected": {
+                a: total * w / (sum(weights) or 1.0) for a, w in zip(arms, weights, strict=True)
+            },
+        }
+    planned = [(o, w) for o, w in zip(observed, weights, strict=True) if w > 0.0]
+    expected = [total * w / sum(weights) for w in weights]
+    if total == 0 or len(planned) < 2:
         return {
             "statistic": 0.0,
             "df": len(arms) - 1,
             "p_value": 1.0,
             "mismatch": False,
             "observed": dict(zip(arms, observed, strict=True)),
-            "expected": dict.fromkeys(arms, 0.0),
+            "expected": dict(zip(arms, expected, strict=True)),
             "threshold": threshold,
         }
-    expected = [total * w / sum(weights) for w in weights]
-    stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
-    p = float(_special().chdtrc(len(arms) - 1, stat))
+    stat = sum((o - total * w / sum(weights)) ** 2 / (total * w / sum(weights)) for o, w in planned)
+    p = float(_special().chdtrc(len(planned) - 1, stat))
     return {
         "statistic": stat,
-        "df": len(arms) - 1,
+        "df": len(planned) - 1,
         "p_value": p,
         "mismatch": p < threshold,
         "threshold": threshold,

@@ -314,3 +314,15 @@ def test_degenerate_inputs() -> None:
     assert always_valid_interval(0.3, 0.0, 0.1) == (0.3, 0.3)
     with pytest.raises(ValueError, match="tau2"):
         always_valid_interval(0.0, 1.0, 0.0)
+
+
+def test_a_zero_weight_arm_is_judged_not_raised() -> None:
+    quiet = sample_ratio_mismatch({"control": 500, "b": 0}, {"control": 1.0, "b": 0.0})
+    assert quiet["mismatch"] is False
+    served = sample_ratio_mismatch({"control": 500, "b": 3}, {"control": 1.0, "b": 0.0})
+    assert served["mismatch"] is True
+    assert served["p_value"] == 0.0
+    three = sample_ratio_mismatch(
+        {"control": 510, "b": 490, "c": 0}, {"control": 1, "b": 1, "c": 0}
+    )
+    assert three["p_value"] == pytest.approx(sp.chisquare([510, 490]).pvalue, abs=TOL)

@@ -155,3 +155,57 @@ def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
     assert_error(
         function_client("record_outcome").post(url, json=half, headers=write), 422, "invalid_values"
     )
+
+
+def test_a_zero_weight_is_422_and_a_stored_one_still_reads(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    write = stack.headers(("experiment:write",))
+    zero = {**DESIGN, "split": {"control": 1.0, "candidate": 0.0}}
+    refused = function_client("create_experiment").post("/v1/experiments", json=zero, headers=write)
+    assert_error(refused, 422, "invalid_values")
+    # one stored before weights had to be positive, already past its end
+    experiment_id = start_again(stack)
+    stack.services.backends.documents.update(
+        "experiments",
+        experiment_id,
+        {
+            "split": {"control": 1.0, "candidate": 0.0},
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-02T00:00:00Z",
+        },
+    )
+    read = stack.headers(("experiment:read",))
+    results = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment_id}/results", headers=read
+    )
+    assert results.status_code == 200, results.get_data(as_text=True)
+    assert results.get_json()["results"]["srm"]["mismatch"] is False
+    stopped = function_client("create_experiment").post(
+        f"/v1/experiments/{experiment_id}/stop", json={}, headers=write
+    )
+    assert stopped.status_code == 200
+
+
+def test_an_outcome_resent_as_one_after_true_is_the_same_outcome(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    design = {**DESIGN, "metrics": [{"name": "hit", "type": "binary", "direction": "increase"}]}
+    write = stack.headers(("experiment:write",))
+    created = (
+        function_client("create_experiment")
+        .post("/v1/experiments", json=design, headers=write)
+        .get_json()
+    )
+    url = f"/v1/experiments/{created['experiment_id']}/outcomes"
+    request_id = predict_as(stack, "user-1")["request_id"]
+    first = function_client("record_outcome").post(
+        url, json={"request_id": request_id, "values": {"hit": True}}, headers=write
+    )
+    again = function_client("record_outcome").post(
+        url, json={"request_id": request_id, "values": {"hit": 1}}, headers=write
+    )
+    assert first.status_code == again.status_code == 200
+    assert first.get_json() == again.get_json()
+    other = function_client("record_outcome").post(
+        url, json={"request_id": request_id, "values": {"hit": 0}}, headers=write
+    )
+    assert_error(other, 409, "conflict")
