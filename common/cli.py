@@ -265,7 +265,9 @@ def _add_experiment_commands(commands: Any) -> None:
         "--user", help="another user's id (needs experiment:write; default: the token's)"
     )
     sub = action("outcome", cmd_experiment_outcome, "Record the outcome of one prediction.")
-    sub.add_argument("--request-id", required=True, help="the request id the prediction answered")
+    sub.add_argument(
+        "--exposure-id", required=True, help="the exposure_id the prediction answered with"
+    )
     sub.add_argument("--values", metavar="FILE", help="JSON object metric -> value; '-' for stdin")
     sub.add_argument(
         "--value",

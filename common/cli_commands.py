@@ -308,7 +308,7 @@ def render_assignment(data: Mapping[str, Any]) -> str:
 
 def render_outcome(data: Mapping[str, Any]) -> str:
     return (
-        f"recorded outcome of {out.text(data.get('request_id'))} "
+        f"recorded outcome of {out.text(data.get('exposure_id'))} "
         f"(variant {out.text(data.get('variant'))}): "
         f"{out.metrics_inline(data.get('values'))}"
     )
@@ -390,7 +390,7 @@ def outcome_values(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
 
 
 def cmd_experiment_outcome(ctx: Context, args: argparse.Namespace) -> int:
-    body = {"request_id": args.request_id, "values": outcome_values(args, ctx.stdin)}
+    body = {"exposure_id": args.exposure_id, "values": outcome_values(args, ctx.stdin)}
     answer = ctx.client.call("POST", _experiment_path(args.id, "outcomes"), body)
     return ctx.emit(answer, render_outcome)
 

@@ -356,6 +356,7 @@ def prediction(data: Mapping[str, Any]) -> str:
             ("version", data.get("model_version")),
             ("variant", data.get("variant")),
             ("experiment", data.get("experiment_id")),
+            *([("exposure id", data["exposure_id"])] if data.get("exposure_id") else []),
             ("request id", data.get("request_id")),
         ]
     )

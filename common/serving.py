@@ -14,6 +14,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -256,7 +257,18 @@ def predict(
     sampler: DriftSampler | None = None,
 ) -> dict[str, Any]:
     snapshot = snapshots.get(model_id)
-    record, variant, experiment_id = snapshot.route(subject)
+    at = experiments.now() if experiments is not None else utcnow()
+    record, variant, experiment_id = snapshot.route(subject, at)
+    routed = snapshot.experiment if experiment_id is not None else None
+    if (
+        routed is not None
+        and experiments is not None
+        and not _still_serving(experiments, routed, at)
+    ):
+        # stopped (or replaced) since this instance's snapshot: the recorded times win
+        snapshots.invalidate(model_id)
+        snapshot = snapshots.get(model_id)
+        record, variant, experiment_id = snapshot.route(subject, at)
     if record is None:
         raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
 
@@ -273,10 +285,13 @@ def predict(
         except Exception:
             log.warning("drift sample not recorded", exc_info=True, extra={"model_id": model_id})
 
+    exposure_id = None
     if experiment_id is not None and experiments is not None and snapshot.experiment:
         try:  # the prediction stands even if its exposure cannot be recorded
-            experiments.expose(snapshot.experiment, request_id, variant, subject)
+            exposure_id = uuid.uuid4().hex  # the server's, never the caller's X-Request-Id
+            experiments.expose(snapshot.experiment, exposure_id, variant, subject, at)
         except ServiceError as exc:
+            exposure_id = None
             log.warning(
                 "experiment exposure not recorded; its outcome cannot be joined",
                 extra={"experiment_id": experiment_id, "error": exc.message},
@@ -296,8 +311,22 @@ def predict(
         "model_version": record.version,
         "variant": variant,
         "experiment_id": experiment_id,
+        "exposure_id": exposure_id,
         "request_id": request_id,
     }
+
+
+def _still_serving(experiments: Experiments, experiment: Experiment, at: str) -> bool:
+    """The experiment's recorded times, read now; when they cannot be read the snapshot
+    stands (and the exposure write that follows will most likely fail and say so)."""
+    try:
+        return experiments.serving(experiment, at)
+    except ServiceError as exc:
+        log.warning(
+            "experiment not checked; the snapshot's routing stands",
+            extra={"experiment_id": experiment.experiment_id, "error": exc.message},
+        )
+        return True
 
 
 def _cache_label(levels: Mapping[str, int]) -> str:

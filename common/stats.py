@@ -16,12 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.stats_sketch import Moments
+from common.stats_sketch import Moments, UserSums
 
 MetricType = Literal["continuous", "binary"]
 Direction = Literal["increase", "decrease"]
 Verdict = Literal["not enough data", "better", "worse", "no significant difference"]
 Conclusion = Literal["no_regression", "regression", "inconclusive"]
+Unit = Literal["user", "request"]
 
 CONTROL = "control"
 DEFAULT_ALPHA = 0.05
@@ -45,6 +46,11 @@ class Metric(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     type: MetricType
     direction: Direction
+    unit: Unit = Field(
+        "user",
+        description="What is analysed as independent: each user's outcomes together (the "
+        "unit that is randomised), or each request on its own.",
+    )
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,47 @@ def two_proportion_z_test(
         stat = diff / se_pooled
         p = float(2.0 * _special().ndtr(-abs(stat)))
     se = math.sqrt(max(pc * (1.0 - pc), 0.0) / nc + max(pt * (1.0 - pt), 0.0) / nt)
+    half = z_critical(alpha) * se
+    return Difference(diff, se, diff - half, diff + half, p, stat, None)
+
+
+def ratio_variance(sums: UserSums) -> float:
+    """Delta-method variance of the ratio ``sum Y / sum N`` with users as the unit.
+
+    Deng, Knoblich and Lu (2018): ``Var(R) ~ sum (Y_u - R N_u)^2 / (sum N)^2 * n/(n-1)``,
+    expanded into the merged sums; NaN below two users.
+    """
+    if sums.users < 2 or sums.sn <= 0.0:
+        return math.nan
+    ratio = sums.sy / sums.sn
+    residual = max(sums.syy - 2.0 * ratio * sums.syn + ratio * ratio * sums.snn, 0.0)
+    return residual / (sums.sn * sums.sn) * sums.users / (sums.users - 1)
+
+
+def ratio_interval(sums: UserSums, alpha: float = DEFAULT_ALPHA) -> tuple[float, float] | None:
+    """Normal (1 - alpha) CI of one arm's per-outcome mean, users as the unit."""
+    variance = ratio_variance(sums)
+    if math.isnan(variance):
+        return None
+    ratio, half = sums.sy / sums.sn, z_critical(alpha) * math.sqrt(variance)
+    return ratio - half, ratio + half
+
+
+def delta_z_test(control: UserSums, variant: UserSums, alpha: float = DEFAULT_ALPHA) -> Difference:
+    """z-test of the difference of two per-outcome means, each ``sum Y / sum N`` over the
+    arm's users, with delta-method variances: outcomes of one user may be correlated,
+    users are independent."""
+    check_alpha(alpha)
+    if control.users < 2 or variant.users < 2:
+        raise ValueError("the delta-method test needs at least two users per arm")
+    diff = variant.sy / variant.sn - control.sy / control.sn
+    se = math.sqrt(ratio_variance(control) + ratio_variance(variant))
+    if se == 0.0:
+        p = 1.0 if diff == 0.0 else 0.0
+        stat = 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
+        return Difference(diff, 0.0, diff, diff, p, stat, None)
+    stat = diff / se
+    p = float(2.0 * _special().ndtr(-abs(stat)))
     half = z_critical(alpha) * se
     return Difference(diff, se, diff - half, diff + half, p, stat, None)
 

@@ -246,10 +246,71 @@ class ArmAggregate:
         )
 
 
+@dataclass
+class UserSums:
+    """One arm's user-level sums for one metric: the delta method's sufficient statistics.
+
+    A user's outcomes total ``Y`` over ``N`` outcomes; the arm keeps the number of users
+    with an outcome and ``sum Y, sum N, sum Y^2, sum N^2, sum Y N`` over them. An outcome
+    ``y`` of a user who had ``(Y, N)`` before adds ``y, 1, 2 Y y + y^2, 2 N + 1,
+    Y + y N + y``: deltas, so shards merge by addition in any order.
+    """
+
+    users: int = 0
+    sy: float = 0.0
+    sn: float = 0.0
+    syy: float = 0.0
+    snn: float = 0.0
+    syn: float = 0.0
+
+    def add(self, user_total: float, user_count: int, value: float) -> None:
+        """Fold one outcome ``value`` of a user whose earlier outcomes total ``user_total``
+        over ``user_count`` outcomes."""
+        if not math.isfinite(value) or not math.isfinite(user_total) or user_count < 0:
+            raise ValueError(f"invalid outcome {value!r} for a user at {user_total!r}")
+        if user_count == 0:
+            self.users += 1
+        self.sy += value
+        self.sn += 1.0
+        self.syy += 2.0 * user_total * value + value * value
+        self.snn += 2.0 * user_count + 1.0
+        self.syn += user_total + value * user_count + value
+
+    def merge(self, other: UserSums) -> None:
+        self.users += other.users
+        self.sy += other.sy
+        self.sn += other.sn
+        self.syy += other.syy
+        self.snn += other.snn
+        self.syn += other.syn
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {
+            "users": self.users,
+            "sy": self.sy,
+            "sn": self.sn,
+            "syy": self.syy,
+            "snn": self.snn,
+            "syn": self.syn,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserSums:
+        sums = cls(
+            users=int(data["users"]),
+            **{k: float(data[k]) for k in ("sy", "sn", "syy", "snn", "syn")},
+        )
+        values = (sums.sy, sums.sn, sums.syy, sums.snn, sums.syn)
+        if sums.users < 0 or sums.sn < 0 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"invalid user sums: {data!r}")
+        return sums
+
+
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_MAX_BINS",
     "ArmAggregate",
     "Moments",
     "QuantileSketch",
+    "UserSums",
 ]

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             truth = texts.labels[i]
             services.experiments.record_outcome(
                 experiment,
-                answer["request_id"],
+                answer["exposure_id"],
                 {
                     "label_correct": prediction["label"] == truth,
                     "polarity_error": abs(prediction["score"] - POLARITY[truth]),

@@ -1139,19 +1139,19 @@ RESULTS = {
             {"user_id": "u-7"},
         ),
         (
-            ["experiment", "outcome", "exp-1", "--request-id", "r1", "--values", "-"],
+            ["experiment", "outcome", "exp-1", "--exposure-id", "r1", "--values", "-"],
             "POST",
             "/v1/experiments/exp-1/outcomes",
-            {"request_id": "r1", "values": {"label_correct": True}},
+            {"exposure_id": "r1", "values": {"label_correct": True}},
         ),
         (
             [
-                *("experiment", "outcome", "exp-1", "--request-id", "r1"),
+                *("experiment", "outcome", "exp-1", "--exposure-id", "r1"),
                 *("--value", "label_correct=false", "--value", "err=0.25", "--value", "n=3"),
             ],
             "POST",
             "/v1/experiments/exp-1/outcomes",
-            {"request_id": "r1", "values": {"label_correct": False, "err": 0.25, "n": 3}},
+            {"exposure_id": "r1", "values": {"label_correct": False, "err": 0.25, "n": 3}},
         ),
         (["experiment", "results", "exp-1"], "GET", "/v1/experiments/exp-1/results", None),
     ],
@@ -1224,12 +1224,12 @@ def test_experiment_show_assign_and_outcome_render() -> None:
         "user u-7 is in variant candidate (sentiment 1.1.0) of experiment exp-1"
         " (experiment no longer active)\n"
     )
-    recorded = {"request_id": "r1", "variant": "control", "values": {"label_correct": True}}
+    recorded = {"exposure_id": "r1", "variant": "control", "values": {"label_correct": True}}
     result = run(
         "experiment",
         "outcome",
         "exp-1",
-        "--request-id",
+        "--exposure-id",
         "r1",
         "--value",
         "label_correct=true",
@@ -1247,7 +1247,7 @@ def test_experiment_show_assign_and_outcome_render() -> None:
 )
 def test_experiment_refusals_exit_1(status: int, code: str, message: str) -> None:
     reply = {"error": {"code": code, "message": message, "details": []}, "request_id": "q"}
-    argv = ["experiment", "outcome", "exp-9", "--request-id", "r1", "--value", "m=1"]
+    argv = ["experiment", "outcome", "exp-9", "--exposure-id", "r1", "--value", "m=1"]
     result = run(*argv, transport=FakeTransport([(status, reply)]))
     assert result.code == cli_client.EXIT_REFUSED
     assert result.err.splitlines() == [f"error: {code}: {message}", "request id: q"]
@@ -1264,11 +1264,11 @@ def test_experiment_refusals_exit_1(status: int, code: str, message: str) -> Non
         (["experiment", "create", "--design", "-"], "[1]"),
         (["experiment", "create", "--design", "-"], "nope"),
         (["experiment", "outcome", "exp-1", "--value", "m=1"], ""),
-        (["experiment", "outcome", "exp-1", "--request-id", "r1"], ""),
-        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m"], ""),
-        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m=x"], ""),
-        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--value", "m=nan"], ""),
-        (["experiment", "outcome", "exp-1", "--request-id", "r1", "--values", "-"], "[]"),
+        (["experiment", "outcome", "exp-1", "--exposure-id", "r1"], ""),
+        (["experiment", "outcome", "exp-1", "--exposure-id", "r1", "--value", "m"], ""),
+        (["experiment", "outcome", "exp-1", "--exposure-id", "r1", "--value", "m=x"], ""),
+        (["experiment", "outcome", "exp-1", "--exposure-id", "r1", "--value", "m=nan"], ""),
+        (["experiment", "outcome", "exp-1", "--exposure-id", "r1", "--values", "-"], "[]"),
     ],
 )
 def test_experiment_usage_errors_exit_2(

@@ -205,7 +205,8 @@ def test_fifty_concurrent_writers_lose_nothing(stack: Stack) -> None:
 
 def test_results_match_scipy_on_the_same_outcomes(stack: Stack) -> None:
     service = experiments(stack)
-    experiment = service.create(design(), actor="t")
+    per_request = [{**m, "unit": "request"} for m in METRICS]
+    experiment = service.create(design(metrics=per_request), actor="t")
     rng = np.random.default_rng(7)
     data = {"control": rng.normal(0.10, 0.3, 150), "candidate": rng.normal(0.16, 0.3, 150)}
     for variant, xs in data.items():
@@ -260,3 +261,101 @@ def test_the_simulation_prints_a_results_table() -> None:
     )
     assert "label_correct" in done.stdout
     assert "sample-ratio check" in done.stdout
+
+
+def test_the_conclusion_waits_for_the_outcome_window_and_never_disagrees(stack: Stack) -> None:
+    """Late outcomes that turn the results to `worse` are in the conclusion a gate reads."""
+    documents, now = stack.services.backends.documents, ["2026-03-01T00:00:00.000000Z"]
+    service = Experiments(documents, stack.registry, lambda: now[0])
+    window = design(
+        start="2026-03-01T00:00:00Z", end="2026-03-08T00:00:00Z", outcome_window_days=14
+    )
+    experiment = service.create(window, actor="t")
+    rng = np.random.default_rng(11)
+    for variant in ("control", "candidate"):
+        for i in range(330):
+            service.expose(experiment, f"{variant}-{i}", variant, f"{variant}-user-{i}")
+    service.expose(experiment, "spare", "control", "control-user-0")
+    for variant in ("control", "candidate"):
+        for i in range(150):
+            on_time = {"first_day_return": float(rng.normal(0.1, 0.2)), "priced_in_range": True}
+            service.record_outcome(experiment, f"{variant}-{i}", on_time)
+    now[0] = "2026-03-09T00:00:00.000000Z"  # past the end, inside the window
+    collecting = service.get(experiment.experiment_id)
+    assert (collecting.status, collecting.conclusions) == ("collecting", {})
+    for variant, mean in (("control", 0.1), ("candidate", -0.2)):
+        for i in range(150, 330):
+            late = {"first_day_return": float(rng.normal(mean, 0.2)), "priced_in_range": True}
+            service.record_outcome(experiment, f"{variant}-{i}", late)
+    now[0] = "2026-03-23T00:00:00.000000Z"  # the window has closed
+    done = service.get(experiment.experiment_id)
+    assert (done.status, done.conclusions) == ("completed", {"1.1.0": "regression"})
+    found = _find(service.results(done), "candidate", "first_day_return")
+    assert found["verdict"] == "worse"
+    with pytest.raises(ConflictError, match="outcome window"):
+        service.record_outcome(experiment, "spare", {"first_day_return": 5.0})
+    assert service.get(experiment.experiment_id).conclusions == {"1.1.0": "regression"}
+
+
+def test_the_split_is_checked_on_users_and_outcomes_analysed_per_user(stack: Stack) -> None:
+    """Candidate users come back twice as often: requests are 1:2, users 1:1."""
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    rng = np.random.default_rng(8)
+    for variant, visits in (("control", 1), ("candidate", 2)):
+        for i in range(120):
+            for visit in range(visits):
+                exposure = f"{variant}-{i}-{visit}"
+                service.expose(experiment, exposure, variant, f"{variant}-user-{i}")
+                value = {"first_day_return": float(rng.normal(0.1, 0.2)), "priced_in_range": True}
+                service.record_outcome(experiment, exposure, value)
+    result = service.results(experiment)
+    assert result["srm"]["unit"] == "user"
+    assert result["srm"]["observed"] == {"control": 120, "candidate": 120}
+    assert result["srm"]["requests"] == {"control": 120, "candidate": 240}
+    assert result["srm"]["mismatch"] is False
+    found = _find(result, "candidate", "first_day_return")
+    assert (found["unit"], found["test"]) == ("user", "delta_z")
+    assert (found["variant"]["users"], found["variant"]["count"]) == (120, 240)
+
+
+def test_an_experiment_stored_before_users_and_windows_still_reads(stack: Stack) -> None:
+    """Documents as written before: no unit, no window, exposures counting requests only."""
+    from common.experiments import AGGREGATES, EXPERIMENTS, EXPOSURES
+    from common.stats_sketch import ArmAggregate
+
+    documents = stack.services.backends.documents
+    legacy = {
+        "experiment_id": "old1",
+        "model_id": "risk",
+        "variants": {"control": "1.0.0", "candidate": "1.1.0"},
+        "split": {"control": 0.5, "candidate": 0.5},
+        "metrics": METRICS,
+        "start": "2026-01-01T00:00:00.000000Z",
+        "end": "2026-01-31T00:00:00.000000Z",
+        "salt": "s",
+        "status": "active",
+        "created_by": "t",
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "conclusions": {},
+    }
+    documents.create(EXPERIMENTS, "old1", legacy)
+    rng = np.random.default_rng(4)
+    for variant in ("control", "candidate"):
+        arm = ArmAggregate.continuous()
+        for x in rng.normal(0.1, 0.2, 150):
+            arm.add(float(x))
+        doc = {"experiment_id": "old1", "variant": variant, "shard": 0}
+        documents.set(EXPOSURES, f"old1:{variant}:0", {**doc, "count": 150})
+        documents.set(
+            AGGREGATES,
+            f"old1:{variant}:first_day_return:0",
+            {**doc, "metric": "first_day_return", "aggregate": arm.to_dict()},
+        )
+    service = experiments(stack)
+    done = service.get("old1")  # past its end with no window: completed at this touch
+    assert done.status == "completed"
+    result = service.results(done)
+    assert result["srm"]["unit"] == "request"
+    found = _find(result, "candidate", "first_day_return")
+    assert (found["unit"], found["test"], found["control"]["count"]) == ("request", "welch_t", 150)

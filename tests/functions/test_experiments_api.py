@@ -60,21 +60,21 @@ def test_predictions_follow_the_experiment_and_outcomes_join_later(stack: Stack)
 
     url = f"/v1/experiments/{experiment['experiment_id']}/outcomes"
     write = stack.headers(("experiment:write",))
-    request_id = served["user-1"]["request_id"]
-    body = {"request_id": request_id, "values": {"first_day_return": 0.21}}
+    exposure_id = served["user-1"]["exposure_id"]
+    body = {"exposure_id": exposure_id, "values": {"first_day_return": 0.21}}
     first = function_client("record_outcome").post(url, json=body, headers=write)
     second = function_client("record_outcome").post(url, json=body, headers=write)
     assert first.status_code == second.status_code == 200
     assert first.get_json() == second.get_json()
-    changed = {"request_id": request_id, "values": {"first_day_return": 0.5}}
+    changed = {"exposure_id": exposure_id, "values": {"first_day_return": 0.5}}
     assert_error(
         function_client("record_outcome").post(url, json=changed, headers=write), 409, "conflict"
     )
-    unknown = {"request_id": "nope", "values": {"first_day_return": 0.1}}
+    unknown = {"exposure_id": "nope", "values": {"first_day_return": 0.1}}
     assert_error(
         function_client("record_outcome").post(url, json=unknown, headers=write), 404, "not_found"
     )
-    bad = {"request_id": request_id, "values": {"other": 0.1}}
+    bad = {"exposure_id": exposure_id, "values": {"other": 0.1}}
     assert_error(
         function_client("record_outcome").post(url, json=bad, headers=write), 422, "invalid_values"
     )
@@ -87,7 +87,9 @@ def test_predictions_follow_the_experiment_and_outcomes_join_later(stack: Stack)
         )
         .get_json()["results"]
     )
-    assert sum(results["srm"]["observed"].values()) == 41  # every prediction was one exposure
+    # 41 predictions of 40 users: the split is checked on users, requests are also counted
+    assert (results["srm"]["unit"], sum(results["srm"]["observed"].values())) == ("user", 40)
+    assert sum(results["srm"]["requests"].values()) == 41
     comparison = results["comparisons"]["candidate"]["first_day_return"]
     assert comparison["verdict"] == "not enough data"
 
@@ -145,13 +147,13 @@ def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
     url = f"/v1/experiments/{created['experiment_id']}/outcomes"
     write = stack.headers(("experiment:write",))
     for i, value in enumerate([True, 1, 0]):
-        request_id = predict_as(stack, f"user-{i}")["request_id"]
-        body = {"request_id": request_id, "values": {"hit": value}}
+        exposure_id = predict_as(stack, f"user-{i}")["exposure_id"]
+        body = {"exposure_id": exposure_id, "values": {"hit": value}}
         assert (
             function_client("record_outcome").post(url, json=body, headers=write).status_code == 200
         )
-    request_id = predict_as(stack, "user-9")["request_id"]
-    half = {"request_id": request_id, "values": {"hit": 0.5}}
+    exposure_id = predict_as(stack, "user-9")["exposure_id"]
+    half = {"exposure_id": exposure_id, "values": {"hit": 0.5}}
     assert_error(
         function_client("record_outcome").post(url, json=half, headers=write), 422, "invalid_values"
     )
@@ -196,16 +198,16 @@ def test_an_outcome_resent_as_one_after_true_is_the_same_outcome(stack: Stack) -
         .get_json()
     )
     url = f"/v1/experiments/{created['experiment_id']}/outcomes"
-    request_id = predict_as(stack, "user-1")["request_id"]
+    exposure_id = predict_as(stack, "user-1")["exposure_id"]
     first = function_client("record_outcome").post(
-        url, json={"request_id": request_id, "values": {"hit": True}}, headers=write
+        url, json={"exposure_id": exposure_id, "values": {"hit": True}}, headers=write
     )
     again = function_client("record_outcome").post(
-        url, json={"request_id": request_id, "values": {"hit": 1}}, headers=write
+        url, json={"exposure_id": exposure_id, "values": {"hit": 1}}, headers=write
     )
     assert first.status_code == again.status_code == 200
     assert first.get_json() == again.get_json()
     other = function_client("record_outcome").post(
-        url, json={"request_id": request_id, "values": {"hit": 0}}, headers=write
+        url, json={"exposure_id": exposure_id, "values": {"hit": 0}}, headers=write
     )
     assert_error(other, 409, "conflict")

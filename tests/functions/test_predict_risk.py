@@ -42,6 +42,7 @@ def test_prediction_has_the_contract_shape(predict_risk_client: FlaskClient, sta
         "model_version",
         "variant",
         "experiment_id",
+        "exposure_id",
         "request_id",
     }
     assert body["model_id"] == "risk"
