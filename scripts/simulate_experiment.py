@@ -6,7 +6,7 @@ Everything happens in a temporary embedded deployment: both sentiment versions a
 and registered (the lexicon in production), an experiment splits users 50/50 between the
 lexicon (control) and the classifier (candidate), every user asks for the sentiment of one
 held-out text through the serving pipeline, and only afterwards, as analysts would days
-later, each prediction's outcome is recorded by request id: whether the label was right
+later, each prediction's outcome is recorded by its exposure id: whether the label was right
 (binary) and how far the score was from the text's true polarity (continuous, lower is
 better). Then it prints the results the experiment_results function answers.
 """
