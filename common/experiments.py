@@ -148,7 +148,11 @@ class Experiments:
         """Whether a prediction at ``at`` belongs to ``experiment`` by its recorded times,
         whatever an instance's snapshot of it says."""
         doc = self._documents.get(EXPERIMENTS, experiment.experiment_id)
-        return doc is not None and Experiment.model_validate(doc.data).served_at(at)
+        if doc is None:
+            return False
+        current = Experiment.model_validate(doc.data)
+        stopped_unrecorded = current.status == "stopped" and current.stopped_at is None
+        return current.served_at(at) and not stopped_unrecorded
 
     def active_for(self, model_id: str) -> Experiment | None:
         docs = self._documents.query(

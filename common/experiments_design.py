@@ -72,8 +72,6 @@ class Experiment(BaseModel):
     def served_at(self, at: str) -> bool:
         """Whether a prediction at ``at`` belongs to this experiment, by its recorded times."""
         until = min(self.end, self.stopped_at) if self.stopped_at else self.end
-        if self.status == "stopped" and self.stopped_at is None:
-            return False
         return self.start <= at < until
 
     def closing_time(self) -> str:

@@ -359,3 +359,18 @@ def test_an_experiment_stored_before_users_and_windows_still_reads(stack: Stack)
     assert result["srm"]["unit"] == "request"
     found = _find(result, "candidate", "first_day_return")
     assert (found["unit"], found["test"], found["control"]["count"]) == ("request", "welch_t", 150)
+
+
+def test_a_stop_recorded_before_stop_times_still_takes_its_outcomes(stack: Stack) -> None:
+    """A stopped experiment stored without ``stopped_at``: its own exposures still join."""
+    from common.experiments import EXPERIMENTS
+
+    documents = stack.services.backends.documents
+    service = experiments(stack)
+    experiment = service.create(design(), actor="t")
+    service.expose(experiment, "req-1", "candidate", "user-1")
+    documents.update(EXPERIMENTS, experiment.experiment_id, {"status": "stopped"})
+    stopped = service.get(experiment.experiment_id)
+    answer = service.record_outcome(stopped, "req-1", {"priced_in_range": True})
+    assert (answer["variant"], answer["written"]) == ("candidate", True)
+    assert service.serving(stopped, stopped.start) is False

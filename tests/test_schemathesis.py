@@ -118,7 +118,7 @@ BODIES: dict[str, dict[str, Any]] = {
     },
     "stopExperiment": {},
     "assignVariant": {"user_id": "user-1"},
-    "recordOutcome": {"request_id": "req-1", "values": {"priced": 1}},
+    "recordOutcome": {"exposure_id": "exp-1", "values": {"priced": 1}},
     "eraseSubject": {"subject": "user-1"},
     **{f"predict{m.capitalize()}": {"instances": [{}]} for m in MODELS},
 }

@@ -95,3 +95,29 @@ def test_outcomes_of_predictions_after_a_stop_are_refused(stack: Stack) -> None:
     )
     assert refused.status_code == 409
     assert "outside the running time" in refused.get_json()["error"]["message"]
+
+
+def test_an_outcome_after_the_window_is_409_naming_it(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    past = {**DESIGN, "start": "2020-01-01T00:00:00Z", "end": "2020-01-31T00:00:00Z"}
+    service = other_instance(stack)
+    experiment = service.create(
+        ExperimentDesign.model_validate({**past, "outcome_window_days": 7}), actor="t"
+    )
+    service.expose(experiment, "x1", "candidate", "u1", at="2020-01-15T00:00:00.000000Z")
+    response = function_client("record_outcome").post(
+        f"/v1/experiments/{experiment.experiment_id}/outcomes",
+        json={"exposure_id": "x1", "values": {"first_day_return": 0.1}},
+        headers=stack.headers(("experiment:write",)),
+    )
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "conflict"
+    assert "outcome window" in error["message"]
+    assert error["details"] == [
+        {"outcome_window_days": 7, "closes_at": "2020-02-07T00:00:00.000000Z"}
+    ]
+    shown = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment.experiment_id}", headers=stack.headers(("experiment:read",))
+    )
+    assert shown.get_json()["status"] == "completed"
