@@ -230,7 +230,18 @@ class Lifecycle:
             }
 
     def _experiment_evidence(self, model_id: str, version: str) -> dict[str, Any]:
-        """A completed experiment of this model in which ``version`` showed no regression."""
+        """A completed experiment of this model in which ``version`` showed no regression.
+
+        An experiment whose outcome window has closed but that nobody has read since is
+        completed here first, so its conclusion is drawn from every outcome it took."""
+        from common.experiments import Experiment, Experiments
+
+        now = self._clock()
+        for doc in self._documents.query(
+            EXPERIMENTS, [Filter("model_id", "==", model_id), Filter("status", "==", "active")]
+        ):
+            if now >= Experiment.model_validate(doc.data).closing_time():
+                Experiments(self._documents, self._registry, self._clock).get(doc.id)
         found = self._documents.query(
             EXPERIMENTS,
             [Filter("model_id", "==", model_id), Filter("status", "==", "completed")],
