@@ -90,12 +90,17 @@ class Experiments:
     def create(self, design: ExperimentDesign, *, actor: str) -> Experiment:
         for name, version in design.variants.items():
             try:
-                self._registry.get_version(design.model_id, version)
+                record = self._registry.get_version(design.model_id, version)
             except NotFoundError:
                 raise InvalidValuesError(
                     f"variant {name!r}: {design.model_id} has no version {version!r}",
                     details=[{"field": f"variants.{name}", "rule": "registered_version"}],
                 ) from None
+            if record.stage == "retired":
+                raise InvalidValuesError(
+                    f"variant {name!r}: {design.model_id} {version} is retired and serves nothing",
+                    details=[{"field": f"variants.{name}", "rule": "not_retired"}],
+                )
         if self.active_for(design.model_id) is not None:
             raise ConflictError(f"{design.model_id} already has an active experiment")
         now = self._clock()

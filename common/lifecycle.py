@@ -92,6 +92,7 @@ class Lifecycle:
                 f"{model_id} {version} is {current.stage}; it can move to "
                 f"{', '.join(sorted(allowed)) or 'no other stage'}, not {stage}{via}"
             )
+        self._refuse_if_in_experiment(model_id, version)
 
         def move(tx: Transaction) -> ModelVersion:
             model_doc = tx.get(MODELS, model_id)
@@ -111,6 +112,27 @@ class Lifecycle:
             return record.model_copy(update={"stage": stage})
 
         return self._documents.transaction(move)
+
+    def _refuse_if_in_experiment(self, model_id: str, version: str) -> None:
+        """409 while ``version`` is a variant of an experiment that serves, or will serve
+        from its start, until its end: it is serving traffic as much as a canary is."""
+        from common.experiments import Experiment
+
+        now = self._clock()
+        for doc in self._documents.query(
+            EXPERIMENTS, [Filter("model_id", "==", model_id), Filter("status", "==", "active")]
+        ):
+            experiment = Experiment.model_validate(doc.data)
+            if now >= experiment.end:
+                continue
+            for name, variant_version in experiment.variants.items():
+                if variant_version == version:
+                    raise ConflictError(
+                        f"{model_id} {version} is variant {name!r} of experiment "
+                        f"{experiment.experiment_id}, which serves it until {experiment.end}; "
+                        "stop the experiment before moving it",
+                        details=[{"experiment_id": experiment.experiment_id, "variant": name}],
+                    )
 
     # --- promotion ---------------------------------------------------------------------
     def promote(
