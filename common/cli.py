@@ -258,7 +258,7 @@ def _add_experiment_commands(commands: Any) -> None:
         metavar="FILE",
         help="JSON design (model_id, variants, split, metrics, ...); '-' for stdin",
     )
-    action("show", cmd_experiment_show, "Show an experiment's design and status.")
+    action("show", cmd_experiment_show, "Show an experiment's design, status and outcome window.")
     action("stop", cmd_experiment_stop, "Stop a running experiment.")
     sub = action("assign", cmd_experiment_assign, "Show which variant a user is assigned.")
     sub.add_argument(
@@ -279,7 +279,9 @@ def _add_experiment_commands(commands: Any) -> None:
     action(
         "results",
         cmd_experiment_results,
-        "Per variant and metric: both arms, lift, Holm-adjusted p, verdict; then the SRM check.",
+        "Per metric each arm's unit, users, outcomes and mean; per comparison the difference "
+        "with its Holm-level interval (ci_holm), lift, Holm-adjusted p and verdict; then the "
+        "sample-ratio check.",
     )
 
 

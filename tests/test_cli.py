@@ -1088,8 +1088,11 @@ DESIGN = {
     "split": {"control": 0.5, "candidate": 0.5},
     "metrics": [{"name": "label_correct", "type": "binary", "direction": "increase"}],
 }
-EXPERIMENT = {
+EXPERIMENT = {  # GET /v1/experiments/{id} as common/experiments_api.py answers it
     **DESIGN,
+    "metrics": [
+        {"name": "label_correct", "type": "binary", "direction": "increase", "unit": "user"}
+    ],
     "experiment_id": "exp-1",
     "start": "2026-12-01T00:00:00Z",
     "end": "2026-12-31T00:00:00Z",
@@ -1097,29 +1100,59 @@ EXPERIMENT = {
     "created_by": "analyst",
     "created_at": "2026-12-01T00:00:00.25Z",
     "conclusions": {},
+    "outcome_window_days": 28,
+    "stopped_at": None,
+    "closes_at": "2027-01-28T00:00:00Z",
 }
 
 
-def arm(count: int, mean: float, low: float, high: float) -> dict[str, Any]:
-    return {"count": count, "mean": mean, "std": 0.5, "ci": {"low": low, "high": high}}
+def arm(count: int, mean: float, low: float, high: float, users: int) -> dict[str, Any]:
+    return {
+        "count": count,
+        "mean": mean,
+        "std": 0.5,
+        "users": users,
+        "ci": {"low": low, "high": high},
+        "ci_method": "delta",
+    }
 
 
-COMPARISON = {
-    "control": arm(489, 0.544, 0.49968, 0.58761),
-    "variant": arm(511, 0.89041, 0.86043, 0.91462),
-    "difference": 0.346,
-    "ci": {"low": 0.29, "high": 0.4},
-    "lift": {"estimate": 0.63686, "low": 0.5, "high": 0.77},
+COMPARISON = {  # one comparison of GET .../results, users as the unit
+    "metric_type": "binary",
+    "unit": "user",
+    "direction": "increase",
+    "alpha": 0.05,
+    "min_n": 100,
+    "enough_data": True,
+    "control": arm(912, 0.544, 0.49968, 0.58761, 489),
+    "variant": arm(950, 0.89041, 0.86043, 0.91462, 511),
+    "test": "delta_z",
+    "difference": 0.34641,
+    "ci": {"low": 0.29012, "high": 0.40269},
     "p_value": 2.7e-34,
-    "p_value_adjusted": 5.49e-34,
+    "lift": {"estimate": 0.63686, "low": 0.5, "high": 0.77},
     "always_valid_ci": {"low": 0.2, "high": 0.5},
     "verdict": "better",
+    "regression": False,
+    "ci_holm": {"low": 0.29012, "high": 0.40269},  # one comparison: Holm's level is 1 - alpha
+    "ci_holm_level": 0.95,
+    "p_value_adjusted": 5.49e-34,
+}
+SRM = {
+    "p_value": 0.4871,
+    "mismatch": False,
+    "threshold": 0.001,
+    "observed": {"candidate": 511, "control": 489},
+    "expected": {"candidate": 500.0, "control": 500.0},
+    "unit": "user",
+    "requests": {"control": 912, "candidate": 950},
 }
 RESULTS = {
     "experiment": EXPERIMENT,
     "results": {
         "control": "control",
-        "srm": {"p_value": 0.4871, "mismatch": False, "threshold": 0.001},
+        "alpha": 0.05,
+        "srm": SRM,
         "comparisons": {"candidate": {"label_correct": COMPARISON}},
     },
 }
@@ -1168,29 +1201,76 @@ def test_each_experiment_command_sends_its_request(
     assert ("Content-Type" in sent.headers) == (method == "POST")
 
 
-def test_experiment_results_table() -> None:
+def test_experiment_results_show_users_outcomes_unit_and_the_holm_interval() -> None:
     transport = FakeTransport([(200, RESULTS)])
     result = run("experiment", "results", "exp-1", transport=transport)
     assert result.code == 0, result.err
-    head, table, srm = result.out.rstrip("\n").split("\n\n")
-    assert head == "experiment exp-1 on sentiment (active)"
-    assert table.splitlines() == [
-        "METRIC         VARIANT      N  MEAN    95% CI            LIFT     P (HOLM)  VERDICT",
-        "label_correct  control    489  0.5440  [0.4997, 0.5876]  -        -         -",
-        "label_correct  candidate  511  0.8904  [0.8604, 0.9146]  +63.69%  5.5e-34   better",
+    head, arms, comparisons, srm = result.out.rstrip("\n").split("\n\n")
+    assert head == (
+        "experiment exp-1 on sentiment (active, outcomes taken until 2027-01-28 00:00:00Z)"
+    )
+    assert arms.splitlines() == [
+        "METRIC         UNIT  VARIANT    USERS  OUTCOMES  MEAN    95% CI",
+        "label_correct  user  control      489       912  0.5440  [0.4997, 0.5876]",
+        "label_correct  user  candidate    511       950  0.8904  [0.8604, 0.9146]",
     ]
-    assert srm == "sample-ratio check: p = 0.487 (consistent with the design)"
+    assert comparisons.splitlines() == [
+        "METRIC         VARIANT    DIFFERENCE  CI_HOLM           LEVEL  LIFT     P (HOLM)  VERDICT",
+        "label_correct  candidate  +0.3464     [0.2901, 0.4027]  95%    +63.69%  5.5e-34   better",
+    ]
+    assert srm.splitlines() == [
+        "sample-ratio check on users: p = 0.487 (consistent with the design)",
+        "  users: control 489, candidate 511; requests: control 912, candidate 950",
+    ]
+
+
+def test_experiment_results_per_request_metric_and_a_mean_of_zero() -> None:
+    """A per-request metric has no user counts; -0.0000 and -0.00% print without a sign."""
+    per_request = {
+        **COMPARISON,
+        "metric_type": "continuous",
+        "unit": "request",
+        "direction": "decrease",
+        "control": {"count": 7, "mean": 1e-9, "ci": {"low": -0.00001, "high": 0.1}},
+        "variant": {"count": 5, "mean": -1e-9, "ci": {"low": -0.1, "high": 0.00001}},
+        "difference": -2e-9,
+        "lift": {"estimate": -0.00001},
+        "ci_holm": {"low": -0.2, "high": 0.2},
+        "ci_holm_level": 0.95,
+        "p_value_adjusted": 1.0,
+        "verdict": "not enough data",
+    }
+    results = {
+        **RESULTS["results"],
+        "comparisons": {"candidate": {"label_correct": COMPARISON, "error": per_request}},
+    }
+    answer = {"experiment": EXPERIMENT, "results": results}
+    result = run("experiment", "results", "exp-1", transport=FakeTransport([(200, answer)]))
+    _, arms, comparisons, _ = result.out.rstrip("\n").split("\n\n")
+    rows = [line.split("  ") for line in arms.splitlines()]
+    assert [[cell.strip() for cell in row if cell.strip()] for row in rows[3:]] == [
+        ["error", "request", "control", "-", "7", "0.0000", "[0.0000, 0.1000]"],
+        ["error", "request", "candidate", "-", "5", "0.0000", "[-0.1000, 0.0000]"],
+    ]
+    assert "-0.0000" not in result.out
+    assert [c.strip() for c in comparisons.splitlines()[2].split("  ") if c.strip()] == [
+        *("error", "candidate", "0.0000", "[-0.2000, 0.2000]", "95%", "0.00%", "1"),
+        "not enough data",
+    ]
 
 
 def test_experiment_results_flags_a_sample_ratio_mismatch_and_missing_data() -> None:
     empty = {"control": {"count": 0, "mean": None, "ci": None}, "variant": {"count": 0}}
-    comparisons = {"candidate": {"m": {**COMPARISON, **empty, "lift": None, "verdict": "x"}}}
+    missing = {"difference": None, "ci_holm": None, "ci_holm_level": None, "lift": None}
+    comparisons = {"candidate": {"m": {**COMPARISON, **empty, **missing, "verdict": "x"}}}
     srm = {"p_value": 0.0002, "mismatch": True, "threshold": 0.001}
     answer = {"experiment": EXPERIMENT, "results": {"srm": srm, "comparisons": comparisons}}
     result = run("experiment", "results", "exp-1", transport=FakeTransport([(200, answer)]))
     lines = result.out.splitlines()
-    assert lines[3].split() == ["m", "control", "0", "-", "-", "-", "-", "-"]
-    assert lines[4].split() == ["m", "candidate", "0", "-", "-", "-", "5.5e-34", "x"]
+    assert lines[2].split() == ["METRIC", "UNIT", "VARIANT", "USERS", "OUTCOMES", "MEAN", "CI"]
+    assert lines[3].split() == ["m", "user", "control", "-", "0", "-", "-"]
+    assert lines[4].split() == ["m", "user", "candidate", "-", "0", "-", "-"]
+    assert lines[7].split() == ["m", "candidate", "-", "-", "-", "-", "5.5e-34", "x"]
     assert lines[-1] == (
         "sample-ratio check: p = 0.0002 (MISMATCH: below 0.001, every number is suspect)"
     )
@@ -1204,13 +1284,32 @@ def test_experiment_results_json_is_the_raw_answer() -> None:
     assert (result.code, result.out) == (0, raw.decode() + "\n")
 
 
-def test_experiment_show_assign_and_outcome_render() -> None:
-    stopped = {**EXPERIMENT, "status": "stopped", "conclusions": {"candidate": "inconclusive"}}
-    found = pairs(run("experiment", "stop", "exp-1", transport=FakeTransport([(200, stopped)])).out)
-    assert found["status"] == "stopped"
+@pytest.mark.parametrize("action", ["create", "show", "stop"])
+def test_experiment_block_shows_units_window_and_stop(action: str) -> None:
+    stopped = {
+        **EXPERIMENT,
+        "status": "stopped",
+        "stopped_at": "2026-12-10T08:00:00.5Z",
+        "closes_at": "2027-01-07T08:00:00.5Z",
+        "conclusions": {"candidate": "inconclusive"},
+    }
+    argv = ["--design", "-"] if action == "create" else ["exp-1"]
+    answer = (201, EXPERIMENT) if action == "create" else (200, stopped)
+    result = run("experiment", action, *argv, transport=FakeTransport([answer]), stdin="{}")
+    found = pairs(result.out)
+    assert found["metrics"] == "label_correct (binary, increase, unit user)"
+    assert found["outcome window"] == "28 days"
+    if action == "create":
+        assert (found["status"], found["stopped"]) == ("active", "-")
+        assert found["closes"] == "2027-01-28 00:00:00Z"
+    else:
+        assert (found["status"], found["stopped"]) == ("stopped", "2026-12-10 08:00:00Z")
+        assert found["closes"] == "2027-01-07 08:00:00Z"
+        assert found["conclusions"] == "candidate=inconclusive"
     assert found["variants"] == "candidate 1.1.0 (50%), control 1.0.0 (50%)"
-    assert found["metrics"] == "label_correct (binary, increase)"
-    assert found["conclusions"] == "candidate=inconclusive"
+
+
+def test_experiment_assign_and_outcome_render() -> None:
     assignment = {
         "experiment_id": "exp-1",
         "user_id": "u-7",
