@@ -114,6 +114,12 @@ class Experiments:
             raise InvalidValuesError(
                 "end must be after start", details=[{"field": "end", "rule": "after_start"}]
             )
+        if end <= now:
+            raise InvalidValuesError(
+                f"end must be in the future: {end} has passed, so the experiment would serve "
+                "nothing and conclude from no outcomes",
+                details=[{"field": "end", "rule": "future", "value": end, "now": now}],
+            )
         experiment = Experiment(
             experiment_id=uuid.uuid4().hex,
             model_id=design.model_id,

@@ -100,7 +100,8 @@ def test_outcomes_of_predictions_after_a_stop_are_refused(stack: Stack) -> None:
 def test_an_outcome_after_the_window_is_409_naming_it(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
     past = {**DESIGN, "start": "2020-01-01T00:00:00Z", "end": "2020-01-31T00:00:00Z"}
-    service = other_instance(stack)
+    then = "2020-01-01T00:00:00.000000Z"  # created when it was still to come
+    service = Experiments(stack.services.backends.documents, stack.registry, lambda: then)
     experiment = service.create(
         ExperimentDesign.model_validate({**past, "outcome_window_days": 7}), actor="t"
     )

@@ -56,3 +56,16 @@ def test_an_experiment_cannot_name_a_retired_version(stack: Stack) -> None:
     assert "retired" in error["message"]
     assert error["details"][0]["field"] == "variants.candidate"
     assert predict_as(stack, "user-1")["experiment_id"] is None
+
+
+def test_a_design_that_has_already_ended_is_422_naming_end(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    past = {**DESIGN, "start": "2020-01-01T00:00:00Z", "end": "2020-02-01T00:00:00Z"}
+    response = function_client("create_experiment").post(
+        "/v1/experiments", json=past, headers=stack.headers(("experiment:write",))
+    )
+    error = assert_error(response, 422, "invalid_values")["error"]
+    assert "end must be in the future" in error["message"]
+    assert error["details"][0]["field"] == "end"
+    listed = stack.services.backends.documents.query("experiments")
+    assert listed == []
