@@ -1,27 +1,33 @@
 """Run an A/B experiment between the two sentiment versions, with outcomes that arrive later.
 
-    python scripts/simulate_experiment.py [--users 2000] [--seed 11]
+    python scripts/simulate_experiment.py [--users 2000] [--requests-per-user 2] [--seed 11]
 
 Everything happens in a temporary embedded deployment: both sentiment versions are built
 and registered (the lexicon in production), an experiment splits users 50/50 between the
-lexicon (control) and the classifier (candidate), every user asks for the sentiment of one
-held-out text through the serving pipeline, and only afterwards, as analysts would days
+lexicon (control) and the classifier (candidate), and every user asks for the sentiment of
+held-out texts through the serving pipeline, 1 + Poisson(MEAN - 1) of them, so that users,
+not predictions, are the unit the results analyse. Only afterwards, as analysts would days
 later, each prediction's outcome is recorded by its exposure id: whether the label was right
 (binary) and how far the score was from the text's true polarity (continuous, lower is
-better). Then it prints the results the experiment_results function answers.
+better). Then it prints the results the experiment_results function answers, as
+``ipoctl experiment results`` shows them: the experiment's status, each arm's users and
+outcomes, each comparison's difference with its Holm-level interval (ci_holm), and the
+split check on users. A user's texts are drawn independently, so repeat use here adds
+outcomes per user without making them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import secrets
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 from tqdm import tqdm
 
 from common.backends import (
@@ -31,8 +37,10 @@ from common.backends import (
     build_key_wrapper,
 )
 from common.backends.env_secrets import EnvSecretSource
+from common.cli_experiment_output import render_results
 from common.config import Settings
 from common.experiments import ExperimentDesign
+from common.experiments_api import view
 from common.services import Services
 from common.serving import PredictRequest, predict
 from common.training import sentiment_builder, sentiment_corpus
@@ -41,43 +49,58 @@ from common.training.base import register_built
 POLARITY = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = [
-        f"{'metric':<18} {'variant':<10} {'n':>5} {'mean':>8} {'95% CI':>19} "
-        f"{'lift':>8} {'p (Holm)':>9}  verdict"
-    ]
-    for variant, per_metric in results["comparisons"].items():
-        for metric, cmp in per_metric.items():
-            for arm_name, arm in (("control", cmp["control"]), (variant, cmp["variant"])):
-                ci = arm.get("ci") or {}
-                low, high = ci.get("low"), ci.get("high")
-                interval = f"[{low:.4f}, {high:.4f}]" if low is not None else "-"
-                extra = ""
-                if arm_name == variant:
-                    lift = cmp.get("lift") or {}
-                    value = lift.get("estimate")
-                    p = cmp.get("p_value_adjusted")
-                    extra = (f"{value:>+8.2%} " if value is not None else f"{'-':>8} ") + (
-                        f"{p:>9.2g}" if p is not None else f"{'-':>9}"
-                    )
-                    extra += f"  {cmp['verdict']}"
-                lines.append(
-                    f"{metric:<18} {arm_name:<10} {arm['count']:>5} {arm['mean']:>8.4f} "
-                    f"{interval:>19} {extra}"
-                )
-    srm = results["srm"]
-    lines.append(
-        f"sample-ratio check: p = {srm['p_value']:.3g} "
-        f"({'MISMATCH' if srm['mismatch'] else 'consistent with the design'})"
+def mean_requests(value: str) -> float:
+    try:
+        mean = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (math.isfinite(mean) and 1.0 <= mean <= 100.0):
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 100")
+    return mean
+
+
+def positive_users(value: str) -> int:
+    try:
+        users = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if users < 1:
+        raise argparse.ArgumentTypeError(f"{users} is not a positive number of users")
+    return users
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--users",
+        type=positive_users,
+        default=2000,
+        metavar="N",
+        help="simulated users, each assigned to one variant (default: 2000)",
     )
-    return "\n".join(lines)
+    parser.add_argument(
+        "--requests-per-user",
+        type=mean_requests,
+        default=2.0,
+        metavar="MEAN",
+        help="mean predictions per user, 1..100: each user makes 1 + Poisson(MEAN - 1), "
+        "each with its outcome; 1 gives every user exactly one (default: 2)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=11,
+        help="seed of the versions built, the texts and the number of predictions per user, "
+        "so the same seed gives the same run (default: 11)",
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    rng = np.random.default_rng(args.seed + 2)
+    per_user = [1 + int(k) for k in rng.poisson(args.requests_per_user - 1.0, args.users)]
+    total = sum(per_user)
 
     with tempfile.TemporaryDirectory() as folder:
         environ = {"IPO_DATA_DIR": folder, "IPO_ENV_FILE": str(Path(folder) / "none.env")}
@@ -109,23 +132,32 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         experiment = services.experiments.create(design, actor="simulation")
-        texts = sentiment_corpus.generate(args.users, args.seed + 1)
+        texts = sentiment_corpus.generate(total, args.seed + 1)
+        print(
+            f"{args.users} users make {total} predictions "
+            f"(1 + Poisson({args.requests_per_user - 1.0:g}) each)",
+            flush=True,
+        )
 
         served = []
-        for i in tqdm(range(args.users), desc="predictions", unit="user"):
-            answer = predict(
-                model_id="sentiment",
-                request=PredictRequest(instances=[texts.rows[i]]),
-                snapshots=services.snapshots,
-                pool=services.pool,
-                request_id=f"sim-{i}",
-                subject=f"user-{i}",
-                experiments=services.experiments,
-            )
-            served.append(answer)
-        for i, answer in enumerate(tqdm(served, desc="outcomes, days later", unit="outcome")):
+        text = 0
+        with tqdm(total=total, desc="predictions", unit="prediction") as progress:
+            for user, requests in enumerate(per_user):
+                for _ in range(requests):
+                    answer = predict(
+                        model_id="sentiment",
+                        request=PredictRequest(instances=[texts.rows[text]]),
+                        snapshots=services.snapshots,
+                        pool=services.pool,
+                        request_id=f"sim-{text}",
+                        subject=f"user-{user}",
+                        experiments=services.experiments,
+                    )
+                    served.append((answer, texts.labels[text]))
+                    text += 1
+                    progress.update()
+        for answer, truth in tqdm(served, desc="outcomes, days later", unit="outcome"):
             prediction = answer["predictions"][0]
-            truth = texts.labels[i]
             services.experiments.record_outcome(
                 experiment,
                 answer["exposure_id"],
@@ -134,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                     "polarity_error": abs(prediction["score"] - POLARITY[truth]),
                 },
             )
-        print(table(services.experiments.results(experiment)))
+        current = services.experiments.get(experiment.experiment_id)
+        found = {"experiment": view(current), "results": services.experiments.results(current)}
+        print(render_results(found))
         services.close()
     return 0
 
