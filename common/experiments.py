@@ -177,21 +177,19 @@ class Experiments:
         """Stop (serving ends now; outcomes are still taken for the window, but a stopped
         experiment draws no conclusion) or complete.
 
+        Stopping withdraws an experiment that is active or collecting: a stop after the end
+        changes nothing about attribution or the window (outcomes of exposures served
+        before the end are taken until ``closes_at``), only that no conclusion will be
+        drawn. Stopping a stopped experiment answers it as it is; stopping a completed one
+        is 409, its conclusion stands.
+
         Completing closes the experiment to outcomes first, in a transaction that every
         outcome's transaction reads, and only then draws each variant's conclusion (keyed
         by its version, what a promotion gate asks for) from every outcome there is.
         """
         experiment_id = experiment.experiment_id
         if status == "stopped":
-            now = self._clock()
-            window = timedelta(days=experiment.outcome_window_days)
-            changes: dict[str, Any] = {
-                "status": "stopped",
-                "stopped_at": now,
-                "closes_at": iso(parse(min(now, experiment.end)) + window),
-            }
-            self._documents.update(EXPERIMENTS, experiment_id, changes)
-            return experiment.model_copy(update=changes)
+            return self._stop(experiment)
 
         def close(tx: Transaction) -> bool:
             found = tx.get(EXPERIMENTS, experiment_id)
@@ -202,6 +200,40 @@ class Experiments:
 
         self._documents.transaction(close)
         return self._conclude(experiment.model_copy(update={"status": "completed"}))
+
+    def _stop(self, experiment: Experiment) -> Experiment:
+        experiment_id = experiment.experiment_id
+        now = self._clock()
+        window = timedelta(days=experiment.outcome_window_days)
+        changes: dict[str, Any] = {
+            "status": "stopped",
+            "stopped_at": now,
+            "closes_at": iso(parse(min(now, experiment.end)) + window),
+        }
+
+        def stop(tx: Transaction) -> Experiment:
+            found = tx.get(EXPERIMENTS, experiment_id)
+            if found is None:
+                raise NotFoundError(f"experiment {experiment_id!r} does not exist")
+            stored = Experiment.model_validate(found.data)
+            if stored.status == "completed":
+                raise ConflictError(
+                    f"experiment {experiment_id} is completed: its outcome window closed at "
+                    f"{stored.closing_time()} and its conclusion stands; it cannot be stopped",
+                    details=[
+                        {
+                            "status": "completed",
+                            "closes_at": stored.closing_time(),
+                            "conclusions": stored.conclusions,
+                        }
+                    ],
+                )
+            if stored.status == "stopped":
+                return stored
+            tx.update(EXPERIMENTS, experiment_id, changes)
+            return stored.model_copy(update=changes)
+
+        return self._documents.transaction(stop)
 
     def _conclude(self, experiment: Experiment) -> Experiment:
         by_variant = conclusion(self.results(experiment))

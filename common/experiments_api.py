@@ -59,7 +59,7 @@ def get(call: Call) -> dict[str, Any]:
 def stop(call: Call) -> dict[str, Any]:
     service = call.services.experiments
     experiment = service.get(call.params["experiment_id"])
-    if experiment.status == "active":
+    if experiment.status != "stopped":  # a completed one is 409: its conclusion stands
         experiment = service.finish(experiment, "stopped")
     call.services.snapshots.invalidate(experiment.model_id)
     return view(experiment)

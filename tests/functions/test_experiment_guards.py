@@ -69,3 +69,68 @@ def test_a_design_that_has_already_ended_is_422_naming_end(stack: Stack) -> None
     assert error["details"][0]["field"] == "end"
     listed = stack.services.backends.documents.query("experiments")
     assert listed == []
+
+
+def created_in_the_past(stack: Stack, window_days: int) -> Any:
+    """An experiment that ran through January 2026 and was created before it began."""
+    from common.experiments import ExperimentDesign, Experiments
+
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    then = ["2026-01-01T00:00:00.000000Z"]
+    service = Experiments(stack.services.backends.documents, stack.registry, lambda: then[0])
+    design = {
+        **DESIGN,
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-02-01T00:00:00Z",
+        "outcome_window_days": window_days,
+    }
+    experiment = service.create(ExperimentDesign.model_validate(design), actor="t")
+    service.expose(experiment, "x1", "candidate", "u1", at="2026-01-15T00:00:00.000000Z")
+    return experiment
+
+
+def test_stop_while_collecting_withdraws_the_experiment(stack: Stack) -> None:
+    experiment = created_in_the_past(stack, window_days=365)  # collecting until 2027-02-01
+    experiment_id = experiment.experiment_id
+    read = stack.headers(("experiment:read",))
+    shown = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment_id}", headers=read
+    )
+    assert shown.get_json()["status"] == "collecting"
+
+    stopped = stop(stack, experiment_id)
+    assert stopped.status_code == 200, stopped.get_data(as_text=True)
+    body = stopped.get_json()
+    assert body["status"] == "stopped"
+    assert body["stopped_at"] is not None
+    assert body["closes_at"] == "2027-02-01T00:00:00.000000Z"  # the window is unchanged
+    again = stop(stack, experiment_id)
+    assert again.status_code == 200
+    assert again.get_json() == body
+
+    # an exposure served before the end may still have its outcome recorded in the window
+    recorded = function_client("record_outcome").post(
+        f"/v1/experiments/{experiment_id}/outcomes",
+        json={"exposure_id": "x1", "values": {"first_day_return": 0.2}},
+        headers=stack.headers(("experiment:write",)),
+    )
+    assert recorded.status_code == 200
+    later = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment_id}", headers=read
+    )
+    assert (later.get_json()["status"], later.get_json()["conclusions"]) == ("stopped", {})
+
+
+def test_stop_of_a_completed_experiment_is_409_and_its_conclusion_stands(stack: Stack) -> None:
+    experiment = created_in_the_past(stack, window_days=7)  # closed on 2026-02-08
+    experiment_id = experiment.experiment_id
+    refused = stop(stack, experiment_id)
+    error = assert_error(refused, 409, "conflict")["error"]
+    assert "completed" in error["message"]
+    assert "conclusion stands" in error["message"]
+    shown = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment_id}", headers=stack.headers(("experiment:read",))
+    )
+    assert shown.get_json()["status"] == "completed"
+    assert shown.get_json()["conclusions"] == {"1.1.0": "inconclusive"}
+    assert shown.get_json()["stopped_at"] is None
