@@ -134,3 +134,18 @@ def test_stop_of_a_completed_experiment_is_409_and_its_conclusion_stands(stack: 
     assert shown.get_json()["status"] == "completed"
     assert shown.get_json()["conclusions"] == {"1.1.0": "inconclusive"}
     assert shown.get_json()["stopped_at"] is None
+
+
+def test_an_outcome_sent_by_request_id_says_to_use_the_exposure_id(stack: Stack) -> None:
+    experiment_id = start(stack)["experiment_id"]
+    served = predict_as(stack, "user-1")
+    response = function_client("record_outcome").post(
+        f"/v1/experiments/{experiment_id}/outcomes",
+        json={"request_id": served["request_id"], "values": {"first_day_return": 0.1}},
+        headers=stack.headers(("experiment:write",)),
+    )
+    error = assert_error(response, 422, "invalid_values")["error"]
+    assert "exposure_id" in error["message"]
+    assert "request id is not accepted" in error["message"]
+    assert "Field required" not in error["message"]
+    assert error["details"][0]["field"] == "request_id"
