@@ -308,10 +308,26 @@ def mean_interval(moments: Moments, alpha: float = DEFAULT_ALPHA) -> tuple[float
 
 def wilson_interval(moments: Moments, alpha: float = DEFAULT_ALPHA) -> tuple[float, float] | None:
     """Wilson score (1 - alpha) CI of a rate: stays inside [0, 1] and is sane near 0 or 1."""
-    n = moments.count
-    if n < 1:
+    if moments.count < 1:
         return None
-    p, z = moments.mean, z_critical(alpha)
+    return _wilson(moments.mean, float(moments.count), alpha)
+
+
+def rate_interval(sums: UserSums, alpha: float = DEFAULT_ALPHA) -> tuple[float, float] | None:
+    """(1 - alpha) CI of one arm's rate with users as the unit: the Wilson score interval at
+    the effective sample size ``p (1 - p) / Var(R)`` (Var(R) the delta-method variance), so
+    it stays inside [0, 1] and, away from 0 and 1, is about as wide as ``R +- z sqrt(Var(R))``.
+    When every outcome agrees (``p`` is 0 or 1, variance 0) the users are the sample size."""
+    if sums.users < 2 or sums.sn <= 0.0:
+        return None
+    p = sums.sy / sums.sn
+    spread, variance = p * (1.0 - p), ratio_variance(sums)
+    n = spread / variance if spread > 0.0 and variance > 0.0 else float(sums.users)
+    return _wilson(p, n, alpha)
+
+
+def _wilson(p: float, n: float, alpha: float) -> tuple[float, float]:
+    z = z_critical(alpha)
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2.0 * n)) / denom
     half = z * math.sqrt(max(p * (1.0 - p), 0.0) / n + z * z / (4.0 * n * n)) / denom

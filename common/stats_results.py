@@ -29,6 +29,7 @@ from common.stats import (
     holm,
     lift_interval,
     mean_interval,
+    rate_interval,
     ratio_interval,
     ratio_variance,
     sample_ratio_mismatch,
@@ -54,7 +55,11 @@ def _arm_summary(
         "mean": m.mean if m.count else None,
         "std": m.std if m.count >= 2 else None,
     }
-    if users is not None:
+    if users is not None and metric_type == "binary":
+        out["users"] = users.users
+        out["ci"] = _interval(rate_interval(users, alpha))
+        out["ci_method"] = "wilson_effective_n"
+    elif users is not None:
         out["users"] = users.users
         out["ci"] = _interval(ratio_interval(users, alpha))
         out["ci_method"] = "delta"

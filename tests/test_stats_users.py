@@ -108,3 +108,60 @@ def test_the_split_check_on_users_does_not_alarm_on_repeat_use() -> None:
             alarms[unit] += sample_ratio_mismatch(counts, {"control": 0.5, "b": 0.5})["mismatch"]
     assert alarms["user"] / runs < 0.005
     assert alarms["request"] / runs > 0.1
+
+
+def binary_arm(per_user: list[tuple[int, int]]) -> tuple[ArmAggregate, UserSums]:
+    """(successes, outcomes) per user -> the arm's per-request aggregate and user sums."""
+    arm, sums = ArmAggregate.binary(), UserSums()
+    for successes, outcomes in per_user:
+        y = 0.0
+        for k in range(outcomes):
+            value = 1.0 if k < successes else 0.0
+            arm.add(value)
+            sums.add(y, k, value)
+            y += value
+    return arm, sums
+
+
+@pytest.mark.parametrize(
+    "per_user",
+    [
+        [(3, 3)] * 6 + [(0, 3)],  # a high rate over few, clustered users
+        [(0, 4)] * 8 + [(4, 4)],  # a low one
+        [(2, 2)] * 12,  # every outcome a success
+    ],
+)
+def test_per_arm_intervals_of_a_binary_metric_stay_within_0_and_1(
+    per_user: list[tuple[int, int]],
+) -> None:
+    arm, sums = binary_arm(per_user)
+    metric = Metric(name="hit", type="binary", direction="increase")
+    found = results(
+        {"control": {"hit": arm}, "b": {"hit": arm}},
+        [metric],
+        {"control": 0.5, "b": 0.5},
+        {"control": len(per_user), "b": len(per_user)},
+        users={"control": {"hit": sums}, "b": {"hit": sums}},
+    )
+    shown = found["comparisons"]["b"]["hit"]["control"]
+    low, high, mean = shown["ci"]["low"], shown["ci"]["high"], shown["mean"]
+    assert 0.0 <= low <= mean <= high <= 1.0
+    assert low < high  # a sample, however unanimous, does not pin the rate down exactly
+    assert shown["ci_method"] == "wilson_effective_n"
+
+
+def test_a_binary_rate_far_from_0_and_1_keeps_its_delta_method_width() -> None:
+    rng = np.random.default_rng(12)
+    per_user = [(int(rng.binomial(3, 0.5)), 3) for _ in range(3000)]
+    arm, sums = binary_arm(per_user)
+    metric = Metric(name="hit", type="binary", direction="increase")
+    found = results(
+        {"control": {"hit": arm}, "b": {"hit": arm}},
+        [metric],
+        {"control": 0.5, "b": 0.5},
+        {"control": 3000, "b": 3000},
+        users={"control": {"hit": sums}, "b": {"hit": sums}},
+    )
+    shown = found["comparisons"]["b"]["hit"]["control"]["ci"]
+    half = 1.959964 * ratio_variance(sums) ** 0.5
+    assert shown["high"] - shown["low"] == pytest.approx(2 * half, rel=1e-3)
