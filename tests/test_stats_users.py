@@ -165,3 +165,44 @@ def test_a_binary_rate_far_from_0_and_1_keeps_its_delta_method_width() -> None:
     shown = found["comparisons"]["b"]["hit"]["control"]["ci"]
     half = 1.959964 * ratio_variance(sums) ** 0.5
     assert shown["high"] - shown["low"] == pytest.approx(2 * half, rel=1e-3)
+
+
+def test_below_the_minimum_sample_the_verdict_waits_whatever_ci_holm_says() -> None:
+    metric = Metric(name="hit", type="binary", direction="increase")
+    control, control_sums = binary_arm([(0, 2)] * 30 + [(1, 2)] * 2)
+    variant, variant_sums = binary_arm([(2, 2)] * 30 + [(1, 2)] * 2)
+    found = results(
+        {"control": {"hit": control}, "b": {"hit": variant}},
+        [metric],
+        {"control": 0.5, "b": 0.5},
+        {"control": 32, "b": 32},
+        users={"control": {"hit": control_sums}, "b": {"hit": variant_sums}},
+    )["comparisons"]["b"]["hit"]
+    assert found["ci_holm"]["low"] > 0.0
+    assert (found["verdict"], found["enough_data"], found["regression"]) == (
+        "not enough data",
+        False,
+        False,
+    )
+
+
+def test_below_two_users_an_arm_the_comparison_is_null() -> None:
+    metric = Metric(name="hit", type="binary", direction="increase")
+    control, control_sums = binary_arm([(1, 2)])
+    variant, variant_sums = binary_arm([(1, 1), (0, 1)])
+    found = results(
+        {"control": {"hit": control}, "b": {"hit": variant}},
+        [metric],
+        {"control": 0.5, "b": 0.5},
+        {"control": 1, "b": 2},
+        users={"control": {"hit": control_sums}, "b": {"hit": variant_sums}},
+    )["comparisons"]["b"]["hit"]
+    nulls = ("difference", "ci", "p_value", "statistic", "df", "lift", "always_valid_ci", "tau2")
+    assert {k: found[k] for k in nulls} == dict.fromkeys(nulls)
+    assert (found["p_value_adjusted"], found["ci_holm"], found["ci_holm_level"]) == (None,) * 3
+    assert (found["control"]["mean"], found["control"]["std"], found["control"]["ci"]) == (
+        0.5,
+        pytest.approx(0.7071, abs=1e-4),
+        None,
+    )
+    assert found["variant"]["ci"] is not None

@@ -149,3 +149,66 @@ def test_an_outcome_sent_by_request_id_says_to_use_the_exposure_id(stack: Stack)
     assert "request id is not accepted" in error["message"]
     assert "Field required" not in error["message"]
     assert error["details"][0]["field"] == "request_id"
+
+
+def test_after_the_window_a_resent_outcome_is_200_and_only_new_ones_are_409(
+    stack: Stack,
+) -> None:
+    from common.experiments import Experiments
+
+    experiment = created_in_the_past(stack, window_days=7)  # closed on 2026-02-08
+    service = Experiments(
+        stack.services.backends.documents, stack.registry, lambda: "2026-01-20T00:00:00.000000Z"
+    )
+    service.expose(experiment, "x2", "control", "u2", at="2026-01-16T00:00:00.000000Z")
+    service.record_outcome(experiment, "x1", {"first_day_return": 0.2})
+    url = f"/v1/experiments/{experiment.experiment_id}/outcomes"
+    write = stack.headers(("experiment:write",))
+    same = {"exposure_id": "x1", "values": {"first_day_return": 0.2}}
+    resent = function_client("record_outcome").post(url, json=same, headers=write)
+    assert resent.status_code == 200, resent.get_data(as_text=True)
+    assert resent.get_json()["values"] == {"first_day_return": 0.2}
+    changed = {"exposure_id": "x1", "values": {"first_day_return": 0.3}}
+    assert_error(
+        function_client("record_outcome").post(url, json=changed, headers=write), 409, "conflict"
+    )
+    new = {"exposure_id": "x2", "values": {"first_day_return": 0.2}}
+    late = assert_error(
+        function_client("record_outcome").post(url, json=new, headers=write), 409, "conflict"
+    )
+    assert "outcome window" in late["error"]["message"]
+
+
+def test_a_metric_left_out_of_an_outcome_cannot_be_added_later(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    two = {
+        **DESIGN,
+        "metrics": [
+            {"name": "first_day_return", "type": "continuous", "direction": "increase"},
+            {"name": "priced_in_range", "type": "binary", "direction": "increase"},
+        ],
+    }
+    write = stack.headers(("experiment:write",))
+    created = function_client("create_experiment").post("/v1/experiments", json=two, headers=write)
+    url = f"/v1/experiments/{created.get_json()['experiment_id']}/outcomes"
+    exposure_id = predict_as(stack, "user-1")["exposure_id"]
+    first = {"exposure_id": exposure_id, "values": {"first_day_return": 0.1}}
+    assert function_client("record_outcome").post(url, json=first, headers=write).status_code == 200
+    added = {
+        "exposure_id": exposure_id,
+        "values": {"first_day_return": 0.1, "priced_in_range": True},
+    }
+    assert_error(
+        function_client("record_outcome").post(url, json=added, headers=write), 409, "conflict"
+    )
+
+
+def test_the_outcome_window_takes_whole_days(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    write = stack.headers(("experiment:write",))
+    for days in (1.5, 400, -1):
+        response = function_client("create_experiment").post(
+            "/v1/experiments", json={**DESIGN, "outcome_window_days": days}, headers=write
+        )
+        error = assert_error(response, 422, "invalid_values")["error"]
+        assert error["details"][0]["field"] == "outcome_window_days"
