@@ -52,20 +52,16 @@ def expose(
     count its user once per arm. The assignment holds the user's id, so it expires
     (Firestore TTL) when retention ends; the user document holds only a salted key."""
     user = experiment.user_key(subject)
-    documents.create(
-        ASSIGNMENTS,
-        f"{experiment.experiment_id}:{exposure_id}",
-        {
-            "experiment_id": experiment.experiment_id,
-            "exposure_id": exposure_id,
-            "variant": variant,
-            "version": experiment.variants[variant],
-            "subject": subject,
-            "user": user,
-            "at": at,
-            EXPIRE_AT: iso(parse(at) + retention),
-        },
-    )
+    assignment = {
+        "experiment_id": experiment.experiment_id,
+        "exposure_id": exposure_id,
+        "variant": variant,
+        "version": experiment.variants[variant],
+        "subject": subject,
+        "user": user,
+        "at": at,
+        EXPIRE_AT: iso(parse(at) + retention),
+    }
     user_id = f"{experiment.experiment_id}:{variant}:{user}"
     shard = _shard_random.randrange(SHARDS)
     counter_id = f"{experiment.experiment_id}:{variant}:{shard}"
@@ -74,6 +70,8 @@ def expose(
         known = tx.get(USERS, user_id)
         found = tx.get(EXPOSURES, counter_id)
         counts = {"count": 0, "users": 0} if found is None else found.data
+        # the assignment in the same commit: one round trip, never one without the other
+        tx.create(ASSIGNMENTS, f"{experiment.experiment_id}:{exposure_id}", assignment)
         if known is None:
             tx.create(
                 USERS,

@@ -257,7 +257,9 @@ def predict(
     sampler: DriftSampler | None = None,
 ) -> dict[str, Any]:
     snapshot = snapshots.get(model_id)
-    at = experiments.now() if experiments is not None else utcnow()
+    at = ""  # the time is read only for a model with an experiment, never per prediction
+    if snapshot.experiment is not None:
+        at = experiments.now() if experiments is not None else utcnow()
     record, variant, experiment_id = snapshot.route(subject, at)
     routed = snapshot.experiment if experiment_id is not None else None
     if (
