@@ -14,24 +14,24 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common import logs
-from common.audit import AuditLog
-from common.auth import TokenVerifier
+from common.audit.trail import AuditLog
 from common.backends import Backends, build_backends
 from common.backends.redis_client import connect_redis
-from common.cache import PredictionCache
-from common.config import Settings
-from common.crypto import EnvelopeCipher
-from common.drift_sampling import DriftSampler
-from common.errors import UnavailableError
-from common.experiments import Experiments
-from common.hot_keys import HotKeys
-from common.lifecycle import Lifecycle
+from common.core import logs
+from common.core.config import Settings
+from common.core.errors import UnavailableError
+from common.experiments.core import Experiments
 from common.models.base import Component
-from common.models.pool import ModelPool
-from common.ratelimit import RateLimiter, build_rate_limiter
-from common.registry import Registry
-from common.serving import SnapshotCache, resolve_component
+from common.monitoring.sampling import DriftSampler
+from common.promotion.lifecycle import Lifecycle
+from common.registry.records import Registry
+from common.security.auth import TokenVerifier
+from common.security.crypto import EnvelopeCipher
+from common.security.ratelimit import RateLimiter, build_rate_limiter
+from common.serving.cache import PredictionCache
+from common.serving.hot_keys import HotKeys
+from common.serving.pipeline import SnapshotCache, resolve_component
+from common.serving.pool import ModelPool
 
 log = logging.getLogger("ipo.services")
 

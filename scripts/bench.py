@@ -43,12 +43,12 @@ import bench_http as h
 from bench_load import generator_version, resolve_generator
 
 from common.backends import build_backends
-from common.config import Settings
-from common.local import settings_or_exit
+from common.core.config import Settings
 from common.models.base import predict_rows
-from common.models.pool import ModelPool
-from common.registry import Registry
-from common.serving import SnapshotCache, resolve_component
+from common.registry.records import Registry
+from common.serving.pipeline import SnapshotCache, resolve_component
+from common.serving.pool import ModelPool
+from tools.local import settings_or_exit
 
 BATCHES = (1, 100)
 

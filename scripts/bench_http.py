@@ -152,7 +152,7 @@ def prepare(environ: dict[str, str], models: list[str]) -> str:
 def production_inputs(settings: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Each production version's example instance and input schema, by model id."""
     from common.backends import build_backends
-    from common.registry import Registry
+    from common.registry.records import Registry
 
     backends = build_backends(settings)
     examples, schemas = {}, {}

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.models.cca_schema import to_artifact
-from common.training import cca_builder, cca_peers
+from tools.training import cca_builder, cca_peers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
 
 A function exists because its folder ``functions/<name>/main.py`` does. It must also
 have an entry in Terraform's function map (terraform/functions.tf), an artifact access
-rule (terraform/iam.tf) and at least one route in common/openapi.yaml; a route under
+rule (terraform/iam.tf) and at least one route in common/api/openapi.yaml; a route under
 /v1/jobs/ is a scheduled job and needs a Cloud Scheduler entry (terraform/scheduler.tf)
 on the same path. Nothing in Terraform or the spec may name a function that has no
 folder. The alert policies must hold the reference design's thresholds, every variable
@@ -107,12 +107,12 @@ def check_functions(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
     routes = spec_functions(spec)
     for name in sorted(folders - set(routes)):
         problems.append(
-            f"common/openapi.yaml: no route has x-ipo-function: {name} (functions/{name})"
+            f"common/api/openapi.yaml: no route has x-ipo-function: {name} (functions/{name})"
         )
     for name in sorted(set(routes) - folders):
         listed = ", ".join(routes[name])
         problems.append(
-            f"common/openapi.yaml: {listed} routes to x-ipo-function `{name}`, which has no "
+            f"common/api/openapi.yaml: {listed} routes to x-ipo-function `{name}`, which has no "
             f"functions/{name}/main.py"
         )
     return problems
@@ -136,12 +136,12 @@ def check_schedules(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
         if name not in jobs:
             problems.append(
                 f"terraform/{file}: `scheduled_jobs` has no entry for {name} "
-                f"(common/openapi.yaml routes POST {path} to it)"
+                f"(common/api/openapi.yaml routes POST {path} to it)"
             )
         elif unquote(jobs[name].get("path")) != path:
             problems.append(
                 f"terraform/{file}: scheduled_jobs.{name}.path is {unquote(jobs[name].get('path'))}"
-                f", but common/openapi.yaml serves it at {path}"
+                f", but common/api/openapi.yaml serves it at {path}"
             )
     for name in sorted(set(jobs) - set(job_routes)):
         where = "has no functions/{0}/main.py" if name not in folders else "has no /v1/jobs/ route"
@@ -164,7 +164,7 @@ def check_schedules(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
 
 def check(root: Path = ROOT) -> list[str]:
     tf = Terraform(root / "terraform")
-    spec = yaml.safe_load((root / "common" / "openapi.yaml").read_text())
+    spec = yaml.safe_load((root / "common" / "api" / "openapi.yaml").read_text())
     return [
         *check_functions(root, tf, spec),
         *check_schedules(root, tf, spec),
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(problem)
     if not problems:
-        print("terraform, common/openapi.yaml and functions/ agree")
+        print("terraform, common/api/openapi.yaml and functions/ agree")
     return 1 if problems else 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import main
+from tools.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.local import (
+from tools.local import (
     ALL_PERMISSIONS,
     development_token,
     ensure_local_secrets,

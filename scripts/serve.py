@@ -24,15 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gunicorn.app.base import BaseApplication
 
 from common.backends import build_backends
-from common.config import Settings
-from common.errors import NotFoundError, ServiceError
-from common.local import (
+from common.core.config import Settings
+from common.core.errors import NotFoundError, ServiceError
+from common.registry.records import Registry
+from tools.local import (
     DEMO_PERMISSIONS,
     development_token,
     ensure_local_secrets,
     settings_or_exit,
 )
-from common.registry import Registry
 
 DEMO_MODEL = "risk"
 THREADS = 4
@@ -57,7 +57,7 @@ class Gateway(BaseApplication):  # type: ignore[misc]
             self.cfg.set("when_ready", lambda _server: print(self._banner, flush=True))
 
     def load(self) -> Any:
-        from common.gateway import create_app
+        from tools.gateway import create_app
 
         return create_app()
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "post_worker_init": _preload_models,
     }
     banner = _banner(settings, base)
-    # Each worker writes its metrics here; /metrics sums them (common/metrics.py).
+    # Each worker writes its metrics here; /metrics sums them (common/api/metrics.py).
     metrics_dir = tempfile.mkdtemp(prefix="ipo-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
@@ -170,7 +170,7 @@ def _serve(options: dict[str, Any], banner: str, processes: int) -> int:
 def _preload_models(_worker: Any) -> None:
     """Load the production models before the process accepts a connection."""
     from common.services import get_services
-    from common.serving import preload
+    from common.serving.pipeline import preload
 
     services = get_services()
     preload(

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from tqdm import tqdm
 
+from common.api.handlers.experiments import view
 from common.backends import (
     Backends,
     build_artifact_store,
@@ -37,14 +38,13 @@ from common.backends import (
     build_key_wrapper,
 )
 from common.backends.env_secrets import EnvSecretSource
-from common.cli_experiment_output import render_results
-from common.config import Settings
-from common.experiments import ExperimentDesign
-from common.experiments_api import view
+from common.core.config import Settings
+from common.experiments.core import ExperimentDesign
 from common.services import Services
-from common.serving import PredictRequest, predict
-from common.training import sentiment_builder, sentiment_corpus
-from common.training.base import register_built
+from common.serving.pipeline import PredictRequest, predict
+from tools.cli.experiment_output import render_results
+from tools.training import sentiment_builder, sentiment_corpus
+from tools.training.base import register_built
 
 POLARITY = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 

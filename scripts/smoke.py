@@ -34,7 +34,7 @@ from smoke_answers import (
 )
 
 MODELS = ("dcf", "cca", "risk", "sentiment", "ensemble")
-"""Every model the platform serves (common/training/builders.py), in the order checked."""
+"""Every model the platform serves (tools/training/builders.py), in the order checked."""
 CONTROL_MODEL = MODELS[0]
 """Whose deployment history the control read fetches."""
 TOKEN_ENV = "SMOKE_TOKEN"  # noqa: S105 - a variable name, not a secret

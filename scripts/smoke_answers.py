@@ -88,7 +88,7 @@ def _transport_problem(client: Client, exc: Exception) -> str:
 
 
 def error_of(answer: Answer) -> dict[str, str] | None:
-    """The platform's error shape (common/errors.py) as code, message and request id."""
+    """The platform's error shape (common/core/errors.py) as code, message and request id."""
     body = answer.body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]

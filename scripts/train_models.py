@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from common.errors import NotFoundError, ServiceError
-from common.local import settings_or_exit
-from common.registry import Registry, version_key
+from common.core.errors import NotFoundError, ServiceError
+from common.registry.records import Registry, version_key
 from common.services import Services
-from common.training.base import BuiltModel, register_built
-from common.training.builders import BUILDERS, build
+from tools.local import settings_or_exit
+from tools.training.base import BuiltModel, register_built
+from tools.training.builders import BUILDERS, build
 
 
 def next_version(registry: Registry, model_id: str) -> str:

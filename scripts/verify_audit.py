@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.audit import audit_key
-from common.audit_verify import Anchor, read_anchors, verify_audit
-from common.errors import ServiceError
-from common.local import settings_or_exit
+from common.audit.trail import audit_key
+from common.audit.verify import Anchor, read_anchors, verify_audit
+from common.core.errors import ServiceError
 from common.services import Services
+from tools.local import settings_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 # The size of every function: the defaults below, with var.functions' overrides. This
 # file and variables.tf need no provider, so the tests evaluate them with Terraform itself
-# (tests/test_terraform_variables.py).
+# (tests/infra/test_terraform_variables.py).
 
 locals {
   # One entry per folder under functions/; the folder name is the entry point. Sizes

@@ -9,7 +9,7 @@ locals {
     )
   }
 
-  # Settings every function reads (common/config.py); names and meanings are in
+  # Settings every function reads (common/core/config.py); names and meanings are in
   # docs/CONFIGURATION.md.
   function_environment = {
     IPO_DOCUMENT_STORE         = "firestore"

@@ -1,7 +1,7 @@
 module "gateway_spec" {
   source = "./modules/gateway_spec"
 
-  openapi_yaml           = file("${path.module}/../common/openapi.yaml")
+  openapi_yaml           = file("${path.module}/../common/api/openapi.yaml")
   jwt                    = var.jwt
   service_token_audience = var.service_token_audience
   backends = {

@@ -1,4 +1,4 @@
-# Log-based metrics read the functions' structured request lines (common/logs.py:
+# Log-based metrics read the functions' structured request lines (common/core/logs.py:
 # logger "ipo.request", httpRequest, jsonPayload.function, latency_ms, labels) and the
 # drift scan's result lines; the alert policies are the reference design's four.
 

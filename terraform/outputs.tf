@@ -29,7 +29,7 @@ output "gateway_config_id" {
 }
 
 output "gateway_url" {
-  description = "Base URL of the API (API Gateway); every route of common/openapi.yaml is under it."
+  description = "Base URL of the API (API Gateway); every route of common/api/openapi.yaml is under it."
   value       = "https://${google_api_gateway_gateway.this.default_hostname}"
 }
 

@@ -11,10 +11,10 @@ import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
-from common.config import Settings
+from common.core.config import Settings
 from common.services import reset_services, use_services
-from tests.fixtures import Stack, embedded_stack, register_risk
-from tests.services import (
+from tests.support.fixtures import Stack, embedded_stack, register_risk
+from tests.support.services import (
     FakeGCS,
     FirestoreEmulator,
     RedisServer,

@@ -20,7 +20,7 @@ from common.backends.base import (
     SecretSource,
     Transaction,
 )
-from common.config import Settings
+from common.core.config import Settings
 
 __all__ = [
     "ArtifactInfo",

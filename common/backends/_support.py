@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.backends.base import EXPIRE_AT, Filter, check_field_path, rfc3339
-from common.errors import UnavailableError
+from common.core.errors import UnavailableError
 
 MAX_IN_VALUES = 30
 """Firestore's limit on the values of one ``in`` filter; applied to every store."""

@@ -221,7 +221,7 @@ MIN_KEY_BYTES = 32
 def key_secret(secrets: SecretSource, name: str, *, purpose: str) -> bytes:
     """A key held as a secret, at least 32 bytes. A missing or short key is a
     configuration fault of the service (503), not the caller's (401)."""
-    from common.errors import NotFoundError, UnavailableError
+    from common.core.errors import NotFoundError, UnavailableError
 
     try:
         key = secrets.get(name).encode()

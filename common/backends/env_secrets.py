@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from common.backends.base import SecretSource
-from common.errors import NotFoundError, UnavailableError
+from common.core.errors import NotFoundError, UnavailableError
 
 PREFIX = "IPO_SECRET_"
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")

@@ -31,8 +31,8 @@ from google.cloud.firestore_v1.document import DocumentReference
 from common.backends import _support
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
 from common.backends.firestore_values import decode, encode, filter_value, plain
-from common.config import Settings
-from common.errors import (
+from common.core.config import Settings
+from common.core.errors import (
     ConflictError,
     NotFoundError,
     PreconditionFailedError,

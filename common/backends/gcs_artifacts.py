@@ -22,8 +22,8 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from common.backends.base import ArtifactInfo, ArtifactStore, check_artifact_key
-from common.config import Settings
-from common.errors import (
+from common.core.config import Settings
+from common.core.errors import (
     ConflictError,
     IntegrityError,
     NotFoundError,

@@ -19,8 +19,8 @@ import google_crc32c
 from common.backends import _support
 from common.backends.base import KeyWrapper
 from common.backends.local_keys import check_data_key
-from common.config import Settings
-from common.errors import IntegrityError, UnavailableError
+from common.core.config import Settings
+from common.core.errors import IntegrityError, UnavailableError
 
 
 class KmsClient(Protocol):

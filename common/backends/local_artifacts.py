@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from common.backends.base import ArtifactInfo, ArtifactStore, check_artifact_key
-from common.errors import ConflictError, NotFoundError, UnavailableError
+from common.core.errors import ConflictError, NotFoundError, UnavailableError
 
 _TMP_PREFIX = "~put-"
 """``~`` cannot appear in a key, so a temporary file can never be mistaken for one."""

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from common.backends.base import KeyWrapper
-from common.errors import IntegrityError, UnavailableError
+from common.core.errors import IntegrityError, UnavailableError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12

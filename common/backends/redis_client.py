@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from common.config import Settings
+from common.core.config import Settings
 
 if TYPE_CHECKING:
     import redis

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from common.backends import _support
 from common.backends.base import SecretSource
-from common.config import Settings
-from common.errors import IntegrityError, NotFoundError, UnavailableError
+from common.core.config import Settings
+from common.core.errors import IntegrityError, NotFoundError, UnavailableError
 
 
 class SecretManagerClient(Protocol):

@@ -28,7 +28,12 @@ from typing import Any, TypeVar
 from common.backends import _support
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
 from common.backends.sqlite_query import build_select
-from common.errors import ConflictError, NotFoundError, PreconditionFailedError, UnavailableError
+from common.core.errors import (
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnavailableError,
+)
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
 from common.models.base import ModelRuntime
 
 _KINDS = {

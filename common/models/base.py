@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from common.errors import IncompatibleArtifactError
-from common.validation import StrictModel
+from common.core.errors import IncompatibleArtifactError
+from common.core.validation import StrictModel
 
 
 class NoParameters(StrictModel):

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ValidationError
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
+from common.core.validation import StrictModel, field_name
 from common.models.base import ModelRuntime
 from common.models.cca_schema import (
     _NOT_APPLICABLE,
@@ -37,7 +38,6 @@ from common.models.cca_schema import (
     Peer,
     PeerSet,
 )
-from common.validation import StrictModel, field_name
 
 
 def linear_percentiles(

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from common.validation import StrictModel
+from common.core.validation import StrictModel
 
 ARTIFACT_FORMAT = "ipo-cca/1"
 SECTORS = ("technology", "healthcare", "finance", "retail", "manufacturing")

@@ -18,7 +18,8 @@ import numpy as np
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
+from common.core.validation import StrictModel, problems_from, raise_invalid
 from common.models.base import ModelRuntime
 from common.models.dcf_math import (
     Companies,
@@ -45,7 +46,6 @@ from common.models.dcf_schema import (
     value_errors,
     work_errors,
 )
-from common.validation import StrictModel, problems_from, raise_invalid
 
 __all__ = ["ARTIFACT_FORMAT", "DcfArtifact", "DcfInstance", "DcfParameters", "DcfRuntime"]
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from common.validation import StrictModel
+from common.core.validation import StrictModel
 
 ARTIFACT_FORMAT = "ipo-dcf/1"
 MAX_YEARS = 30

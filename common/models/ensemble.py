@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
+from common.core.validation import StrictModel, field_name, problems_from, raise_invalid
 from common.models.base import Component, ModelRuntime
-from common.validation import StrictModel, field_name, problems_from, raise_invalid
 
 ARTIFACT_FORMAT = "ipo-ensemble/1"
 ROLES = ("dcf", "cca", "risk", "sentiment")

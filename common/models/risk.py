@@ -16,9 +16,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
+from common.core.validation import StrictModel
 from common.models.base import ModelRuntime, joblib_load
-from common.validation import StrictModel
 
 ARTIFACT_FORMAT = "ipo-risk/1"
 SECTORS = ("technology", "healthcare", "finance", "retail", "manufacturing")

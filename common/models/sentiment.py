@@ -24,9 +24,9 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 import numpy as np
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
+from common.core.validation import StrictModel
 from common.models.base import ModelRuntime, joblib_load
-from common.validation import StrictModel
 
 LEXICON_FORMAT = "ipo-sentiment-lexicon/1"
 CLASSIFIER_FORMAT = "ipo-sentiment-classifier/1"

@@ -2,7 +2,7 @@
 
 import functions_framework
 
-from common.http import dispatch
+from common.api.dispatch import dispatch
 
 
 @functions_framework.http

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.backends.base import ArtifactStore, DocumentStore
-from tests.services import (
+from tests.support.services import (
     FakeGCS,
     FirestoreEmulator,
     create_bucket,

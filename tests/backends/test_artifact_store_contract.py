@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from common.backends.base import ArtifactStore
-from common.errors import ConflictError, NotFoundError
+from common.core.errors import ConflictError, NotFoundError
 
 BLOB = b"\x00model bytes\xff" * 1000
 

@@ -11,7 +11,7 @@ from common.backends.gcs_artifacts import GCSArtifactStore
 from common.backends.local_artifacts import LocalArtifactStore
 from common.backends.secret_manager import SecretManagerSource
 from common.backends.sqlite_store import SQLiteDocumentStore
-from common.config import Settings
+from common.core.config import Settings
 
 
 def test_embedded_defaults(settings: Settings, tmp_path: Path) -> None:

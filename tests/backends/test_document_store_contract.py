@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction
-from common.errors import ConflictError, NotFoundError, PreconditionFailedError
+from common.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 
 C = "things"
 

@@ -16,9 +16,9 @@ from google.cloud import firestore
 
 from common.backends.base import EXPIRE_AT, Transaction
 from common.backends.firestore_store import FirestoreDocumentStore
-from common.config import Settings
-from common.errors import PreconditionFailedError, UnavailableError
-from tests.services import (
+from common.core.config import Settings
+from common.core.errors import PreconditionFailedError, UnavailableError
+from tests.support.services import (
     FirestoreEmulator,
     closed_port,
     find_firestore_emulator,
@@ -132,7 +132,7 @@ def test_unreachable_emulator_fails_fast_as_unavailable() -> None:
 
 def test_emulator_stop_leaves_no_process(tmp_path: Path) -> None:
     """The emulator's JVM is a child of its launcher script; stopping kills the group."""
-    from tests.services import _group_alive
+    from tests.support.services import _group_alive
 
     script, reason = find_firestore_emulator()
     if script is None:

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from common.backends.gcs_artifacts import GCSArtifactStore
-from common.config import Settings
-from common.errors import UnavailableError
-from tests.services import FakeGCS, closed_port, create_bucket, gcs_settings
+from common.core.config import Settings
+from common.core.errors import UnavailableError
+from tests.support.services import FakeGCS, closed_port, create_bucket, gcs_settings
 
 pytestmark = pytest.mark.gcs
 

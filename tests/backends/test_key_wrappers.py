@@ -24,8 +24,8 @@ from google.cloud.kms_v1 import DecryptRequest, DecryptResponse, EncryptRequest,
 from common.backends import build_key_wrapper
 from common.backends.kms_keys import KmsKeyWrapper
 from common.backends.local_keys import LocalKeyWrapper
-from common.config import Settings
-from common.errors import IntegrityError, UnavailableError
+from common.core.config import Settings
+from common.core.errors import IntegrityError, UnavailableError
 
 KEY_NAME = "projects/p/locations/global/keyRings/r/cryptoKeys/k"
 VERSION_NAME = KEY_NAME + "/cryptoKeyVersions/1"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.backends.local_artifacts import LocalArtifactStore
-from common.errors import ConflictError, NotFoundError, UnavailableError
+from common.core.errors import ConflictError, NotFoundError, UnavailableError
 
 
 def test_files_live_under_the_root_and_no_temporaries_remain(tmp_path: Path) -> None:

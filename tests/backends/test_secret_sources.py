@@ -18,8 +18,8 @@ from google.cloud.secretmanager_v1 import AccessSecretVersionResponse, SecretPay
 from common.backends.base import SecretSource
 from common.backends.env_secrets import EnvSecretSource
 from common.backends.secret_manager import SecretManagerSource
-from common.config import Settings
-from common.errors import IntegrityError, NotFoundError, UnavailableError
+from common.core.config import Settings
+from common.core.errors import IntegrityError, NotFoundError, UnavailableError
 
 PROJECT = "test-project"
 

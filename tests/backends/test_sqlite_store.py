@@ -11,7 +11,7 @@ import pytest
 
 from common.backends.base import EXPIRE_AT, Filter, Transaction
 from common.backends.sqlite_store import SQLiteDocumentStore
-from common.errors import UnavailableError
+from common.core.errors import UnavailableError
 
 
 def _increment(txn: Transaction) -> None:

@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from common.services import use_services
-from common.training.base import register_built
-from common.training.builders import build
 from tests.conftest import function_client
-from tests.fixtures import SEED, Stack, embedded_stack, trained_risk
+from tests.support.fixtures import SEED, Stack, embedded_stack, trained_risk
+from tools.training.base import register_built
+from tools.training.builders import build
 
 MODELS = ("dcf", "cca", "risk", "sentiment", "ensemble")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from common.training.base import BuiltModel
-from common.training.dcf_builder import build as build_dcf
 from tests.conftest import function_client
-from tests.fixtures import SEED, Stack, register_risk, trained_risk
 from tests.functions.test_predict_risk import assert_error
+from tests.support.fixtures import SEED, Stack, register_risk, trained_risk
+from tools.training.base import BuiltModel
+from tools.training.dcf_builder import build as build_dcf
 
 
 @cache
@@ -221,7 +221,7 @@ def test_only_admin_sets_a_gate_and_only_for_a_new_model(stack: Stack, empty_sta
 
 
 def test_history_keeps_mismatch_places_not_golden_values(stack: Stack) -> None:
-    from common.registry import VERSIONS, version_doc_id
+    from common.registry.records import VERSIONS, version_doc_id
 
     register(stack, "risk", register_body(trained_risk(), "1.1.0"), ("admin",))
     control(stack, "promote_model", "/v1/models/risk/versions/1.1.0/stage", {"stage": "staging"})

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.experiments import EXPOSURES, Experiment, ExperimentDesign, Experiments
-from common.training.base import register_built
+from common.experiments.core import EXPOSURES, Experiment, ExperimentDesign, Experiments
 from tests.conftest import function_client
-from tests.fixtures import Stack, trained_risk
 from tests.functions.test_experiments_api import DESIGN, predict_as, start
+from tests.support.fixtures import Stack, trained_risk
+from tools.training.base import register_built
 
 
 def other_instance(stack: Stack) -> Experiments:

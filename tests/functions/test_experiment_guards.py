@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.training.base import register_built
 from tests.conftest import function_client
-from tests.fixtures import Stack, trained_risk
 from tests.functions.test_experiments_api import DESIGN, predict_as, start
 from tests.functions.test_predict_risk import assert_error
+from tests.support.fixtures import Stack, trained_risk
+from tools.training.base import register_built
 
 
 def move(stack: Stack, version: str, stage: str) -> Any:
@@ -73,7 +73,7 @@ def test_a_design_that_has_already_ended_is_422_naming_end(stack: Stack) -> None
 
 def created_in_the_past(stack: Stack, window_days: int) -> Any:
     """An experiment that ran through January 2026 and was created before it began."""
-    from common.experiments import ExperimentDesign, Experiments
+    from common.experiments.core import ExperimentDesign, Experiments
 
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
     then = ["2026-01-01T00:00:00.000000Z"]
@@ -154,7 +154,7 @@ def test_an_outcome_sent_by_request_id_says_to_use_the_exposure_id(stack: Stack)
 def test_after_the_window_a_resent_outcome_is_200_and_only_new_ones_are_409(
     stack: Stack,
 ) -> None:
-    from common.experiments import Experiments
+    from common.experiments.core import Experiments
 
     experiment = created_in_the_past(stack, window_days=7)  # closed on 2026-02-08
     service = Experiments(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.training.base import register_built
 from tests.conftest import function_client
-from tests.fixtures import Stack, trained_risk
 from tests.functions.test_predict_risk import assert_error
+from tests.support.fixtures import Stack, trained_risk
+from tools.training.base import register_built
 
 DESIGN = {
     "model_id": "risk",

@@ -6,8 +6,8 @@ import jsonschema
 from flask.testing import FlaskClient
 
 from tests.conftest import function_client
-from tests.fixtures import Stack, register_risk
 from tests.functions.test_predict_risk import assert_error
+from tests.support.fixtures import Stack, register_risk
 
 
 def test_lists_models_with_production_version(

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import function_client
-from tests.fixtures import Stack
+from tests.support.fixtures import Stack
 
 URL = "/v1/predict/risk"
 
@@ -68,8 +68,8 @@ def test_request_id_is_echoed(predict_risk_client: FlaskClient, stack: Stack) ->
 def test_batch_of_a_thousand_equals_one_by_one(
     predict_risk_client: FlaskClient, stack: Stack
 ) -> None:
-    from common.training import synthetic
-    from tests.fixtures import SEED
+    from tests.support.fixtures import SEED
+    from tools.training import synthetic
 
     rows = synthetic.generate(1000, SEED + 1).rows()
     batch = predict_risk_client.post(URL, json={"instances": rows}, headers=stack.headers())
@@ -263,7 +263,7 @@ def test_unknown_path_is_404(predict_risk_client: FlaskClient, stack: Stack) -> 
 
 
 def test_model_without_production_version_is_404(empty_stack: Stack) -> None:
-    from tests.fixtures import register_risk
+    from tests.support.fixtures import register_risk
 
     register_risk(empty_stack.lifecycle, promote=False)
     client = function_client("predict_risk")
@@ -284,7 +284,7 @@ def test_unregistered_model_is_404(empty_stack: Stack) -> None:
 
 def test_store_unreachable_is_503_with_retry_after(tmp_path: Any) -> None:
     from common.services import reset_services
-    from tests.fixtures import AUDIT_KEY, SIGNING_KEY, embedded_stack
+    from tests.support.fixtures import AUDIT_KEY, SIGNING_KEY, embedded_stack
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the data folder should be")
@@ -315,7 +315,7 @@ def test_store_unreachable_is_503_with_retry_after(tmp_path: Any) -> None:
 def test_tampered_artifact_is_refused_without_loading(
     predict_risk_client: FlaskClient, stack: Stack, tmp_path: Any
 ) -> None:
-    from tests.fixtures import malicious_artifact
+    from tests.support.fixtures import malicious_artifact
 
     record = stack.registry.get_version("risk", "1.0.0")
     marker = tmp_path / "pwned"

@@ -9,7 +9,7 @@ import pytest
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
-from common.errors import IncompatibleArtifactError
+from common.core.errors import IncompatibleArtifactError
 from common.models.base import joblib_load
 
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import IntegrityError, InvalidValuesError
+from common.core.errors import IntegrityError, InvalidValuesError
+from common.core.validation import validate
 from common.models.base import joblib_dump
 from common.models.cca import CcaRuntime, linear_percentiles
 from common.models.cca_schema import (
@@ -23,8 +24,7 @@ from common.models.cca_schema import (
     PeerSet,
     to_artifact,
 )
-from common.training import cca_builder, cca_peers
-from common.validation import validate
+from tools.training import cca_builder, cca_peers
 
 TECH_MULTIPLES = {
     "ev_revenue": [2.0, 4.0, 6.0, 8.0],

@@ -13,10 +13,10 @@ import pytest
 
 from common.models.cca import CcaRuntime
 from common.models.cca_schema import MULTIPLES, SECTORS
-from common.training import cca_builder, cca_peers
-from common.training.base import MODEL_CARD_FIELDS, BuiltModel
-from common.training.cca_peers import PeerSetError
-from tests.fixtures import SEED
+from tests.support.fixtures import SEED
+from tools.training import cca_builder, cca_peers
+from tools.training.base import MODEL_CARD_FIELDS, BuiltModel
+from tools.training.cca_peers import PeerSetError
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "name,sector,ev_revenue,ev_ebitda,pe,market_cap_musd"

@@ -14,13 +14,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from common.backends._support import check_document
-from common.errors import IntegrityError, InvalidValuesError
+from common.core.errors import IntegrityError, InvalidValuesError
+from common.core.validation import validate
 from common.models.dcf import DcfRuntime
 from common.models.dcf_math import standard_normals
 from common.models.dcf_schema import work_errors
-from common.training import dcf_builder
-from common.validation import validate
-from tests.fixtures import SEED
+from tests.support.fixtures import SEED
+from tools.training import dcf_builder
 
 RUNTIME = DcfRuntime.from_artifact(dcf_builder.artifact(SEED))
 QUICK = {"monte_carlo": False, "sensitivity": False}

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from common.backends._support import check_document
-from common.errors import InvalidValuesError
+from common.core.errors import InvalidValuesError
 from common.models.dcf import DcfRuntime
 from common.models.dcf_math import standard_normals
-from common.training import dcf_builder
-from common.training.base import MODEL_CARD_FIELDS, BuiltModel
-from tests.fixtures import SEED
+from tests.support.fixtures import SEED
+from tools.training import dcf_builder
+from tools.training.base import MODEL_CARD_FIELDS, BuiltModel
 
 
 @pytest.fixture(scope="module")

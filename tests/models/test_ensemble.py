@@ -8,10 +8,10 @@ from statistics import NormalDist
 
 import pytest
 
-from common.errors import IntegrityError, InvalidValuesError
+from common.core.errors import IntegrityError, InvalidValuesError
 from common.models.ensemble import EnsembleRuntime
-from common.training import ensemble_builder
-from tests.fixtures import fake_components
+from tests.support.fixtures import fake_components
+from tools.training import ensemble_builder
 
 RUNTIME = EnsembleRuntime.from_artifact(ensemble_builder.artifact())
 

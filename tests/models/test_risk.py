@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import IntegrityError
+from common.core.errors import IntegrityError
 from common.models.base import joblib_dump
 from common.models.risk import CLASSES, RiskInstance, RiskRuntime, engineer_features, to_matrix
-from common.training import synthetic
-from tests.fixtures import SEED, trained_risk
+from tests.support.fixtures import SEED, trained_risk
+from tools.training import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import IntegrityError, InvalidValuesError
+from common.core.errors import IntegrityError, InvalidValuesError
+from common.core.validation import validate
 from common.models.base import joblib_dump
 from common.models.sentiment import (
     CLASSIFIER_FORMAT,
@@ -23,10 +24,9 @@ from common.models.sentiment import (
     SentimentRuntime,
     tokenize,
 )
-from common.training import sentiment_corpus
-from common.training.sentiment_builder import build_pipeline, lexicon_artifact, shipped_lexicon
-from common.validation import validate
-from tests.fixtures import SEED
+from tests.support.fixtures import SEED
+from tools.training import sentiment_corpus
+from tools.training.sentiment_builder import build_pipeline, lexicon_artifact, shipped_lexicon
 
 POSITIVE = (
     "Revenue grew strongly and the company achieved record profitability, exceeding guidance.",

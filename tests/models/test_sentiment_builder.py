@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from common.models.sentiment import LABELS, MAX_TEXT_CHARS, SentimentInstance, SentimentRuntime
-from common.training import sentiment_builder, sentiment_corpus
-from common.training.base import MODEL_CARD_FIELDS, BuiltModel, register_built
-from tests.fixtures import SEED, embedded_stack
+from tests.support.fixtures import SEED, embedded_stack
+from tools.training import sentiment_builder, sentiment_corpus
+from tools.training.base import MODEL_CARD_FIELDS, BuiltModel, register_built
 
 SAMPLES = 900
 

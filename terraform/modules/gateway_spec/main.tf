@@ -1,5 +1,5 @@
 # Renders the API Gateway (OpenAPI 2.0) configuration from the one route table,
-# common/openapi.yaml: the x-ipo-* extensions are removed, each operation gets the
+# common/api/openapi.yaml: the x-ipo-* extensions are removed, each operation gets the
 # x-google-backend of the function named by its x-ipo-function, and every operation
 # accepts either a platform token or a Google-signed service-account ID token. The
 # functions check both again, including the operation's permission.

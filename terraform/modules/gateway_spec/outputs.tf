@@ -9,7 +9,7 @@ output "spec" {
 
   precondition {
     condition     = length(local.unknown_functions) == 0
-    error_message = "common/openapi.yaml routes to functions that are not deployed (no entry in backends): ${join(", ", sort(local.unknown_functions))}."
+    error_message = "common/api/openapi.yaml routes to functions that are not deployed (no entry in backends): ${join(", ", sort(local.unknown_functions))}."
   }
 }
 
@@ -19,6 +19,6 @@ output "spec_sha256" {
 
   precondition {
     condition     = length(local.unknown_functions) == 0
-    error_message = "common/openapi.yaml routes to functions that are not deployed (no entry in backends): ${join(", ", sort(local.unknown_functions))}."
+    error_message = "common/api/openapi.yaml routes to functions that are not deployed (no entry in backends): ${join(", ", sort(local.unknown_functions))}."
   }
 }

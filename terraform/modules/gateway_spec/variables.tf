@@ -16,7 +16,7 @@ variable "jwt" {
 }
 
 variable "openapi_yaml" {
-  description = "Text of common/openapi.yaml, the route table the local gateway also reads."
+  description = "Text of common/api/openapi.yaml, the route table the local gateway also reads."
   type        = string
 }
 

@@ -1,0 +1,45 @@
+"""What a handler gets and gives back, and the operation table's entry.
+
+Handlers and the dispatch both import this module; neither imports the other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from common.security.auth import Principal
+from common.services import Services
+
+
+@dataclass
+class Call:
+    """What a handler gets: validated input and its collaborators, nothing HTTP-shaped."""
+
+    services: Services
+    principal: Principal
+    params: dict[str, str]
+    query: Mapping[str, str]
+    body: Any
+    request_id: str
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Added to the request's log line (model id, version, batch size...)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    handler: Handler
+    body: TypeAdapter[Any] | None = None

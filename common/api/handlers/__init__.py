@@ -1,0 +1,1 @@
+"""Operation handlers: each takes a Call and returns what the operation answers."""

@@ -1,0 +1,1 @@
+"""A/B experiments: design, sticky assignment, exposures, delayed outcomes and their statistics."""

@@ -1,0 +1,146 @@
+"""An A/B experiment's design and stored record: variants, split, metrics, times, window.
+
+A user's variant is a hash of experiment id, salt and user id into 10,000 buckets walked
+along the cumulative split: deterministic and sticky while the weights stay the same. When
+weights change, a user keeps their variant only if their bucket still falls in that
+variant's range; the buckets that move are the ones the changed weights cover.
+
+The times that decide attribution are recorded on the experiment: ``start``, ``end`` and,
+when it is stopped, ``stopped_at``. Outcomes are taken until ``outcome_window_days`` after
+the experiment stops serving (its end, or when it was stopped); then it completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.backends.base import rfc3339
+from common.experiments.stats import Metric
+
+BUCKETS = 10_000
+SPLIT_TOLERANCE = 0.001
+DEFAULT_DAYS = 30
+DEFAULT_WINDOW_DAYS = 28
+"""Days after an experiment stops serving during which its outcomes are still taken: an
+IPO's first-day return is known the next day, whether it priced within range weeks later."""
+MAX_WINDOW_DAYS = 365
+
+Status = Literal["active", "collecting", "stopped", "completed"]
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    experiment_id: str
+    model_id: str
+    variants: dict[str, str]
+    split: dict[str, float]
+    metrics: tuple[Metric, ...]
+    start: str
+    end: str
+    salt: str
+    status: Status
+    created_by: str
+    created_at: str
+    conclusions: dict[str, str] = Field(default_factory=dict)
+    outcome_window_days: int = 0
+    """0 for experiments stored before windows existed: they completed at their end."""
+    stopped_at: str | None = None
+    closes_at: str | None = None
+    """When outcomes stop being taken and the conclusion is drawn (set at creation and stop)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_units(cls, data: Any) -> Any:
+        """Metrics stored without a unit were analysed per request; they still are."""
+        if isinstance(data, dict) and isinstance(data.get("metrics"), list | tuple):
+            data = {
+                **data,
+                "metrics": [
+                    {"unit": "request", **m} if isinstance(m, dict) else m for m in data["metrics"]
+                ],
+            }
+        return data
+
+    def is_running(self, now: str) -> bool:
+        return self.status == "active" and self.start <= now < self.end
+
+    def served_at(self, at: str) -> bool:
+        """Whether a prediction at ``at`` belongs to this experiment, by its recorded times."""
+        until = min(self.end, self.stopped_at) if self.stopped_at else self.end
+        return self.start <= at < until
+
+    def closing_time(self) -> str:
+        if self.closes_at is not None:
+            return self.closes_at
+        ended = min(self.end, self.stopped_at) if self.stopped_at else self.end
+        return iso(parse(ended) + timedelta(days=self.outcome_window_days))
+
+    def assign(self, user_id: str) -> str:
+        """The user's variant: sticky, deterministic, following the cumulative split."""
+        digest = hashlib.sha256(f"{self.experiment_id}:{self.salt}:{user_id}".encode()).digest()
+        bucket = int.from_bytes(digest[:8], "big") % BUCKETS
+        edge = 0.0
+        for name in sorted(self.split):  # a fixed order: the same user, the same variant
+            edge += self.split[name] * BUCKETS
+            if bucket < round(edge):
+                return name
+        return sorted(self.split)[-1]
+
+    def user_key(self, user_id: str) -> str:
+        """A user's key inside this experiment: salted, so it names nobody outside it."""
+        return hashlib.sha256(f"{self.salt}:{self.experiment_id}:{user_id}".encode()).hexdigest()
+
+
+class ExperimentDesign(BaseModel):
+    """What ``POST /v1/experiments`` accepts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    model_id: str = Field(min_length=1, max_length=63)
+    variants: dict[str, Annotated[str, Field(max_length=64)]] = Field(min_length=2, max_length=10)
+    split: dict[str, float] = Field(min_length=2, max_length=10)
+    metrics: list[Metric] = Field(min_length=1, max_length=20)
+    start: str | None = Field(None, max_length=40, description="ISO 8601; default now.")
+    end: str | None = Field(None, max_length=40, description="ISO 8601; default start + 30 days.")
+    salt: str | None = Field(None, min_length=1, max_length=64)
+    outcome_window_days: int = Field(
+        DEFAULT_WINDOW_DAYS,
+        ge=0,
+        le=MAX_WINDOW_DAYS,
+        description="Days after the experiment stops serving during which outcomes are taken.",
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ExperimentDesign:
+        if "control" not in self.variants:
+            raise ValueError("one variant must be named 'control'")
+        if set(self.split) != set(self.variants):
+            raise ValueError("split must name exactly the variants")
+        if any(w <= 0 for w in self.split.values()):
+            raise ValueError("split weights must be positive: a variant with no traffic is no arm")
+        if abs(sum(self.split.values()) - 1.0) > SPLIT_TOLERANCE:
+            raise ValueError(f"split must sum to 1 within {SPLIT_TOLERANCE}")
+        if len({m.name for m in self.metrics}) != len(self.metrics):
+            raise ValueError("metric names must be unique")
+        for moment in (self.start, self.end):
+            if moment is not None:
+                parse(moment)
+        return self
+
+
+def parse(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+
+
+def iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return rfc3339(moment)

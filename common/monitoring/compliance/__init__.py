@@ -1,0 +1,1 @@
+"""The compliance scan: its checks, the state they read, and the scan job."""

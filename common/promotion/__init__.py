@@ -1,0 +1,1 @@
+"""Moving versions into and out of production: stages, gates, verification, canary, rollback."""

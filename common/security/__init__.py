@@ -1,0 +1,1 @@
+"""Who may call: tokens and keys, service identity, rate limits, envelope encryption."""

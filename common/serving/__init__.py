@@ -1,0 +1,1 @@
+"""The prediction path: routing a request to a version, the caches, loaded models, cache warming."""

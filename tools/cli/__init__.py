@@ -1,0 +1,1 @@
+"""ipoctl, the command-line client of the platform's API."""

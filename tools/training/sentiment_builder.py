@@ -1,0 +1,237 @@
+"""Build the two sentiment versions that an A/B test compares, on one held-out set.
+
+Version A, the finance lexicon, is the production baseline (``promote=True``); version B,
+a TF-IDF + logistic regression classifier trained on labelled texts, is registered as
+the candidate (``promote=False``). Both are scored on the same held-out texts with the
+same metrics, so the test starts from comparable offline evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from common.models.base import joblib_dump
+from common.models.sentiment import (
+    CLASSIFIER_FORMAT,
+    LABEL_THRESHOLD,
+    LABELS,
+    MAX_TEXT_CHARS,
+    LexiconArtifact,
+    SentimentInstance,
+    SentimentRuntime,
+    tokenize,
+)
+from tools.training import sentiment_corpus
+from tools.training.base import BuiltModel, finish, model_card
+from tools.training.sentiment_corpus import SentimentCorpus
+
+MODEL_ID = "sentiment"
+LEXICON_RESOURCE = "finance_lexicon.json"
+
+
+GATE = {
+    "criteria": [
+        {"metric": "accuracy", "op": ">=", "threshold": 0.5},
+        {"metric": "latency_p95_ms", "op": "<=", "threshold": 500.0},
+    ]
+}
+"""Sentiment's bar: clearly better than the 1/3 of guessing among three labels; a
+candidate must also win an experiment against the baseline before it replaces it."""
+
+
+def shipped_lexicon() -> LexiconArtifact:
+    """The project's own finance lexicon (common/models/data/, provenance in its README)."""
+    text = resources.files("common.models").joinpath("data", LEXICON_RESOURCE).read_text("utf-8")
+    return LexiconArtifact.model_validate(json.loads(text))
+
+
+def lexicon_artifact(lexicon: LexiconArtifact) -> bytes:
+    """Canonical JSON (sorted keys, no whitespace): the same lexicon gives the same bytes."""
+    return json.dumps(
+        lexicon.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def build_pipeline(seed: int) -> Any:
+    """Word and word-pair TF-IDF over the shared tokenizer, then a multinomial logit."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline(
+        [
+            (
+                "tfidf",
+                TfidfVectorizer(
+                    tokenizer=tokenize,
+                    token_pattern=None,
+                    lowercase=False,
+                    ngram_range=(1, 2),
+                    min_df=2,
+                    sublinear_tf=True,
+                ),
+            ),
+            ("classifier", LogisticRegression(C=10.0, max_iter=2000, random_state=seed)),
+        ]
+    )
+
+
+def evaluate(
+    runtime: SentimentRuntime, rows: list[dict[str, Any]], labels: list[str]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Held-out metrics of a built artifact, computed from what serving returns."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    instances = [SentimentInstance.model_validate(r) for r in rows]
+    predicted = [out["label"] for out in runtime.predict(instances, None)]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predicted, labels=list(LABELS), average="macro", zero_division=0
+    )
+    metrics = {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }
+    matrix = confusion_matrix(labels, predicted, labels=list(LABELS)).tolist()
+    # true label -> predicted label -> count; nested objects, since a document store
+    # (Firestore) cannot hold an array of arrays.
+    report = {
+        "confusion_matrix": {
+            true: dict(zip(LABELS, row, strict=True))
+            for true, row in zip(LABELS, matrix, strict=True)
+        }
+    }
+    return metrics, report
+
+
+def _digest(rows: list[dict[str, Any]], labels: list[str]) -> str:
+    """Names the held-out set, so a reader can see both versions were scored on it."""
+    blob = json.dumps([[r["text"], lab] for r, lab in zip(rows, labels, strict=True)])
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def train(
+    corpus: SentimentCorpus, *, seed: int, synthetic: bool, test_share: float = 0.25
+) -> list[BuiltModel]:
+    from sklearn import __version__ as sklearn_version
+    from sklearn.model_selection import train_test_split
+
+    rows_train, rows_test, y_train, y_test = train_test_split(
+        corpus.rows, corpus.labels, test_size=test_share, random_state=seed, stratify=corpus.labels
+    )
+    held_out = {"held_out_rows": len(y_test), "held_out_sha256": _digest(rows_test, y_test)}
+    counts = {"train_rows": len(y_train), "test_rows": len(y_test)}
+    data_text = (
+        f"{len(corpus.rows)} synthetic finance texts from the seeded template generator "
+        "(tools/training/sentiment_corpus.py, documented in docs/models/sentiment.md)"
+        if synthetic
+        else f"{len(corpus.rows)} labelled texts from the user's CSV"
+    )
+    split_text = f"; {len(y_train)} for training, {len(y_test)} held out, stratified by label."
+
+    lexicon = shipped_lexicon()
+    lexicon_bytes = lexicon_artifact(lexicon)
+    lex_metrics, lex_report = evaluate(
+        SentimentRuntime.from_artifact(lexicon_bytes), rows_test, y_test
+    )
+    lexicon_version = finish(
+        model_id=MODEL_ID,
+        gate=GATE,
+        runtime_class=SentimentRuntime,
+        artifact=lexicon_bytes,
+        description=(
+            f"Finance lexicon baseline ({lexicon.name} {lexicon.version}, written for this "
+            "project): score (P - N) / (P + N + 1) from positive and negative word counts "
+            f"with negation; neutral within +-{LABEL_THRESHOLD}."
+        ),
+        metrics={**lex_metrics, **counts},
+        card=model_card(
+            intended_use=(
+                "Baseline tone of prospectus excerpts, filings and financial news, for the "
+                "valuation ensemble and analyst screening. Not an investment recommendation."
+            ),
+            training_data=(
+                f"None learned: a hand-written lexicon of {_size(lexicon)} words. Evaluated on "
+                f"the held-out part of {data_text}{split_text}"
+            ),
+            limitations=(
+                "Counts single words: no phrases, sarcasm or context beyond a three-word "
+                "negation scope. English only. Held-out metrics on synthetic text say little "
+                f"about real text. Texts over {MAX_TEXT_CHARS:,} characters are refused."
+            ),
+        ),
+        training_rows=rows_train,
+        held_out_rows=rows_test,
+        reports={"evaluation": {**held_out, **lex_report}},
+        tags={"variant": "lexicon", "framework": "none", "lexicon": lexicon.version},
+        promote=True,
+    )
+
+    pipeline = build_pipeline(seed).fit([r["text"] for r in rows_train], y_train)
+    classifier_bytes = joblib_dump(
+        {
+            "format": CLASSIFIER_FORMAT,
+            "pipeline": pipeline,
+            "lexicon": lexicon.model_dump(mode="json"),
+        }
+    )
+    clf_metrics, clf_report = evaluate(
+        SentimentRuntime.from_artifact(classifier_bytes), rows_test, y_test
+    )
+    vocabulary = len(pipeline.named_steps["tfidf"].vocabulary_)
+    classifier_version = finish(
+        model_id=MODEL_ID,
+        gate=GATE,
+        runtime_class=SentimentRuntime,
+        artifact=classifier_bytes,
+        description=(
+            "TF-IDF (words and word pairs, shared tokenizer with negation marks) + "
+            "multinomial logistic regression; score P(positive) - P(negative); tone "
+            "proportions from the same lexicon as the baseline."
+        ),
+        metrics={**clf_metrics, **counts, "vocabulary": vocabulary},
+        card=model_card(
+            intended_use=(
+                "Candidate replacement for the lexicon baseline, to be compared with it in an "
+                "A/B test before any promotion. Not an investment recommendation."
+            ),
+            training_data=data_text + split_text,
+            limitations=(
+                "Learns only the wording of its training texts; trained on synthetic "
+                "templates it will miss much of the language of real filings and news, and "
+                "its held-out metrics (same templates) overstate real-world accuracy. "
+                f"English only. Texts over {MAX_TEXT_CHARS:,} characters are refused."
+            ),
+        ),
+        training_rows=rows_train,
+        held_out_rows=rows_test,
+        reports={"evaluation": {**held_out, **clf_report}},
+        tags={
+            "variant": "classifier",
+            "framework": "scikit-learn",
+            "sklearn_version": sklearn_version,
+            "lexicon": lexicon.version,
+        },
+        promote=False,
+    )
+    return [lexicon_version, classifier_version]
+
+
+def _size(lexicon: LexiconArtifact) -> int:
+    cats = lexicon.categories
+    return len({*cats.negative, *cats.positive, *cats.uncertainty, *cats.litigious})
+
+
+def build(seed: int, data: Path | None = None, samples: int = 6000) -> list[BuiltModel]:
+    """Lexicon (promoted) then classifier (candidate), from the synthetic corpus or a CSV."""
+    if data is not None:
+        return train(sentiment_corpus.from_csv(data), seed=seed, synthetic=False)
+    return train(sentiment_corpus.generate(samples, seed), seed=seed, synthetic=True)
+
+
+__all__ = ["build", "build_pipeline", "evaluate", "shipped_lexicon", "train"]
