@@ -26,22 +26,31 @@ $(VENV)/.runtime: requirements.txt
 	@$(PIP) install -q --require-hashes -r requirements.txt >&2
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+# The project itself, editable: scripts and tests import `common` and `tools` from the
+# checkout, and .venv/bin/ipoctl is the command-line client. No build isolation, so
+# nothing is fetched to build it (requirements-build.txt says why it needs `wheel`).
+$(VENV)/.installed: $(VENV)/.runtime requirements-build.txt pyproject.toml
+	@echo "Installing the project into $(VENV) (editable)..." >&2
+	@$(PIP) install -q --require-hashes -r requirements-build.txt >&2
+	@$(PIP) install -q --no-deps --no-build-isolation -e . >&2
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
 	@echo "Installing test dependencies into $(VENV) (hash-checked)..." >&2
 	@$(PIP) install -q --require-hashes -r requirements.txt -r requirements-dev.txt >&2
 	@touch $@
 
-run: $(VENV)/.runtime  ## Train and register the demo models if absent, then serve every function.
+run: $(VENV)/.installed  ## Train and register the demo models if absent, then serve every function.
 	@$(PY) scripts/train_models.py --if-absent
 	@$(PY) scripts/serve.py --port $(PORT)
 
-serve: $(VENV)/.runtime  ## Serve every function (no training).
+serve: $(VENV)/.installed  ## Serve every function (no training).
 	@$(PY) scripts/serve.py --port $(PORT)
 
-train: $(VENV)/.runtime  ## Train, register and promote a new version of the demo models.
+train: $(VENV)/.installed  ## Train, register and promote a new version of the demo models.
 	@$(PY) scripts/train_models.py
 
-token: $(VENV)/.runtime  ## Print a signed development token (SUB=, PERMS=a,b).
+token: $(VENV)/.installed  ## Print a signed development token (SUB=, PERMS=a,b).
 	@$(PY) scripts/issue_token.py --sub "$(SUB)" --perms "$(PERMS)"
 
 lint: $(VENV)/.dev  ## ruff lint and format check; bandit (nothing above low severity).
@@ -102,7 +111,7 @@ checkov: $(CHECKOV_VENV)/.installed  ## checkov static analysis of terraform/ (o
 		--skip-download --download-external-modules false
 
 # Every step of cloudbuild.yaml against what its image has (scripts/cloudbuild_images.json).
-cloudbuild: $(VENV)/.runtime  ## Check that each Cloud Build step uses only tools its image has.
+cloudbuild: $(VENV)/.installed  ## Check that each Cloud Build step uses only tools its image has.
 	$(PY) scripts/check_cloudbuild.py
 
 infra: tf-fmt checkov cloudbuild  ## Infrastructure checks: terraform fmt and checkov on terraform/, cloudbuild.yaml's images.
@@ -121,6 +130,7 @@ lock:  ## Re-resolve requirements*.in into hash-pinned requirements*.txt.
 	$(PIP_COMPILE) -o requirements.txt requirements.in
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 	$(PIP_COMPILE) -o requirements-checkov.txt requirements-checkov.in
+	$(PIP_COMPILE) -o requirements-build.txt requirements-build.in
 
 clean:  ## Remove the virtual environments, local state and caches.
-	rm -rf $(VENV) $(CHECKOV_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist
+	rm -rf $(VENV) $(CHECKOV_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist build *.egg-info

@@ -18,8 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from common.models.cca_schema import to_artifact
 from tools.training import cca_builder, cca_peers
 

@@ -33,11 +33,9 @@ from typing import Any
 
 import yaml
 
-# Run as a script, this folder is on sys.path already; imported from the tests it is not.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cloudbuild_steps import StepCheck
-from cloudbuild_table import IMAGES, Table, substitute
-from cloudbuild_tools import WORKSPACE, Carried
+from tools.infra.cloudbuild_steps import StepCheck
+from tools.infra.cloudbuild_table import IMAGES, Table, substitute
+from tools.infra.cloudbuild_tools import WORKSPACE, Carried
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,9 +27,7 @@ from typing import Any
 
 import yaml
 
-# Run as a script, this folder is on sys.path already; imported from the tests it is not.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from terraform_checks import (
+from tools.infra.terraform_checks import (
     check_alerts,
     check_audit_anchors,
     check_declarations,
@@ -37,7 +35,7 @@ from terraform_checks import (
     check_no_latest,
     check_server_threads,
 )
-from terraform_reader import Terraform, unquote
+from tools.infra.terraform_reader import Terraform, unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PREFIX = "/v1/jobs/"

@@ -14,12 +14,8 @@ import os
 import shlex
 import shutil
 import signal
-import sys
 import tempfile
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gunicorn.app.base import BaseApplication
 

@@ -21,11 +21,8 @@ from __future__ import annotations
 import argparse
 import math
 import secrets
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from tqdm import tqdm

@@ -16,8 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from common.audit.trail import audit_key
 from common.audit.verify import Anchor, read_anchors, verify_audit
 from common.core.errors import ServiceError

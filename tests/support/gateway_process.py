@@ -19,6 +19,9 @@ import requests
 
 from tests.conftest import ROOT
 
+# The command-line client as installed into the virtual environment (`ipoctl` in pyproject).
+IPOCTL = Path(sys.executable).with_name("ipoctl")
+
 
 @dataclass
 class Gateway:

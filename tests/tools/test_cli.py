@@ -7,7 +7,6 @@ import io
 import json
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from common.core.config import Settings
 from tests.conftest import ROOT
+from tests.support.gateway_process import IPOCTL
 from tools.cli import client as cli_client
 from tools.cli import commands as cli_commands
 from tools.cli import main as cli
@@ -1043,7 +1043,7 @@ def test_requests_transport_reports_a_refused_connection() -> None:
 
 def test_script_entry_point() -> None:
     done = subprocess.run(
-        [sys.executable, "scripts/ipoctl.py", "promote", "--help"],
+        [str(IPOCTL), "promote", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

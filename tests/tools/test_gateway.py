@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import requests
 
 from tests.conftest import ROOT
 from tests.support.fixtures import SIGNING_KEY
-from tests.support.gateway_process import Gateway, running_gateway, script_token
+from tests.support.gateway_process import IPOCTL, Gateway, running_gateway, script_token
 
 pytestmark = pytest.mark.gateway
 
@@ -128,7 +127,7 @@ def test_ipoctl_against_the_running_gateway(gateway: Gateway) -> None:
 
     def ipoctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "scripts/ipoctl.py", *args],
+            [str(IPOCTL), *args],
             cwd=ROOT,
             env=environ,
             capture_output=True,

@@ -1,6 +1,6 @@
 """``ipoctl``, the command-line client of the model registry and prediction API.
 
-    python scripts/ipoctl.py [--url URL] [--token TOKEN] [--json] [--timeout S] COMMAND ...
+    ipoctl [--url URL] [--token TOKEN] [--json] [--timeout S] COMMAND ...
 
 The commands map one to one onto HTTP calls (docs/CLI.md lists them); the client is a
 thin class over ``requests`` whose transport tests replace. Exit codes: 0 success;

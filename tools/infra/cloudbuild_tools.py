@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudbuild_table import Image, Table
-from shell_commands import Word
+from tools.infra.cloudbuild_table import Image, Table
+from tools.infra.shell_commands import Word
 
 WORKSPACE = "/workspace"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGES = Path(__file__).resolve().with_name("cloudbuild_images.json")
+IMAGES = Path(__file__).resolve().parents[2] / "scripts" / "cloudbuild_images.json"
 
 # Cloud Build's own substitutions (docs: "Substituting variable values").
 BUILT_IN_SUBSTITUTIONS = frozenset(

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from terraform_reader import Terraform, expression_text, object_attribute, unquote
+from tools.infra.terraform_reader import Terraform, expression_text, object_attribute, unquote
 
 # The reference design's alert policies: metric threshold, window and how long it holds.
 ALERTS: dict[str, dict[str, float]] = {

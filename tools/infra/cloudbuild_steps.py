@@ -12,8 +12,8 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 
-from cloudbuild_tools import WORKSPACE, StepTools
-from shell_commands import ASSIGNMENT, ShellSyntaxError, Word, parse
+from tools.infra.cloudbuild_tools import WORKSPACE, StepTools
+from tools.infra.shell_commands import ASSIGNMENT, ShellSyntaxError, Word, parse
 
 BUILTINS = frozenset(
     ".  : [ alias bg break builtin cd command continue declare dirs disown echo enable eval "  # noqa: SIM905
