@@ -140,3 +140,17 @@ class IncompatibleArtifactError(ServiceError):
         "a stored model artifact was built with an incompatible library version; the model "
         "cannot be served until it is re-trained and re-registered"
     )
+
+
+class PickledModelsUnavailableError(ServiceError):
+    """A model stored as a joblib pickle reached a function deployed without scikit-learn
+    and joblib, which scripts/package.py leaves out unless --with-pickled-models: refused
+    by name, not as an ImportError."""
+
+    status = 500
+    code = "pickled_models_unavailable"
+    public_message = (
+        "this model is stored as a scikit-learn pickle and this function was deployed "
+        "without scikit-learn; redeploy with pickled models enabled "
+        "(scripts/package.py --with-pickled-models) or register the model as a data artifact"
+    )

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from common.core.errors import IncompatibleArtifactError
+from common.core.errors import IncompatibleArtifactError, PickledModelsUnavailableError
 from common.core.validation import StrictModel
 
 
@@ -105,8 +105,14 @@ def joblib_load(data: bytes) -> Any:
     joblib executes code while loading, so callers pass only bytes whose SHA-256 matched
     the registry record.
     """
-    import joblib
-    from sklearn.exceptions import InconsistentVersionWarning
+    try:
+        import joblib
+        from sklearn.exceptions import InconsistentVersionWarning
+    except ImportError as exc:  # deployed without them: scripts/package.py decides
+        raise PickledModelsUnavailableError(
+            f"a pickled artifact needs scikit-learn and joblib; {exc.name} is not installed "
+            "in this function (build it with scripts/package.py --with-pickled-models)"
+        ) from None
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
