@@ -56,9 +56,9 @@ token: $(VENV)/.installed  ## Print a signed development token (SUB=, PERMS=a,b)
 lint: $(VENV)/.dev  ## ruff lint and format check; bandit (nothing above low severity).
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/bandit -q -r common functions --severity-level medium
+	$(VENV)/bin/bandit -q -r common functions tools scripts --severity-level medium
 
-typecheck: $(VENV)/.dev  ## mypy (strict) on common/ and the check scripts.
+typecheck: $(VENV)/.dev  ## mypy (strict) on common/, tools/, functions/ and scripts/.
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.dev redis  ## The pytest suite only.

@@ -177,7 +177,7 @@ def _preload_models(_worker: Any) -> None:
 def _worker_exited(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Cloud Function entry: `predict_cca`. All logic lives in `common/`."""
 
+from __future__ import annotations
+
+import flask
 import functions_framework
 
 from common.api.dispatch import dispatch
 
 
 @functions_framework.http
-def predict_cca(request):
+def predict_cca(request: flask.Request) -> flask.Response:
     return dispatch("predict_cca", request)
