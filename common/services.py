@@ -32,6 +32,7 @@ from common.serving.cache import PredictionCache
 from common.serving.hot_keys import HotKeys
 from common.serving.pipeline import SnapshotCache, resolve_component
 from common.serving.pool import ModelPool
+from common.serving.predictor import Predictor
 
 log = logging.getLogger("ipo.services")
 
@@ -56,6 +57,7 @@ class Services:
     cache: PredictionCache | None
     hot_keys: HotKeys
     drift_sampler: DriftSampler
+    predictor: Predictor
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
@@ -83,6 +85,22 @@ class Services:
             cipher=cipher,
             commit_timeout_s=settings.audit_commit_timeout_s,
         )
+        cache = PredictionCache.from_settings(settings, redis)
+        hot_keys = HotKeys(backends.documents, cipher)
+        drift_sampler = DriftSampler(
+            backends.documents,
+            rate=settings.drift_sample_rate,
+            window_hours=settings.drift_window_hours,
+        )
+        predictor = Predictor(
+            snapshots,
+            pool,
+            experiments=experiments,
+            cache=cache,
+            hot_keys=hot_keys,
+            sampler=drift_sampler,
+            max_details=settings.max_error_details,
+        )
         return cls(
             settings=settings,
             backends=backends,
@@ -95,13 +113,10 @@ class Services:
             cipher=cipher,
             audit=audit,
             rate_limiter=build_rate_limiter(settings, redis),
-            cache=PredictionCache.from_settings(settings, redis),
-            hot_keys=HotKeys(backends.documents, cipher),
-            drift_sampler=DriftSampler(
-                backends.documents,
-                rate=settings.drift_sample_rate,
-                window_hours=settings.drift_window_hours,
-            ),
+            cache=cache,
+            hot_keys=hot_keys,
+            drift_sampler=drift_sampler,
+            predictor=predictor,
         )
 
     def flush_statistics_if_due(self) -> None:

@@ -38,7 +38,7 @@ from common.backends.env_secrets import EnvSecretSource
 from common.core.config import Settings
 from common.experiments.core import ExperimentDesign
 from common.services import Services
-from common.serving.pipeline import PredictRequest, predict
+from common.serving.pipeline import PredictRequest
 from tools.cli.experiment_output import render_results
 from tools.training import sentiment_builder, sentiment_corpus
 from tools.training.base import register_built
@@ -141,14 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=total, desc="predictions", unit="prediction") as progress:
             for user, requests in enumerate(per_user):
                 for _ in range(requests):
-                    answer = predict(
-                        model_id="sentiment",
-                        request=PredictRequest(instances=[texts.rows[text]]),
-                        snapshots=services.snapshots,
-                        pool=services.pool,
+                    answer = services.predictor.predict(
+                        "sentiment",
+                        PredictRequest(instances=[texts.rows[text]]),
                         request_id=f"sim-{text}",
                         subject=f"user-{user}",
-                        experiments=services.experiments,
                     )
                     served.append((answer, texts.labels[text]))
                     text += 1

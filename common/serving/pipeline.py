@@ -1,7 +1,6 @@
-"""The prediction pipeline, readable top to bottom.
-
-resolve the serving snapshot -> validate the batch against the model's schema -> take the
-loaded model from the pool -> one vectorised predict -> the response.
+"""What a prediction is routed by: the request envelope, each model's serving snapshot,
+the version a subject is served, and the components a composite model combines.
+``common/serving/predictor.py`` runs a prediction over them.
 
 The registry is not read on every request: each model's serving snapshot (production
 version and its record) is kept in memory for ``snapshot_ttl_s`` and reloaded after that;
@@ -14,7 +13,6 @@ import hashlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,14 +20,10 @@ from typing import Any
 from pydantic import Field, TypeAdapter
 
 from common.core.errors import NotFoundError, ServiceError, UnavailableError
-from common.core.validation import StrictModel, validate
+from common.core.validation import StrictModel
 from common.experiments.core import Experiment, Experiments
-from common.models import runtime_class
 from common.models.base import Component
-from common.monitoring.sampling import DriftSampler
 from common.registry.records import ModelVersion, Registry, utcnow
-from common.serving.cache import PredictionCache, cache_key
-from common.serving.hot_keys import HotKeys
 from common.serving.pool import ModelPool
 
 log = logging.getLogger("ipo.serving")
@@ -190,151 +184,6 @@ def resolve_component(model_id: str, snapshots: SnapshotCache, pool: ModelPool) 
             f"component model {model_id!r} has no production version", retry_after_s=30
         )
     return Component(model_id=model_id, version=record.version, runtime=pool.get(record).runtime)
-
-
-def run_version(
-    record: ModelVersion,
-    request: PredictRequest,
-    *,
-    snapshots: SnapshotCache,
-    pool: ModelPool,
-    cache: PredictionCache | None,
-    max_details: int = 100,
-) -> tuple[list[Any], dict[str, int] | None, list[str] | None]:
-    """One version's predictions for a request, through the cache when there is one:
-    (predictions, rows per cache level, cache keys)."""
-    runtime = runtime_class(record.kind)  # a kind unknown to this code is a deployment fault
-    instances = validate(
-        runtime.instances_adapter(),
-        request.instances,
-        prefix=("instances",),
-        max_details=max_details,
-    )
-    parameters = validate(
-        runtime.parameters_adapter(),
-        request.parameters,
-        prefix=("parameters",),
-        max_details=max_details,
-    )
-    loaded = pool.get(record)
-    components = {
-        role: resolve_component(component_id, snapshots, pool)
-        for role, component_id in loaded.runtime.components().items()
-    }
-
-    def compute(rows: list[int]) -> list[Any]:
-        batch = instances if len(rows) == len(instances) else [instances[i] for i in rows]
-        if components:
-            return list(loaded.runtime.predict_composite(batch, parameters, components))
-        return list(loaded.runtime.predict(batch, parameters))
-
-    if cache is None:
-        return compute(list(range(len(instances)))), None, None
-    # A composite's output depends on its components' versions as well as its own.
-    version = "+".join(
-        [record.version, *(f"{c.model_id}@{c.version}" for c in components.values())]
-    )
-    keys = [
-        cache_key(record.model_id, version, row, request.parameters) for row in request.instances
-    ]
-    predictions, levels = cache.compute_missing(keys, compute)
-    return predictions, levels, keys
-
-
-def predict(
-    *,
-    model_id: str,
-    request: PredictRequest,
-    snapshots: SnapshotCache,
-    pool: ModelPool,
-    request_id: str,
-    subject: str = "",
-    max_details: int = 100,
-    labels: dict[str, Any] | None = None,
-    experiments: Experiments | None = None,
-    cache: PredictionCache | None = None,
-    hot_keys: HotKeys | None = None,
-    sampler: DriftSampler | None = None,
-) -> dict[str, Any]:
-    snapshot = snapshots.get(model_id)
-    at = ""  # the time is read only for a model with an experiment, never per prediction
-    if snapshot.experiment is not None:
-        at = experiments.now() if experiments is not None else utcnow()
-    record, variant, experiment_id = snapshot.route(subject, at)
-    routed = snapshot.experiment if experiment_id is not None else None
-    if (
-        routed is not None
-        and experiments is not None
-        and not _still_serving(experiments, routed, at)
-    ):
-        # stopped (or replaced) since this instance's snapshot: the recorded times win
-        snapshots.invalidate(model_id)
-        snapshot = snapshots.get(model_id)
-        record, variant, experiment_id = snapshot.route(subject, at)
-    if record is None:
-        raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
-
-    predictions, levels, keys = run_version(
-        record, request, snapshots=snapshots, pool=pool, cache=cache, max_details=max_details
-    )
-    if hot_keys is not None and keys is not None:
-        hot_keys.record(model_id, keys, request.instances, request.parameters)
-    if sampler is not None:
-        try:  # monitoring never fails a prediction
-            sampler.observe(
-                model_id, record.version, record.drift_baseline, request.instances, predictions
-            )
-        except Exception:
-            log.warning("drift sample not recorded", exc_info=True, extra={"model_id": model_id})
-
-    exposure_id = None
-    if experiment_id is not None and experiments is not None and snapshot.experiment:
-        try:  # the prediction stands even if its exposure cannot be recorded
-            exposure_id = uuid.uuid4().hex  # the server's, never the caller's X-Request-Id
-            experiments.expose(snapshot.experiment, exposure_id, variant, subject, at)
-        except ServiceError as exc:
-            exposure_id = None
-            log.warning(
-                "experiment exposure not recorded; its outcome cannot be joined",
-                extra={"experiment_id": experiment_id, "error": exc.message},
-            )
-    if labels is not None:
-        labels.update(
-            model_id=model_id,
-            model_version=record.version,
-            variant=variant,
-            instances=len(predictions),
-        )
-        if levels is not None:
-            labels.update(cache=_cache_label(levels), cache_rows=levels)
-    return {
-        "predictions": predictions,
-        "model_id": model_id,
-        "model_version": record.version,
-        "variant": variant,
-        "experiment_id": experiment_id,
-        "exposure_id": exposure_id,
-        "request_id": request_id,
-    }
-
-
-def _still_serving(experiments: Experiments, experiment: Experiment, at: str) -> bool:
-    """The experiment's recorded times, read now; when they cannot be read the snapshot
-    stands (and the exposure write that follows will most likely fail and say so)."""
-    try:
-        return experiments.serving(experiment, at)
-    except ServiceError as exc:
-        log.warning(
-            "experiment not checked; the snapshot's routing stands",
-            extra={"experiment_id": experiment.experiment_id, "error": exc.message},
-        )
-        return True
-
-
-def _cache_label(levels: Mapping[str, int]) -> str:
-    """Where a request's rows came from: one level when all agree, else ``mixed``."""
-    used = [level for level, count in levels.items() if count]
-    return used[0] if len(used) == 1 else "mixed"
 
 
 def preload(snapshots: SnapshotCache, pool: ModelPool, model_ids: list[str]) -> list[str]:

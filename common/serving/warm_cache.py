@@ -22,8 +22,8 @@ from common.core.validation import StrictModel
 from common.registry.records import Registry
 from common.serving.cache import PredictionCache
 from common.serving.hot_keys import HotKeys, HotRow
-from common.serving.pipeline import PredictRequest, SnapshotCache, run_version
-from common.serving.pool import ModelPool
+from common.serving.pipeline import PredictRequest, SnapshotCache
+from common.serving.predictor import Predictor
 
 
 class WarmCacheContext(Protocol):
@@ -36,7 +36,7 @@ class WarmCacheContext(Protocol):
     def hot_keys(self) -> HotKeys: ...
 
     @property
-    def pool(self) -> ModelPool: ...
+    def predictor(self) -> Predictor: ...
 
     @property
     def registry(self) -> Registry: ...
@@ -118,13 +118,7 @@ def _warm(
         batch = batches.pop()
         request = PredictRequest.model_validate({"instances": batch, "parameters": parameters})
         try:
-            _, levels, _ = run_version(
-                record,
-                request,
-                snapshots=services.snapshots,
-                pool=services.pool,
-                cache=services.cache,
-            )
+            _, levels, _ = services.predictor.run_version(record, request)
         except InvalidValuesError:
             if len(batch) == 1:
                 summary["invalid"] += 1

@@ -12,7 +12,7 @@ import pytest
 from common.core.errors import ConflictError, GoneError, InvalidValuesError, PreconditionFailedError
 from common.promotion.lifecycle import DEPLOYMENTS, EXPERIMENTS, Lifecycle
 from common.registry.records import VERSIONS, version_doc_id
-from common.serving.pipeline import PredictRequest, bucket, predict
+from common.serving.pipeline import PredictRequest, bucket
 from tests.support.fixtures import Stack, embedded_stack, register_risk, trained_risk
 from tools.training.base import BuiltModel
 
@@ -41,13 +41,8 @@ def staged(life: Lifecycle, version: str, built: BuiltModel | None = None) -> No
 def predictions(stack: Stack, subject: str = "user-1") -> dict[str, Any]:
     example = stack.registry.get_version("risk", "1.0.0").example
     stack.services.snapshots.invalidate()
-    return predict(
-        model_id="risk",
-        request=PredictRequest(instances=[example]),
-        snapshots=stack.services.snapshots,
-        pool=stack.services.pool,
-        request_id="r",
-        subject=subject,
+    return stack.services.predictor.predict(
+        "risk", PredictRequest(instances=[example]), request_id="r", subject=subject
     )
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from common.core.errors import UnavailableError
-from common.serving.pipeline import PredictRequest, SnapshotCache, predict
+from common.serving.pipeline import PredictRequest, SnapshotCache
+from common.serving.predictor import Predictor
 from tests.support.fixtures import Stack, register_risk
 
 
@@ -86,13 +87,9 @@ def test_store_outage_serves_the_last_snapshot(
 def test_predict_response_shape(stack: Stack) -> None:
     example = stack.registry.get_version("risk", "1.0.0").example
     labels: dict[str, Any] = {}
-    out = predict(
-        model_id="risk",
-        request=PredictRequest(instances=[example, example]),
-        snapshots=stack.services.snapshots,
-        pool=stack.services.pool,
-        request_id="r1",
-        labels=labels,
+    uncached = Predictor(stack.services.snapshots, stack.services.pool)
+    out = uncached.predict(
+        "risk", PredictRequest(instances=[example, example]), request_id="r1", labels=labels
     )
     assert out["model_version"] == "1.0.0"
     assert len(out["predictions"]) == 2
