@@ -13,7 +13,7 @@ scripts/import_tree.py prints the graph; tests/test_layering.py enforces the rul
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,11 +155,13 @@ def violations(found: Iterable[Import], layers: tuple[str, ...] = LAYERS) -> lis
     return upward(found, layers) + google_outside_seam(found) + tools_in_deployed(found)
 
 
-def package_graph(found: Iterable[Import]) -> dict[str, set[str]]:
-    """Layer -> the other layers it imports (common only)."""
+def package_graph(
+    found: Iterable[Import], node_of: Callable[[str], str | None] = layer_of
+) -> dict[str, set[str]]:
+    """Each importing node (by default a layer of common) -> the layers it imports."""
     graph: dict[str, set[str]] = {}
     for imp in found:
-        high, low = layer_of(imp.source), layer_of(imp.target)
+        high, low = node_of(imp.source), layer_of(imp.target)
         if high is None:
             continue
         graph.setdefault(high, set())
@@ -198,19 +200,6 @@ def top_of(module: str) -> str | None:
     return layer_of(module)
 
 
-def node_graph(found: Iterable[Import]) -> dict[str, set[str]]:
-    """Layer, ``functions`` or ``tools`` -> the layers it imports."""
-    graph: dict[str, set[str]] = {}
-    for imp in found:
-        high, low = top_of(imp.source), layer_of(imp.target)
-        if high is None:
-            continue
-        graph.setdefault(high, set())
-        if low is not None and low != high:
-            graph[high].add(low)
-    return graph
-
-
 def _reachable(graph: Mapping[str, Iterable[str]], start: str) -> set[str]:
     seen: set[str] = set()
     todo = list(graph.get(start, ()))
@@ -240,7 +229,7 @@ def render(found: Iterable[Import]) -> str:
     """The tree of the packages (each drawn once, under the highest one that imports it),
     then every package's direct imports, lowest layer first."""
     found = list(found)
-    graph = node_graph(found)
+    graph = package_graph(found, top_of)
     reduced = reduction(graph)
     importers = {t for targets in graph.values() for t in targets}
     roots = sorted((n for n in graph if n not in importers), key=_rank, reverse=True)
