@@ -1,10 +1,15 @@
-"""IPO risk: a scikit-learn pipeline that classifies an offering as low, medium or high risk.
+"""IPO risk: a fitted linear pipeline that classifies an offering as low, medium or high risk.
 
 The output per instance is the class, the class probabilities and a 0-100 risk score,
 the expected risk on a scale where low = 0, medium = 50 and high = 100:
 ``score = 100 * (0.5 * P(medium) + 1.0 * P(high))``. ``predict_proba`` runs once per
 batch and the class is derived from it, so the label always agrees with the
 probabilities.
+
+Two artifact forms are served. The builder writes ``ipo-risk-linear/1``, the fitted
+numbers as JSON (common/models/risk_schema.py), evaluated here with numpy: loading it
+imports neither scikit-learn nor joblib. A user's own pickled pipeline (``ipo-risk/1``,
+joblib) is still served; only that path imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from pydantic import Field
 
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel
-from common.models.base import ModelRuntime, joblib_load
+from common.models.artifacts import json_or_joblib, validated
+from common.models.base import ModelRuntime
+from common.models.risk_schema import LINEAR_FORMAT, TRANSFORM, RiskLinearArtifact
 
-ARTIFACT_FORMAT = "ipo-risk/1"
+PIPELINE_FORMAT = "ipo-risk/1"
+"""A joblib file holding ``{"format", "features", "pipeline"}``: a user's fitted pipeline."""
 SECTORS = ("technology", "healthcare", "finance", "retail", "manufacturing")
 CLASSES = ("low", "medium", "high")
 CLASS_WEIGHTS = np.array([0.0, 0.5, 1.0])
@@ -49,9 +57,8 @@ class RiskInstance(StrictModel):
 
 
 FEATURES: tuple[str, ...] = tuple(RiskInstance.model_fields)
-_SKEWED = np.array(
-    [FEATURES.index(n) for n in ("revenue_musd", "debt_to_equity", "offering_size_musd")]
-)
+LOG1P = ("revenue_musd", "debt_to_equity", "offering_size_musd")
+_SKEWED = np.array([FEATURES.index(n) for n in LOG1P])
 _SECTOR_CODES = np.arange(len(SECTORS), dtype=np.float64)
 
 
@@ -127,6 +134,41 @@ class LinearModel:
             intercept=np.asarray(estimator.intercept_, dtype=np.float64),
         )
 
+    @classmethod
+    def from_document(cls, document: RiskLinearArtifact) -> LinearModel:
+        """The numbers of a validated data artifact, as float64 arrays."""
+        return cls(
+            mean=np.asarray(document.scaler.mean, dtype=np.float64),
+            scale=np.asarray(document.scaler.scale, dtype=np.float64),
+            coef=np.asarray(document.coef, dtype=np.float64),
+            intercept=np.asarray(document.intercept, dtype=np.float64),
+        )
+
+    def document(self, classes: Sequence[str]) -> dict[str, Any]:
+        """The ``ipo-risk-linear/1`` document of these numbers (``classes``: coef row order).
+
+        Python floats are written by ``repr``, so the document reads back to these exact
+        doubles.
+        """
+        width = self.coef.shape[1]
+        return {
+            "format": LINEAR_FORMAT,
+            "features": list(FEATURES),
+            "transform": {
+                "name": TRANSFORM,
+                "one_hot": FEATURES[0],
+                "categories": list(SECTORS),
+                "log1p": list(LOG1P),
+            },
+            "scaler": {
+                "mean": np.broadcast_to(self.mean, (width,)).tolist(),
+                "scale": np.broadcast_to(self.scale, (width,)).tolist(),
+            },
+            "classes": [str(c) for c in classes],
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept.tolist(),
+        }
+
     def scaled(self, X: np.ndarray) -> np.ndarray:
         result: np.ndarray = (engineer_features(X) - self.mean) / self.scale
         return result
@@ -160,46 +202,84 @@ def _bounds(name: str) -> tuple[float, float]:
 
 class RiskRuntime(ModelRuntime):
     kind: ClassVar[str] = "risk"
+    classifier: ClassVar[bool] = True
     instance_schema: ClassVar[type[StrictModel]] = RiskInstance
 
-    def __init__(self, pipeline: Any, classes: Sequence[str]) -> None:
+    def __init__(
+        self, classes: Sequence[str], linear: LinearModel | None, pipeline: Any = None
+    ) -> None:
+        if linear is None and pipeline is None:
+            raise TypeError("a risk runtime needs the linear numbers or a pipeline")
         self._pipeline = pipeline
-        # Column order of predict_proba follows the estimator's classes_.
+        # Column order of the probabilities follows the fitted classes.
         self._classes = list(classes)
         self._order = np.array([self._classes.index(c) for c in CLASSES])
-        self._linear = LinearModel.of(pipeline)
+        self._linear = linear
         self._weights: np.ndarray | None = None
-        if self._linear is not None:
-            expected = pipeline.predict_proba(probe_rows())
-            if not np.allclose(
-                self._linear.proba(self._linear.scaled(probe_rows())), expected, rtol=0, atol=1e-9
-            ):
-                raise IntegrityError("risk artifact's fast path disagrees with its pipeline")
+        if linear is not None:
             # Centred per class: what moves class k against the average class, in CLASSES order.
-            coef = self._linear.coef
+            coef = linear.coef
             self._weights = (coef - coef.mean(axis=0, keepdims=True))[self._order]
 
     @classmethod
     def from_artifact(cls, data: bytes) -> RiskRuntime:
-        payload = joblib_load(data)
-        if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-            raise IntegrityError(f"artifact is not a {ARTIFACT_FORMAT} risk model")
+        payload, is_json = json_or_joblib(data)
+        if is_json:
+            return cls._from_document(payload)
+        return cls._from_pipeline(payload)
+
+    @classmethod
+    def _from_document(cls, payload: Any) -> RiskRuntime:
+        if not isinstance(payload, dict) or payload.get("format") != LINEAR_FORMAT:
+            raise IntegrityError(f"JSON artifact is not a {LINEAR_FORMAT} risk model")
+        document = validated(RiskLinearArtifact, payload, f"{LINEAR_FORMAT} risk model")
+        if tuple(document.features) != FEATURES:
+            raise IntegrityError("risk artifact was trained on a different feature list")
+        transform = document.transform
+        if (transform.one_hot, tuple(transform.categories), tuple(transform.log1p)) != (
+            FEATURES[0],
+            SECTORS,
+            LOG1P,
+        ):
+            raise IntegrityError(
+                f"risk artifact's feature transform is not this code's {TRANSFORM}: "
+                f"one-hot {transform.one_hot} over {transform.categories}, log1p {transform.log1p}"
+            )
+        _check_classes(document.classes)
+        return cls(document.classes, LinearModel.from_document(document))
+
+    @classmethod
+    def _from_pipeline(cls, payload: Any) -> RiskRuntime:
+        if not isinstance(payload, dict) or payload.get("format") != PIPELINE_FORMAT:
+            raise IntegrityError(f"artifact is not a {PIPELINE_FORMAT} risk model")
         if tuple(payload.get("features", ())) != FEATURES:
             raise IntegrityError("risk artifact was trained on a different feature list")
         pipeline = payload["pipeline"]
         classes = [str(c) for c in pipeline.classes_]
-        if sorted(classes) != sorted(CLASSES):
-            raise IntegrityError(f"risk artifact predicts {classes}, expected {list(CLASSES)}")
-        return cls(pipeline, classes)
+        _check_classes(classes)
+        linear = LinearModel.of(pipeline)
+        if linear is not None:
+            expected = pipeline.predict_proba(probe_rows())
+            if not np.allclose(
+                linear.proba(linear.scaled(probe_rows())), expected, rtol=0, atol=1e-9
+            ):
+                raise IntegrityError("risk artifact's fast path disagrees with its pipeline")
+        return cls(classes, linear, pipeline)
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities in CLASSES order for rows in FEATURES order (``to_matrix``)."""
+        return self._scaled_and_proba(X)[1]
+
+    def _scaled_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._linear is not None:
+            scaled = self._linear.scaled(X)
+            return scaled, self._linear.proba(scaled)[:, self._order]
+        # Another estimator (a user's pipeline): scikit-learn's own path, no explanations.
+        return X, self._pipeline.predict_proba(X)[:, self._order]
 
     def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
         X = to_matrix(instances)
-        if self._linear is not None:
-            scaled = self._linear.scaled(X)
-            proba = self._linear.proba(scaled)[:, self._order]
-        else:  # another estimator: scikit-learn's own path, without explanations
-            scaled = X
-            proba = self._pipeline.predict_proba(X)[:, self._order]
+        scaled, proba = self._scaled_and_proba(X)
         scores = 100.0 * (proba @ CLASS_WEIGHTS)
         labels = proba.argmax(axis=1)
         top = self._top_features(scaled, labels)
@@ -237,3 +317,8 @@ class RiskRuntime(ModelRuntime):
             [{"feature": FEATURES[j], "contribution": round(float(row[j]), 4)} for j in picks]
             for row, picks in zip(per_input, order.tolist(), strict=True)
         ]
+
+
+def _check_classes(classes: Sequence[str]) -> None:
+    if sorted(classes) != sorted(CLASSES) or len(classes) != len(CLASSES):
+        raise IntegrityError(f"risk artifact predicts {list(classes)}, expected {list(CLASSES)}")

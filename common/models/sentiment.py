@@ -8,30 +8,39 @@ they differ in where the score and label come from:
   positive and negative words, labelled positive at ``score >= LABEL_THRESHOLD`` and
   negative at ``score <= -LABEL_THRESHOLD``. Loading it imports neither scikit-learn nor
   joblib.
-- ``ipo-sentiment-classifier/1`` (joblib): a TF-IDF + logistic regression pipeline;
-  ``score = P(positive) - P(negative)`` and the label is the most probable class.
+- a TF-IDF + logistic regression classifier: ``score = P(positive) - P(negative)`` and
+  the label is the most probable class. The builder writes it as data,
+  ``ipo-sentiment-classifier/2`` (JSON, common/models/sentiment_schema.py), which loads
+  without scikit-learn or joblib too; a user's own pickled pipeline,
+  ``ipo-sentiment-classifier/1`` (joblib), is still served, and only that path imports
+  scikit-learn.
 
-docs/models/sentiment.md documents the tokenizer, the negation rule and both artifacts.
+docs/models/sentiment.md documents the tokenizer, the negation rule and the artifacts.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
-from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic import Field
 
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel
-from common.models.base import ModelRuntime, joblib_load
-
-LEXICON_FORMAT = "ipo-sentiment-lexicon/1"
-CLASSIFIER_FORMAT = "ipo-sentiment-classifier/1"
-LABELS = ("negative", "neutral", "positive")
-TONES = ("negative", "positive", "uncertainty", "litigious")
+from common.models.artifacts import json_or_joblib, validated
+from common.models.base import ModelRuntime
+from common.models.sentiment_classifier import PROBES, Classifier
+from common.models.sentiment_schema import (
+    CLASSIFIER_FORMAT,
+    LABELS,
+    LEXICON_FORMAT,
+    PIPELINE_FORMAT,
+    TONES,
+    ClassifierArtifact,
+    LexiconArtifact,
+)
 
 MAX_TEXT_CHARS = 20_000
 """A prospectus section or a long news story; a whole prospectus is many passages."""
@@ -111,38 +120,6 @@ class SentimentInstance(StrictModel):
     )
 
 
-Word = Annotated[str, StringConstraints(pattern=r"^[a-z]+$")]
-
-
-class Categories(StrictModel):
-    negative: list[Word] = Field(min_length=1)
-    positive: list[Word] = Field(min_length=1)
-    uncertainty: list[Word] = Field(min_length=1)
-    litigious: list[Word] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Categories:
-        for name in TONES:
-            words = getattr(self, name)
-            if len(set(words)) != len(words):
-                raise ValueError(f"category {name} lists a word twice")
-        both = sorted(set(self.negative) & set(self.positive))
-        if both:
-            raise ValueError(f"words both negative and positive: {both[:5]}")
-        return self
-
-
-class LexiconArtifact(StrictModel):
-    """The lexicon version's whole artifact, and the lexicon inside the classifier's."""
-
-    format: Literal["ipo-sentiment-lexicon/1"]
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    provenance: str = Field(min_length=1)
-    licence: str = Field(min_length=1)
-    categories: Categories
-
-
 class Lexicon:
     """Token -> tone counts, compiled once per artifact so a text costs one dict pass.
 
@@ -191,117 +168,9 @@ def threshold_labels(scores: np.ndarray) -> list[str]:
     ]
 
 
-class Classifier:
-    """The fitted TF-IDF + logistic regression of a classifier artifact, applied directly.
-
-    ``Pipeline.predict_proba`` spends ~2 ms per call in input checks and re-tokenizing;
-    this computes the same numbers from the fitted arrays (``vocabulary_``, ``idf_``,
-    ``coef_``, ``intercept_``) in a fraction of that, reusing the tokens the lexicon
-    needed. A text's logits depend on that text alone and the softmax is one array
-    operation over the batch, so a batch gives exactly the per-text results.
-    ``from_pipeline`` refuses a pipeline this does not reproduce.
-    """
-
-    def __init__(self, vectorizer: Any, model: Any) -> None:
-        self._vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
-        self._ngrams = tuple(int(n) for n in vectorizer.ngram_range)
-        self._sublinear = bool(vectorizer.sublinear_tf)
-        self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-        classes = [str(c) for c in model.classes_]
-        order = [classes.index(c) for c in LABELS]
-        self._coef = np.ascontiguousarray(np.asarray(model.coef_, dtype=np.float64)[order].T)
-        self._intercept = np.asarray(model.intercept_, dtype=np.float64)[order]
-
-    @classmethod
-    def from_pipeline(cls, pipeline: Any) -> Classifier:
-        try:
-            return cls._checked(pipeline)
-        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-            raise IntegrityError(f"unusable sentiment classifier pipeline: {exc}") from exc
-
-    @classmethod
-    def _checked(cls, pipeline: Any) -> Classifier:
-        steps = [step for _, step in getattr(pipeline, "steps", ())]
-        names = [type(step).__name__ for step in steps]
-        if names != ["TfidfVectorizer", "LogisticRegression"]:
-            raise IntegrityError(f"sentiment classifier pipeline is {names}")
-        vectorizer, model = steps
-        classes = sorted(str(c) for c in model.classes_)
-        if classes != sorted(LABELS):
-            raise IntegrityError(f"sentiment classifier predicts {classes}, not {list(LABELS)}")
-        settings = vectorizer.get_params()
-        expected = {
-            "tokenizer": tokenize,
-            "analyzer": "word",
-            "preprocessor": None,
-            "stop_words": None,
-            "strip_accents": None,
-            "lowercase": False,
-            "binary": False,
-            "use_idf": True,
-            "norm": "l2",
-        }
-        wrong = sorted(k for k, v in expected.items() if settings.get(k) != v)
-        if wrong:
-            raise IntegrityError(f"sentiment classifier vectorizer differs in {wrong}")
-        classifier = cls(vectorizer, model)
-        reference = pipeline.predict_proba(list(PROBES))[
-            :, [model.classes_.tolist().index(c) for c in LABELS]
-        ]
-        if not np.allclose(classifier.proba([tokenize(t) for t in PROBES]), reference, atol=1e-9):
-            raise IntegrityError("sentiment classifier does not reproduce its pipeline")
-        return classifier
-
-    def proba(self, token_lists: Sequence[list[str]]) -> np.ndarray:
-        """Class probabilities in LABELS order, one row per token list."""
-        logits = np.zeros((len(token_lists), len(LABELS)), dtype=np.float64)
-        for i, tokens in enumerate(token_lists):
-            logits[i] = self._text_logits(tokens)
-        logits += self._intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        proba: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-        return proba
-
-    def _text_logits(self, tokens: list[str]) -> np.ndarray:
-        """``tfidf_row @ coef`` for one text, from its L2-normalised non-zero TF-IDF terms.
-
-        Row-local arithmetic only (no BLAS call, whose blocking may depend on the batch),
-        so a text's logits are bit-identical whatever batch it came in.
-        """
-        get = self._vocabulary.get
-        low, high = self._ngrams
-        ids: list[int] = []
-        for n in range(low, high + 1):
-            grams = (
-                tokens
-                if n == 1
-                else map(" ".join, zip(*(tokens[k:] for k in range(n)), strict=False))
-            )
-            ids.extend(i for i in map(get, grams) if i is not None)
-        if not ids:
-            return np.zeros(len(LABELS), dtype=np.float64)
-        cols, counts = np.unique(np.array(ids, dtype=np.int64), return_counts=True)
-        tf = counts.astype(np.float64)
-        if self._sublinear:
-            tf = np.log(tf) + 1.0
-        values = tf * self._idf[cols]
-        values /= np.sqrt((values * values).sum())
-        logits: np.ndarray = (values[:, None] * self._coef[cols]).sum(axis=0)
-        return logits
-
-
-PROBES = (
-    "Revenue rose 12% and the company returned to profitability.",
-    "We have not been profitable and may never achieve profitability; losses widened.",
-    "The plaintiffs allege breaches of contract. The court has not ruled.",
-    "Net sales were $410 million, in line with the prior year.",
-)
-"""Texts on which a loaded classifier must agree with its own pipeline."""
-
-
 class SentimentRuntime(ModelRuntime):
     kind: ClassVar[str] = "sentiment"
+    classifier: ClassVar[bool] = True
     instance_schema: ClassVar[type[StrictModel]] = SentimentInstance
 
     def __init__(self, lexicon: LexiconArtifact, classifier: Classifier | None = None) -> None:
@@ -314,16 +183,28 @@ class SentimentRuntime(ModelRuntime):
 
     @classmethod
     def from_artifact(cls, data: bytes) -> SentimentRuntime:
-        payload = _parse(data)
+        payload, is_json = json_or_joblib(data)
         fmt = payload.get("format") if isinstance(payload, dict) else None
         if fmt == LEXICON_FORMAT:
             return cls(_lexicon_from(payload))
-        if fmt == CLASSIFIER_FORMAT and isinstance(payload, dict):
+        if fmt == CLASSIFIER_FORMAT and is_json:
+            document = validated(ClassifierArtifact, payload, f"{CLASSIFIER_FORMAT} classifier")
+            return cls(document.lexicon, Classifier.from_document(document))
+        if fmt == PIPELINE_FORMAT and not is_json and isinstance(payload, dict):
             if set(payload) != {"format", "pipeline", "lexicon"}:
-                raise IntegrityError(f"{CLASSIFIER_FORMAT} artifact has keys {sorted(payload)}")
+                raise IntegrityError(f"{PIPELINE_FORMAT} artifact has keys {sorted(payload)}")
             lexicon = _lexicon_from(payload["lexicon"])
-            return cls(lexicon, Classifier.from_pipeline(payload["pipeline"]))
-        raise IntegrityError("artifact is not a sentiment lexicon or classifier")
+            return cls(lexicon, Classifier.from_pipeline(payload["pipeline"], tokenize))
+        raise IntegrityError(
+            f"artifact is not a sentiment lexicon ({LEXICON_FORMAT}) or classifier "
+            f"({CLASSIFIER_FORMAT} as JSON, {PIPELINE_FORMAT} as joblib)"
+        )
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """The classifier's class probabilities in LABELS order, one row per text."""
+        if self._classifier is None:
+            raise TypeError("the lexicon version states no probabilities")
+        return self._classifier.proba([tokenize(t) for t in texts])
 
     def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
         token_lists = [tokenize(x.text) for x in instances]
@@ -356,24 +237,20 @@ class SentimentRuntime(ModelRuntime):
         return outputs
 
 
-def _parse(data: bytes) -> Any:
-    """JSON first (the lexicon needs no unpickling), else joblib."""
-    try:
-        return json.loads(data)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        pass
-    try:
-        return joblib_load(data)
-    except Warning:
-        raise  # a scikit-learn version mismatch keeps its own name and message
-    except Exception as exc:
-        raise IntegrityError("artifact is neither JSON nor a joblib file") from exc
-
-
 def _lexicon_from(payload: Any) -> LexiconArtifact:
-    try:
-        return LexiconArtifact.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise IntegrityError(f"invalid sentiment lexicon: {where}: {first['msg']}") from None
+    return validated(LexiconArtifact, payload, "sentiment lexicon")
+
+
+__all__ = [
+    "CLASSIFIER_FORMAT",
+    "LABELS",
+    "LEXICON_FORMAT",
+    "PIPELINE_FORMAT",
+    "PROBES",
+    "TONES",
+    "Classifier",
+    "LexiconArtifact",
+    "SentimentInstance",
+    "SentimentRuntime",
+    "tokenize",
+]

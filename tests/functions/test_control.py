@@ -11,7 +11,13 @@ from flask.testing import FlaskClient
 
 from tests.conftest import function_client
 from tests.functions.test_predict_risk import assert_error
-from tests.support.fixtures import SEED, Stack, register_risk, trained_risk
+from tests.support.fixtures import (
+    SEED,
+    Stack,
+    pickled_risk_artifact,
+    register_risk,
+    trained_risk,
+)
 from tools.training.base import BuiltModel
 from tools.training.dcf_builder import build as build_dcf
 
@@ -64,10 +70,20 @@ def test_register_a_json_artifact_with_the_register_permission(empty_stack: Stac
 
 
 def test_a_pickled_artifact_needs_admin(empty_stack: Stack) -> None:
-    body = register_body(trained_risk(), "1.0.0")
+    pickled = base64.b64encode(pickled_risk_artifact()).decode()
+    body = register_body(trained_risk(), "1.0.0", artifact_base64=pickled)
     refused = register(empty_stack, "risk", body, ("model:risk:register",))
     assert_error(refused, 403, "forbidden")
     assert register(empty_stack, "risk", body, ("admin",)).status_code == 201
+
+
+def test_the_risk_models_data_artifact_needs_only_the_register_permission(
+    empty_stack: Stack,
+) -> None:
+    """The builder's risk artifact is JSON numbers: loading it runs no code."""
+    body = register_body(trained_risk(), "1.0.0")
+    response = register(empty_stack, "risk", body, ("model:risk:register",))
+    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 def test_an_artifact_that_does_not_load_is_422_and_nothing_is_stored(empty_stack: Stack) -> None:

@@ -1,6 +1,12 @@
-"""The risk runtime: labels agree with probabilities, batches equal single rows."""
+"""The risk runtime: labels agree with probabilities, batches equal single rows.
+
+Every behaviour is checked on both artifact forms: the builder's data artifact
+(``ipo-risk-linear/1``, JSON) and a user's pickled pipeline (``ipo-risk/1``, joblib).
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -8,13 +14,21 @@ import pytest
 from common.core.errors import IntegrityError
 from common.models.base import joblib_dump
 from common.models.risk import CLASSES, RiskInstance, RiskRuntime, engineer_features, to_matrix
-from tests.support.fixtures import SEED, trained_risk
+from tests.support.fixtures import SEED, pickled_risk_artifact, risk_pipeline, trained_risk
 from tools.training import synthetic
+from tools.training.risk_builder import data_artifact
 
 
-@pytest.fixture(scope="module")
-def runtime() -> RiskRuntime:
-    return RiskRuntime.from_artifact(trained_risk().artifact)
+def artifact_of(form: str) -> bytes:
+    """risk_pipeline() as a data artifact or as a pickle: one fitted model, two forms."""
+    if form == "data":
+        return data_artifact(risk_pipeline(), synthetic.generate(200, SEED + 1).X)[0]
+    return pickled_risk_artifact()
+
+
+@pytest.fixture(scope="module", params=["data", "joblib"])
+def runtime(request: pytest.FixtureRequest) -> RiskRuntime:
+    return RiskRuntime.from_artifact(artifact_of(request.param))
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +109,34 @@ def test_feature_engineering_one_hot_and_logs() -> None:
 
 
 def test_foreign_artifacts_are_refused() -> None:
-    with pytest.raises(IntegrityError):
-        RiskRuntime.from_artifact(joblib_dump({"format": "something-else"}))
-    with pytest.raises(IntegrityError):
-        RiskRuntime.from_artifact(joblib_dump([1, 2, 3]))
+    foreign = [
+        joblib_dump({"format": "something-else"}),
+        joblib_dump([1, 2, 3]),
+        json.dumps({"format": "ipo-risk/1"}).encode(),  # a pipeline cannot be JSON
+        json.dumps([1, 2, 3]).encode(),
+        b"\x00\x01 not an artifact",
+    ]
+    for data in foreign:
+        with pytest.raises(IntegrityError):
+            RiskRuntime.from_artifact(data)
 
 
-def test_top_features_explain_the_predicted_class(
-    runtime: RiskRuntime, instances: list[RiskInstance]
-) -> None:
-    from common.models.base import joblib_load
+def test_builders_artifact_is_data() -> None:
+    assert json.loads(trained_risk().artifact)["format"] == "ipo-risk-linear/1"
+    assert trained_risk().tags["artifact_format"] == "ipo-risk-linear/1"
+
+
+def test_both_forms_of_one_pipeline_answer_alike(instances: list[RiskInstance]) -> None:
+    data, pickled = (RiskRuntime.from_artifact(artifact_of(f)) for f in ("data", "joblib"))
+    assert data.predict(instances, None) == pickled.predict(instances, None)
+
+
+@pytest.mark.parametrize("form", ["data", "joblib"])
+def test_top_features_explain_the_predicted_class(form: str, instances: list[RiskInstance]) -> None:
     from common.models.risk import FEATURES
 
-    fitted = joblib_load(trained_risk().artifact)["pipeline"]
+    runtime = RiskRuntime.from_artifact(artifact_of(form))
+    fitted = risk_pipeline()
     classes = list(fitted.classes_)
     coef = fitted[-1].coef_ - fitted[-1].coef_.mean(axis=0, keepdims=True)
     scaled = fitted[:-1].transform(to_matrix(instances[:5]))
@@ -146,15 +175,13 @@ def test_fast_path_must_agree_with_the_pipeline(monkeypatch: pytest.MonkeyPatch)
     real = risk.LinearModel.proba
     monkeypatch.setattr(risk.LinearModel, "proba", lambda self, z: real(self, z) * 1.001)
     with pytest.raises(IntegrityError, match="fast path"):
-        RiskRuntime.from_artifact(trained_risk().artifact)
+        RiskRuntime.from_artifact(pickled_risk_artifact())
 
 
 def test_other_estimators_are_served_by_the_pipeline() -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
     from sklearn.tree import DecisionTreeClassifier
-
-    from common.models.risk import ARTIFACT_FORMAT, FEATURES
 
     data = synthetic.generate(600, SEED)
     tree = Pipeline(
@@ -163,9 +190,7 @@ def test_other_estimators_are_served_by_the_pipeline() -> None:
             ("classifier", DecisionTreeClassifier(max_depth=4, random_state=0)),
         ]
     ).fit(data.X, data.y)
-    runtime = RiskRuntime.from_artifact(
-        joblib_dump({"format": ARTIFACT_FORMAT, "features": list(FEATURES), "pipeline": tree})
-    )
+    runtime = RiskRuntime.from_artifact(pickled_risk_artifact(tree))
     rows = [RiskInstance.model_validate(r) for r in data.rows()[:50]]
     outputs = runtime.predict(rows, None)
     expected = tree.predict(data.X[:50])

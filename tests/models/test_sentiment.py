@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from common.models.sentiment import (
     CLASSIFIER_FORMAT,
     LABELS,
     MAX_TEXT_CHARS,
+    PIPELINE_FORMAT,
     TONES,
     SentimentInstance,
     SentimentRuntime,
@@ -26,7 +28,12 @@ from common.models.sentiment import (
 )
 from tests.support.fixtures import SEED
 from tools.training import sentiment_corpus
-from tools.training.sentiment_builder import build_pipeline, lexicon_artifact, shipped_lexicon
+from tools.training.sentiment_builder import (
+    build_pipeline,
+    classifier_artifact,
+    lexicon_artifact,
+    shipped_lexicon,
+)
 
 POSITIVE = (
     "Revenue grew strongly and the company achieved record profitability, exceeding guidance.",
@@ -51,15 +58,23 @@ def pipeline() -> Any:
 
 @pytest.fixture(scope="module")
 def classifier(pipeline: Any) -> SentimentRuntime:
+    """The builder's form: the fitted numbers as an ipo-sentiment-classifier/2 document."""
+    artifact, _ = classifier_artifact(pipeline, shipped_lexicon(), list(POSITIVE + NEGATIVE))
+    return SentimentRuntime.from_artifact(artifact)
+
+
+@pytest.fixture(scope="module")
+def pickled_classifier(pipeline: Any) -> SentimentRuntime:
+    """A user's form: the same pipeline pickled (ipo-sentiment-classifier/1, joblib)."""
     payload = {
-        "format": CLASSIFIER_FORMAT,
+        "format": PIPELINE_FORMAT,
         "pipeline": pipeline,
         "lexicon": shipped_lexicon().model_dump(mode="json"),
     }
     return SentimentRuntime.from_artifact(joblib_dump(payload))
 
 
-@pytest.fixture(scope="module", params=["lexicon", "classifier"])
+@pytest.fixture(scope="module", params=["lexicon", "classifier", "pickled_classifier"])
 def runtime(request: pytest.FixtureRequest) -> SentimentRuntime:
     runtime: SentimentRuntime = request.getfixturevalue(request.param)
     return runtime
@@ -170,9 +185,11 @@ def test_classifier_reports_probabilities_that_agree(classifier: SentimentRuntim
     assert out["score"] == pytest.approx(p["positive"] - p["negative"], abs=2e-6)
 
 
+@pytest.mark.parametrize("form", ["classifier", "pickled_classifier"])
 def test_classifier_equals_its_scikit_learn_pipeline(
-    classifier: SentimentRuntime, pipeline: Any
+    form: str, pipeline: Any, request: pytest.FixtureRequest
 ) -> None:
+    classifier: SentimentRuntime = request.getfixturevalue(form)
     texts = [r["text"] for r in sentiment_corpus.generate(200, SEED + 5).rows]
     texts.append("Revenue didn't grow, but costs weren't cut. No dividend; NOT profitable!")
     expected = pipeline.predict_proba(texts)
@@ -180,6 +197,17 @@ def test_classifier_equals_its_scikit_learn_pipeline(
     for row, out in zip(expected.tolist(), outputs, strict=True):
         got = out["probabilities"]
         assert [got[c] for c in pipeline.classes_] == pytest.approx(row, abs=2e-6)
+    order = [list(pipeline.classes_).index(c) for c in LABELS]
+    assert np.abs(classifier.probabilities(texts) - expected[:, order]).max() <= 1e-9
+
+
+def test_both_classifier_forms_answer_alike(
+    classifier: SentimentRuntime, pickled_classifier: SentimentRuntime
+) -> None:
+    instances = [
+        SentimentInstance(text=r["text"]) for r in sentiment_corpus.generate(300, SEED + 6).rows
+    ]
+    assert classifier.predict(instances, None) == pickled_classifier.predict(instances, None)
 
 
 @settings(max_examples=60, deadline=None)
@@ -282,17 +310,25 @@ def test_foreign_artifacts_are_refused(pipeline: Any) -> None:
         _mutated(categories={**categories, "positive": [*categories["positive"], "loss"]}),
         _mutated(categories={**categories, "negative": ["Loss"]}),
         _mutated(categories={**categories, "litigious": []}),
-        joblib_dump({"format": CLASSIFIER_FORMAT, "pipeline": pipeline}),
-        joblib_dump(
+        joblib_dump({"format": PIPELINE_FORMAT, "pipeline": pipeline}),
+        joblib_dump(  # the data format, pickled: only JSON is read as data
             {
                 "format": CLASSIFIER_FORMAT,
+                "pipeline": pipeline,
+                "lexicon": _lexicon_payload(),
+            }
+        ),
+        json.dumps({"format": PIPELINE_FORMAT, "lexicon": _lexicon_payload()}).encode(),
+        joblib_dump(
+            {
+                "format": PIPELINE_FORMAT,
                 "pipeline": build_pipeline(SEED),  # never fitted
                 "lexicon": _lexicon_payload(),
             }
         ),
         joblib_dump(
             {
-                "format": CLASSIFIER_FORMAT,
+                "format": PIPELINE_FORMAT,
                 "pipeline": "not a pipeline",
                 "lexicon": _lexicon_payload(),
             }
@@ -308,7 +344,7 @@ def test_classifier_with_another_tokenizer_is_refused(pipeline: Any) -> None:
     corpus = sentiment_corpus.generate(300, SEED)
     other.fit([r["text"] for r in corpus.rows], corpus.labels)
     payload = {
-        "format": CLASSIFIER_FORMAT,
+        "format": PIPELINE_FORMAT,
         "pipeline": other,
         "lexicon": shipped_lexicon().model_dump(mode="json"),
     }

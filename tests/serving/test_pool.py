@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from common.core.errors import IntegrityError
-from common.models import base as models_base
 from common.serving.pool import ModelPool
 from tests.support.fixtures import Stack, malicious_artifact, register_risk
 
@@ -18,11 +17,12 @@ def test_hash_mismatch_never_reaches_the_deserialiser(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = models_base.joblib_load
-    monkeypatch.setattr(models_base, "joblib_load", lambda data: calls.append(1) or real(data))
-    from common.models import risk
+    from common.models import artifacts, risk
 
-    monkeypatch.setattr(risk, "joblib_load", models_base.joblib_load)
+    real_load = artifacts.joblib_load
+    real_parse = risk.json_or_joblib
+    monkeypatch.setattr(artifacts, "joblib_load", lambda data: calls.append(1) or real_load(data))
+    monkeypatch.setattr(risk, "json_or_joblib", lambda data: calls.append(1) or real_parse(data))
     record = stack.registry.get_version("risk", "1.0.0")
     marker = tmp_path / "side-effect"
     path = stack.settings.resolved_artifact_dir / record.artifact_key

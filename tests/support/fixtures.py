@@ -39,6 +39,22 @@ def trained_risk() -> BuiltModel:
     return risk_builder.train(synthetic.generate(1500, SEED), seed=SEED)
 
 
+@cache
+def risk_pipeline() -> Any:
+    """A fitted scikit-learn risk pipeline of the builder's shape, as a user might pickle."""
+    data = synthetic.generate(1500, SEED)
+    return risk_builder.build_pipeline(SEED).fit(data.X, data.y)
+
+
+def pickled_risk_artifact(pipeline: Any = None) -> bytes:
+    """A user's own risk model: a joblib ``ipo-risk/1`` artifact (by default risk_pipeline)."""
+    from common.models.base import joblib_dump
+    from common.models.risk import FEATURES, PIPELINE_FORMAT
+
+    fitted = risk_pipeline() if pipeline is None else pipeline
+    return joblib_dump({"format": PIPELINE_FORMAT, "features": list(FEATURES), "pipeline": fitted})
+
+
 def register_risk(
     lifecycle: Lifecycle, version: str = "1.0.0", *, promote: bool = True
 ) -> ModelVersion:

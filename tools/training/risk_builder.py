@@ -1,4 +1,9 @@
-"""Train, evaluate and package the IPO risk classifier."""
+"""Train, evaluate and package the IPO risk classifier.
+
+The fitted scikit-learn pipeline is packaged as its numbers (``ipo-risk-linear/1``, JSON),
+which serving evaluates with numpy alone; the build stops unless that artifact, loaded
+as serving loads it, gives the pipeline's probabilities (tools/training/artifact_check.py).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from common.models.base import joblib_dump
+from common.models.artifacts import canonical_json
 from common.models.risk import (
-    ARTIFACT_FORMAT,
     CLASSES,
-    FEATURES,
     SECTORS,
+    LinearModel,
     RiskRuntime,
     engineer_features,
+    probe_rows,
 )
+from common.models.risk_schema import LINEAR_FORMAT
 from tools.training import synthetic
+from tools.training.artifact_check import ArtifactMismatchError, same_probabilities
 from tools.training.base import BuiltModel, finish, model_card
 from tools.training.synthetic import RiskDataset
 
@@ -36,6 +43,33 @@ def build_pipeline(seed: int) -> Any:
             ("scale", StandardScaler()),
             ("classifier", LogisticRegression(C=3.0, max_iter=5000, random_state=seed)),
         ]
+    )
+
+
+def data_artifact(pipeline: Any, X_test: np.ndarray) -> tuple[bytes, dict[str, object]]:
+    """The fitted pipeline as an ``ipo-risk-linear/1`` artifact, and the evidence that it
+    reproduces the pipeline on the test split and the probe rows (else ArtifactMismatchError).
+    """
+    linear = LinearModel.of(pipeline)
+    if linear is None:
+        raise ArtifactMismatchError(
+            "the fitted risk pipeline is not engineer_features -> StandardScaler -> "
+            "LogisticRegression; it has no data artifact form"
+        )
+    artifact = canonical_json(linear.document([str(c) for c in pipeline.classes_]))
+    return artifact, check_artifact(artifact, pipeline, X_test)
+
+
+def check_artifact(artifact: bytes, pipeline: Any, X_test: np.ndarray) -> dict[str, object]:
+    """Load the artifact from its bytes as serving does and compare probabilities."""
+    runtime = RiskRuntime.from_artifact(artifact)
+    order = [[str(c) for c in pipeline.classes_].index(c) for c in CLASSES]
+    return same_probabilities(
+        "risk",
+        {
+            name: (pipeline.predict_proba(X)[:, order], runtime.probabilities(X))
+            for name, X in (("test_split", X_test), ("probe_rows", probe_rows()))
+        },
     )
 
 
@@ -119,9 +153,7 @@ def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> BuiltMod
         "train_rows": len(y_train),
         "test_rows": len(y_test),
     }
-    artifact = joblib_dump(
-        {"format": ARTIFACT_FORMAT, "features": list(FEATURES), "pipeline": pipeline}
-    )
+    artifact, equivalence = data_artifact(pipeline, X_test)
     card = model_card(
         intended_use=(
             "First screen of IPO risk at filing, to rank offerings for analyst review. "
@@ -149,8 +181,15 @@ def train(data: RiskDataset, *, seed: int, test_share: float = 0.25) -> BuiltMod
         card=card,
         training_rows=rows_train,
         held_out_rows=rows_test,
-        reports={"fairness": fairness_report(X_test[:, 0], y_test, predicted)},
-        tags={"framework": "scikit-learn", "sklearn_version": sklearn_version},
+        reports={
+            "fairness": fairness_report(X_test[:, 0], y_test, predicted),
+            "artifact_check": equivalence,
+        },
+        tags={
+            "framework": "scikit-learn",
+            "sklearn_version": sklearn_version,
+            "artifact_format": LINEAR_FORMAT,
+        },
     )
 
 
@@ -160,4 +199,12 @@ def build(seed: int, data: Path | None = None, samples: int = 8000) -> list[Buil
     return [train(dataset, seed=seed)]
 
 
-__all__ = ["CLASSES", "build", "build_pipeline", "fairness_report", "train"]
+__all__ = [
+    "CLASSES",
+    "build",
+    "build_pipeline",
+    "check_artifact",
+    "data_artifact",
+    "fairness_report",
+    "train",
+]

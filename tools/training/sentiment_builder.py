@@ -4,6 +4,10 @@ Version A, the finance lexicon, is the production baseline (``promote=True``); v
 a TF-IDF + logistic regression classifier trained on labelled texts, is registered as
 the candidate (``promote=False``). Both are scored on the same held-out texts with the
 same metrics, so the test starts from comparable offline evidence.
+
+The classifier is packaged as its fitted numbers (``ipo-sentiment-classifier/2``, JSON),
+which serving evaluates with numpy alone; the build stops unless that artifact, loaded as
+serving loads it, gives the pipeline's probabilities (tools/training/artifact_check.py).
 """
 
 from __future__ import annotations
@@ -14,18 +18,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from common.models.base import joblib_dump
+import numpy as np
+
+from common.models.artifacts import canonical_json
 from common.models.sentiment import (
     CLASSIFIER_FORMAT,
     LABEL_THRESHOLD,
     LABELS,
     MAX_TEXT_CHARS,
+    PROBES,
+    Classifier,
     LexiconArtifact,
     SentimentInstance,
     SentimentRuntime,
     tokenize,
 )
 from tools.training import sentiment_corpus
+from tools.training.artifact_check import same_probabilities
 from tools.training.base import BuiltModel, finish, model_card
 from tools.training.sentiment_corpus import SentimentCorpus
 
@@ -78,6 +87,28 @@ def build_pipeline(seed: int) -> Any:
             ("classifier", LogisticRegression(C=10.0, max_iter=2000, random_state=seed)),
         ]
     )
+
+
+def classifier_artifact(
+    pipeline: Any, lexicon: LexiconArtifact, texts: list[str]
+) -> tuple[bytes, dict[str, object]]:
+    """The fitted pipeline as an ``ipo-sentiment-classifier/2`` artifact carrying the
+    lexicon, and the evidence that it reproduces the pipeline on ``texts`` (the test
+    split) and the probes (else ArtifactMismatchError)."""
+    document = Classifier.from_pipeline(pipeline, tokenize).document(lexicon)
+    artifact = canonical_json(document)
+    return artifact, check_artifact(artifact, pipeline, texts)
+
+
+def check_artifact(artifact: bytes, pipeline: Any, texts: list[str]) -> dict[str, object]:
+    """Load the artifact from its bytes as serving does and compare probabilities."""
+    runtime = SentimentRuntime.from_artifact(artifact)
+    order = [[str(c) for c in pipeline.classes_].index(c) for c in LABELS]
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        name: (pipeline.predict_proba(batch)[:, order], runtime.probabilities(batch))
+        for name, batch in (("test_split", texts), ("probe_texts", list(PROBES)))
+    }
+    return same_probabilities("sentiment classifier", pairs)
 
 
 def evaluate(
@@ -173,12 +204,8 @@ def train(
     )
 
     pipeline = build_pipeline(seed).fit([r["text"] for r in rows_train], y_train)
-    classifier_bytes = joblib_dump(
-        {
-            "format": CLASSIFIER_FORMAT,
-            "pipeline": pipeline,
-            "lexicon": lexicon.model_dump(mode="json"),
-        }
+    classifier_bytes, equivalence = classifier_artifact(
+        pipeline, lexicon, [r["text"] for r in rows_test]
     )
     clf_metrics, clf_report = evaluate(
         SentimentRuntime.from_artifact(classifier_bytes), rows_test, y_test
@@ -210,11 +237,12 @@ def train(
         ),
         training_rows=rows_train,
         held_out_rows=rows_test,
-        reports={"evaluation": {**held_out, **clf_report}},
+        reports={"evaluation": {**held_out, **clf_report}, "artifact_check": equivalence},
         tags={
             "variant": "classifier",
             "framework": "scikit-learn",
             "sklearn_version": sklearn_version,
+            "artifact_format": CLASSIFIER_FORMAT,
             "lexicon": lexicon.version,
         },
         promote=False,
@@ -234,4 +262,12 @@ def build(seed: int, data: Path | None = None, samples: int = 6000) -> list[Buil
     return train(sentiment_corpus.generate(samples, seed), seed=seed, synthetic=True)
 
 
-__all__ = ["build", "build_pipeline", "evaluate", "shipped_lexicon", "train"]
+__all__ = [
+    "build",
+    "build_pipeline",
+    "check_artifact",
+    "classifier_artifact",
+    "evaluate",
+    "shipped_lexicon",
+    "train",
+]
