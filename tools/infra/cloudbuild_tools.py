@@ -135,6 +135,8 @@ class StepTools:
                 skip = False
             elif word.startswith("-"):
                 skip = word in _PIP_VALUE_OPTIONS
+            elif word.startswith((".", "/")):
+                continue  # a folder: this repository's own code, which no step runs as a tool
             else:
                 packages.append(re.split(r"[\[=<>!~;@ ]", word)[0].lower().replace("_", "-"))
         venv = self.venv_of(self.normalise(pip)) if "/" in pip else None
