@@ -100,7 +100,9 @@ def test_a_package_step_on_the_cloud_sdk_image_is_reported(
     step(config, "package")["name"] = "${_CLOUD_SDK_IMAGE}"
     assert problems(config, table) == [
         f"cloudbuild.yaml: step 'package': runs python3, which image {CLOUD_SDK} does not "
-        "have and the step does not install"
+        "have and the step does not install",
+        f"cloudbuild.yaml: step 'package': runs /tmp/package-venv/bin/python, which image "
+        f"{CLOUD_SDK} does not have and the step does not install",
     ]
 
 
@@ -385,11 +387,15 @@ def test_the_command_exits_one_and_names_the_problem(
 ) -> None:
     text = (ROOT / "cloudbuild.yaml").read_text()
     broken = tmp_path / "cloudbuild.yaml"
-    broken.write_text(text.replace("entrypoint: python3", "entrypoint: python3.12", 1))
+    broken.write_text(
+        text.replace("python3 -m venv /tmp/package-venv", "python3.12 -m venv /tmp/package-venv", 1)
+    )
     assert check_cloudbuild.main(["--config", str(broken)]) == 1
     assert capsys.readouterr().out == (
         f"cloudbuild.yaml: step 'package': runs python3.12, which image {PYTHON} does not have "
         "and the step does not install\n"
+        "cloudbuild.yaml: step 'package': runs /tmp/package-venv/bin/python, which image "
+        f"{PYTHON} does not have and the step does not install\n"
     )
 
 
