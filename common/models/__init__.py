@@ -1,7 +1,8 @@
 """Model runtimes, one per kind, and the pool of loaded models.
 
-Runtimes are imported only when a model of their kind is served, so a function pays the
-import time of scikit-learn only if it serves a scikit-learn model.
+Runtimes are imported only when a model of their kind is served. No runtime imports
+scikit-learn for the artifacts the builders write (all JSON); only a user's own pickled
+pipeline does, when it is loaded.
 """
 
 from __future__ import annotations

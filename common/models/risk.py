@@ -102,7 +102,8 @@ def to_matrix(instances: Sequence[RiskInstance]) -> np.ndarray:
 class LinearModel:
     """The fitted numbers of feature step -> StandardScaler -> multinomial logistic
     regression, evaluated with plain numpy: the same probabilities without scikit-learn's
-    per-call checks, which cost ten times the arithmetic for one row."""
+    per-call checks, which cost ten times the arithmetic for one row. Read from a data
+    artifact (``from_document``) or off a user's fitted pipeline (``of``)."""
 
     mean: np.ndarray
     scale: np.ndarray
