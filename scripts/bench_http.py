@@ -44,11 +44,15 @@ SCENARIOS = {
 
 
 def models_to_train(scenarios: list[str]) -> list[str]:
-    """The models the scenarios (and the cold start) call; the ensemble needs every model."""
+    """The models the scenarios (and the cold start) call, in the order they are built; a
+    model that combines others (the ensemble) needs every model the API serves."""
+    from common.api.routes import served_models
+    from tools.training.builders import build_order, needs_registry
+
     wanted = {COLD_START_MODEL} | {SCENARIOS[s].model for s in scenarios}
-    if "ensemble" in wanted:
-        return ["risk", "dcf", "cca", "sentiment", "ensemble"]
-    return [m for m in ("risk", "dcf", "cca", "sentiment") if m in wanted]
+    if any(needs_registry(m) for m in wanted):
+        wanted = set(served_models())
+    return build_order(sorted(wanted))
 
 
 # --- request bodies ---------------------------------------------------------------------

@@ -2,19 +2,20 @@
 
     python scripts/check_infra.py [--root DIR]
 
-A function exists because its folder ``functions/<name>/main.py`` does. It must also
-have an entry in Terraform's function map (terraform/functions.tf), an artifact access
-rule (terraform/iam.tf) and at least one route in common/api/openapi.yaml; a route under
-/v1/jobs/ is a scheduled job and needs a Cloud Scheduler entry (terraform/scheduler.tf)
-on the same path. Nothing in Terraform or the spec may name a function that has no
-folder. The alert policies must hold the reference design's thresholds, every variable
-needs a description and a type and they stay in alphabetical order, every output is
-described, the API config is replaced safely when the spec changes (its id holds the
-spec's hash, create_before_destroy), every function's server runs one worker process with
-as many threads as the requests Cloud Run sends it at once (THREADS = concurrency,
-WORKERS = 1), the audit chain's anchor lines are exported to the locked-retention
-audit-log bucket by a sink of their own, and no secret is ever referenced as ``latest``.
-Each problem names the file to fix. Exit status 1 when there is any.
+A function exists because its folder ``functions/<name>/main.py`` does. It must also have
+an entry in Terraform's function map (terraform/function_sizes.tf) and at least one route
+in common/api/openapi.yaml; a route under /v1/jobs/ is a scheduled job and needs a Cloud
+Scheduler entry (terraform/scheduler.tf) on the same path. A function reads the artifact
+bucket unless terraform/iam.tf's ``artifact_writers`` gives it more. Nothing in Terraform
+or the spec may name a function that has no folder. The alert policies must hold the
+reference design's thresholds, every variable needs a description and a type and they
+stay in alphabetical order, every output is described, the API config is replaced safely
+when the spec changes (its id holds the spec's hash, create_before_destroy), every
+function's server runs one worker process with as many threads as the requests Cloud Run
+sends it at once (THREADS = concurrency, WORKERS = 1), the audit chain's anchor lines are
+exported to the locked-retention audit-log bucket by a sink of their own, and no secret
+is ever referenced as ``latest``. Each problem names the file to fix. Exit status 1 when
+there is any.
 """
 
 from __future__ import annotations
@@ -73,16 +74,18 @@ def check_functions(root: Path, tf: Terraform, spec: dict[str, Any]) -> list[str
                 f"functions/{name}/main.py: no entry point `def {name}(...)`; Terraform deploys "
                 "each function with its folder name as the entry point"
             )
-    for local, file_hint in (
-        ("function_defaults", "function_sizes.tf"),
-        ("artifact_access", "iam.tf"),
+    # Every function has its size; only the functions that do more than read the artifact
+    # bucket are named in `artifact_writers`, and those must exist.
+    for local, file_hint, complete in (
+        ("function_defaults", "function_sizes.tf", True),
+        ("artifact_writers", "iam.tf", False),
     ):
         found = tf.local(local)
         if found is None:
             problems.append(f"terraform/{file_hint}: local `{local}` is missing")
             continue
         file, entries = found
-        for name in sorted(folders - set(entries)):
+        for name in sorted(folders - set(entries)) if complete else ():
             problems.append(f"terraform/{file}: `{local}` has no entry for functions/{name}")
         for name in sorted(set(entries) - folders):
             problems.append(

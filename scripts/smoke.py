@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from smoke_answers import (
     Answer,
     CheckFailed,
     Client,
+    any_output,
     describe,
     error_of,
     expect_ok,
@@ -33,8 +35,20 @@ from smoke_answers import (
     text_field,
 )
 
-MODELS = ("dcf", "cca", "risk", "sentiment", "ensemble")
-"""Every model the platform serves (tools/training/builders.py), in the order checked."""
+SPEC = os.path.abspath(os.path.join(__file__, "..", "..", "common", "api", "openapi.yaml"))
+"""The routes API Gateway was configured from in the same build."""
+PREDICT_ROUTE = re.compile(r"^  /v1/predict/([A-Za-z0-9_.@+-]+):[ \t]*$", re.M)
+
+
+def routed_models(spec_text: str) -> tuple[str, ...]:
+    """The models with a prediction route (``POST /v1/predict/<model>``) in the OpenAPI
+    file, sorted: what ``common.api.routes.served_models`` reads, without a YAML parser."""
+    return tuple(sorted(set(PREDICT_ROUTE.findall(spec_text))))
+
+
+with open(SPEC, encoding="utf-8") as _spec:
+    MODELS = routed_models(_spec.read())
+"""Every model the platform serves, in the order checked."""
 CONTROL_MODEL = MODELS[0]
 """Whose deployment history the control read fetches."""
 TOKEN_ENV = "SMOKE_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -127,7 +141,7 @@ def predict(client: Client, model_id: str) -> tuple[Answer, str]:
         text_field(body, "request_id")
         if not isinstance(predictions[0], dict):
             raise CheckFailed("the prediction is not an object")
-        summary = OUTPUTS[model_id](predictions[0])
+        summary = OUTPUTS.get(model_id, any_output)(predictions[0])
     except CheckFailed as exc:
         raise CheckFailed(exc.detail, answer) from None
     return answer, f"{summary} ({model_id} {version}, {variant})"
@@ -206,10 +220,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="smoke.py",
         description=(
-            "Smoke-test a deployed gateway: GET /v1/models lists dcf, cca, risk, sentiment "
-            "and ensemble in production; one prediction per model from its production "
-            f"example; the deployment history of {CONTROL_MODEL}. Exit 0 when every check "
-            "passes, 1 when any fails, 2 on a usage error."
+            f"Smoke-test a deployed gateway: GET /v1/models lists {', '.join(MODELS)} (the "
+            "models common/api/openapi.yaml routes) in production; one prediction per model "
+            f"from its production example; the deployment history of {CONTROL_MODEL}. Exit 0 "
+            "when every check passes, 1 when any fails, 2 on a usage error."
         ),
         epilog=(
             f"The token needs {PERMISSIONS}; no experiment permission is used. "

@@ -216,6 +216,14 @@ def _ensemble(p: dict[str, Any]) -> str:
     return f"value_per_share={value:.4g} in [{low:.4g}, {high:.4g}]"
 
 
+def any_output(p: dict[str, Any]) -> str:
+    """A model without checks of its own: a non-empty object, its fields named."""
+    if not p:
+        raise CheckFailed("the prediction is an empty object")
+    fields = ", ".join(sorted(p)[:6]) + (", ..." if len(p) > 6 else "")
+    return f"fields {fields}"
+
+
 OUTPUTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "dcf": _dcf,
     "cca": _cca,
@@ -223,4 +231,5 @@ OUTPUTS: dict[str, Callable[[dict[str, Any]], str]] = {
     "sentiment": _sentiment,
     "ensemble": _ensemble,
 }
-"""Per model: assert on the fields a caller uses, and say them in one line."""
+"""Per model: assert on the fields a caller uses, and say them in one line; a model not
+listed gets ``any_output``."""

@@ -25,7 +25,7 @@ from common.registry.records import Registry, version_key
 from common.services import Services
 from tools.local import settings_or_exit
 from tools.training.base import BuiltModel, register_built
-from tools.training.builders import BUILDERS, build
+from tools.training.builders import BUILDERS, build, build_order
 
 
 def next_version(registry: Registry, model_id: str) -> str:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     user = getpass.getuser()
     try:
         todo = []
-        for model_id in wanted:
+        for model_id in build_order(wanted):
             current = _in_production(registry, model_id)
             if args.if_absent and current is not None:
                 print(f"{model_id}: version {current} is in production; nothing to do")

@@ -1,26 +1,16 @@
 locals {
-  # What each function does with the artifact bucket: "read" (load models), "write"
-  # (also create objects: register_model's content-addressed artifacts, never
-  # overwritten) or "reports" (also create and replace objects under reports/: a scan
+  # What each function does with the artifact bucket: every function reads it (loads or
+  # lists models) unless it is named below, so a new prediction function needs no entry;
+  # "write" also creates objects (register_model's content-addressed artifacts, never
+  # overwritten) and "reports" also creates and replaces objects under reports/ (a scan
   # run again in the same hour replaces its report).
+  artifact_writers = {
+    register_model  = "write"
+    drift_scan      = "reports"
+    compliance_scan = "reports"
+  }
   artifact_access = {
-    list_models        = "read"
-    predict_dcf        = "read"
-    predict_cca        = "read"
-    predict_risk       = "read"
-    predict_sentiment  = "read"
-    predict_ensemble   = "read"
-    register_model     = "write"
-    promote_model      = "read"
-    rollback_model     = "read"
-    create_experiment  = "read"
-    assign_variant     = "read"
-    record_outcome     = "read"
-    experiment_results = "read"
-    warm_cache         = "read"
-    drift_scan         = "reports"
-    compliance_scan    = "reports"
-    purge_retention    = "read"
+    for name in keys(local.function_defaults) : name => lookup(local.artifact_writers, name, "read")
   }
 
   # Permissions the platform grants to Google-signed ID tokens of these accounts

@@ -21,6 +21,9 @@ class NoParameters(StrictModel):
 
 class ModelRuntime(ABC):
     kind: ClassVar[str]
+    classifier: ClassVar[bool] = False
+    """Whether the output is a class (compliance asks such a model for a fairness report);
+    a value model (dcf, cca, the ensemble) leaves it False."""
     instance_schema: ClassVar[type[StrictModel]]
     parameters_schema: ClassVar[type[StrictModel]] = NoParameters
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from common.api.operations import all_operations
-from common.api.routes import all_routes, functions, load_spec
+from common.api.routes import all_routes, functions, load_spec, served_models
+from common.models import kinds
 from tests.conftest import ROOT
+from tools.training.builders import BUILDERS
 
 
 def test_every_operation_has_a_handler_and_every_handler_a_route() -> None:
@@ -83,3 +85,14 @@ def test_request_bodies_in_the_spec_match_the_handlers_schemas() -> None:
             if model_field.get("type") == "integer":
                 for bound in ("minimum", "maximum"):
                     assert spec_field.get(bound) == model_field.get(bound), f"{name}.{field}"
+
+
+def test_every_served_model_has_a_kind_a_builder_and_a_registrable_kind() -> None:
+    """A model is added by its route; what the route cannot say is checked here."""
+    spec = load_spec()
+    enum = spec["definitions"]["RegisterRequest"]["properties"]["kind"]["enum"]
+    assert sorted(enum) == kinds(), "registerModelVersion's kind enum lists every kind"
+    for model_id in served_models():
+        assert model_id in kinds(), f"{model_id} is served but no runtime is registered"
+        assert (ROOT / "tools" / "training" / f"{model_id}_builder.py").is_file()
+    assert set(BUILDERS) == set(served_models())

@@ -1,7 +1,7 @@
 """The running gateway against its own contract, ``common/api/openapi.yaml``.
 
 Schemathesis generates requests for every operation, valid and invalid ones, the same ones
-on every run, and sends them with an admin token to the local gateway with all five models
+on every run, and sends them with an admin token to the local gateway with every model
 in production. Every answer must be documented: no 5xx, a documented status code and
 content type, a body matching the response schema; and a request the spec forbids must be
 refused. Without credentials, every protected operation answers 401 in the error shape.
@@ -20,7 +20,7 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 
-from common.api.routes import SPEC_PATH, Route, all_routes, load_spec
+from common.api.routes import SPEC_PATH, Route, all_routes, load_spec, predict_routes, served_models
 from common.backends.env_secrets import EnvSecretSource
 from common.core.config import Settings
 from common.security.auth import issue_token
@@ -28,7 +28,7 @@ from tests.support.gateway_process import Gateway, running_gateway
 
 pytestmark = pytest.mark.gateway
 
-MODELS = ("cca", "dcf", "ensemble", "risk", "sentiment")
+MODELS = served_models()
 VERSIONS = ("1.0.0", "1.1.0")
 CHECKS = (
     "not_a_server_error",
@@ -120,7 +120,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "assignVariant": {"user_id": "user-1"},
     "recordOutcome": {"exposure_id": "exp-1", "values": {"priced": 1}},
     "eraseSubject": {"subject": "user-1"},
-    **{f"predict{m.capitalize()}": {"instances": [{}]} for m in MODELS},
+    **{operation: {"instances": [{}]} for operation in predict_routes()},
 }
 
 

@@ -64,9 +64,7 @@ def test_renaming_a_function_folder_is_reported_everywhere_it_is_named(repo: Pat
         in problems
     )
     assert "terraform/function_sizes.tf: `function_defaults` names `drift_scan`" in problems
-    assert (
-        "terraform/iam.tf: `artifact_access` has no entry for functions/drift_scanner" in problems
-    )
+    assert "terraform/iam.tf: `artifact_writers` names `drift_scan`" in problems
     assert "common/api/openapi.yaml: no route has x-ipo-function: drift_scanner" in problems
     assert (
         "common/api/openapi.yaml: POST /v1/jobs/drift-scan routes to x-ipo-function `drift_scan`"

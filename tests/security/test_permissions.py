@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from common.api.routes import all_routes
+from common.api.routes import all_routes, predict_routes, served_models
 from common.security.auth import permission_grants
 from common.services import reset_services, use_services
 from tests.support.fixtures import Stack, embedded_stack
 from tools.gateway import create_app
 
-MODELS = ("risk", "dcf", "cca", "sentiment", "ensemble")
+MODELS = served_models()
 ACTIONS = ("predict", "register", "promote", "rollback")
 
 # What each operation needs, written out independently of openapi.yaml.
@@ -39,7 +39,7 @@ NEEDS = {
     "purgeRetention": "job:purge-retention:run",
     "eraseSubject": "admin",
     "driftScan": "job:drift-scan:run",
-    **{f"predict{m.capitalize()}": f"model:{m}:predict" for m in MODELS},
+    **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
 }
 
 PERMISSION_SETS: list[tuple[str, ...]] = [

@@ -22,6 +22,7 @@ from common.audit.verify import verify_audit
 from common.backends.base import Filter, rfc3339
 from common.core.errors import NotFoundError, ServiceError
 from common.experiments.core import ASSIGNMENTS
+from common.models import runtime_class
 from common.registry.deployments import DEPLOYMENTS, Deployment
 from common.registry.records import MODEL_CARD_FIELDS, ModelRecord, ModelVersion
 
@@ -50,8 +51,6 @@ VALIDATION_MAX_AGE = timedelta(days=365)
 DRIFT_REPORT_MAX_AGE = timedelta(hours=26)
 CLOCK_SKEW = timedelta(minutes=5)
 AUDIT_HOURS = 24
-CLASSIFIER_KINDS = frozenset({"risk", "sentiment"})
-"""Kinds whose output is a class; dcf, cca and the ensemble produce values."""
 GROUP_ATTRIBUTES = ("sector",)
 """Input fields that name a group whose members a classifier must treat alike."""
 PERSONAL_AUDIT_FIELDS = ("sealed",)
@@ -212,16 +211,24 @@ def check_audit_trail(ctx: ComplianceContext) -> Verdict:
     return verdict(details)
 
 
+def _is_classifier(kind: str) -> bool:
+    """A kind this code does not know cannot be served, so it is not judged as a classifier."""
+    try:
+        return runtime_class(kind).classifier
+    except ServiceError:
+        return False
+
+
 def check_fairness(ctx: ComplianceContext) -> Verdict:
-    """Every production version of a classifier kind (CLASSIFIER_KINDS) whose input schema
-    has a group attribute (GROUP_ATTRIBUTES) has ``reports["fairness"]`` with numeric
-    ``max_gap <= threshold``; any other version is not applicable, with its reason."""
+    """Every production version of a classifier (its runtime says so: ``classifier``) whose
+    input schema has a group attribute (GROUP_ATTRIBUTES) has ``reports["fairness"]`` with
+    numeric ``max_gap <= threshold``; any other version is not applicable, with its reason."""
 
     def judge(model: ModelRecord, version: ModelVersion) -> dict[str, Any]:
         where = {"model_id": model.model_id, "version": version.version, "kind": version.kind}
         inputs = sorted(version.input_schema.get("properties") or {})
         attribute = next((a for a in GROUP_ATTRIBUTES if a in inputs), None)
-        if version.kind not in CLASSIFIER_KINDS:
+        if not _is_classifier(version.kind):
             return finding(None, f"{version.kind} is not a classifier", **where)
         if attribute is None:
             reason = f"no group attribute among its inputs ({', '.join(inputs)}): free text or "
