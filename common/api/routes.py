@@ -48,7 +48,12 @@ def _compile(template: str) -> re.Pattern[str]:
 @cache
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        spec: dict[str, Any] = yaml.safe_load(handle)
+        # libyaml's safe loader reads the spec in a fifth of the pure-Python one's time,
+        # which every function pays before its first answer: same documents, same safety
+        if yaml.__with_libyaml__:
+            spec: dict[str, Any] = yaml.load(handle, Loader=yaml.CSafeLoader)
+        else:
+            spec = yaml.safe_load(handle)
     return spec
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 
 from common.core.errors import UnauthenticatedError, UnavailableError
 
@@ -78,6 +77,10 @@ def parse_jwks(document: Any) -> dict[str, VerificationKey]:
 
 
 def fetch_jwks(url: str, timeout_s: float) -> dict[str, VerificationKey]:
+    # imported on the first fetch: a function verifying only its own HS256 tokens, or one
+    # that has not yet seen a token, does not pay requests' import at start-up
+    import requests
+
     try:
         response = requests.get(url, timeout=timeout_s, headers={"Accept": "application/json"})
         response.raise_for_status()
