@@ -3,7 +3,8 @@
     python scripts/bench.py models [--out bench-results/models] [--repeats 200]
     python scripts/bench.py http [--out bench-results/http] [--duration 5] \
         [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
-        [--generator auto|wrk|python] [--cold-starts 3]
+        [--generator auto|wrk|python] [--cold-starts 5]
+    python scripts/bench.py cold [--out bench-results/cold] [--cold-starts 5]
 
 ``models``: in-process time per instance of every model in production, at batch 1 and
 batch 100, as serving computes it (batch validation against the model's schema, then one
@@ -19,6 +20,11 @@ installed (else a Python asyncio client): requests/s, latency percentiles, non-2
 responses, and the server's and the generator's CPU time per request; then the models
 section's batch-1 time as the in-process floor. The gateway is scripts/serve.py at its
 defaults with IPO_RATE_LIMIT_PER_MINUTE=0. Exits 1 if any request failed.
+
+``cold`` (and the end of ``http``): the cold start of ``predict_risk`` alone, as Cloud
+Functions runs it (its archive unpacked, ``functions-framework --target predict_risk``),
+beside the gateway's, and each function's archive size with the installed size of its
+requirements (scripts/bench_function.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_function as bf
 import bench_http as h
 from bench_load import generator_version, resolve_generator
 
@@ -203,6 +210,10 @@ def run_http(args: argparse.Namespace) -> int:
         templates = {n: h.body_template(h.SCENARIOS[n], examples, schemas) for n in scenarios}
         gateway = h.Gateway(environ, Path(tmp) / "gateway.log")
         try:
+            function_cold = bf.function_cold_starts(
+                environ, token, examples[h.COLD_START_MODEL], args.cold_starts, Path(tmp)
+            )
+            print(f"function cold start: {function_cold} ms", file=sys.stderr, flush=True)
             cold = h.cold_starts(gateway, token, examples[h.COLD_START_MODEL], args.cold_starts)
             print(f"cold start: {cold} ms", file=sys.stderr, flush=True)
             runs = h.run_scenarios(
@@ -211,6 +222,7 @@ def run_http(args: argparse.Namespace) -> int:
         finally:
             gateway.stop()
         floor = bench_models(settings, args.repeats, batches=(1,))
+        archives = bf.archive_sizes(Path(tmp) / "archives")
     report = {
         "date": date,
         "machine": about,
@@ -225,6 +237,9 @@ def run_http(args: argparse.Namespace) -> int:
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "cold_start_ms": statistics.median(cold),
         "cold_start_runs_ms": cold,
+        "function_cold_start_ms": statistics.median(function_cold),
+        "function_cold_start_runs_ms": function_cold,
+        "archives": archives,
         "runs": runs,
         "floor": floor,
     }
@@ -252,7 +267,6 @@ def _errors_cell(row: dict[str, Any]) -> str:
 
 def http_markdown(report: dict[str, Any]) -> str:
     about, gw = report["machine"], report["gateway"]
-    cold = report["cold_start_runs_ms"]
     lines = [
         f"HTTP benchmark, {report['date']}: {about['cpu']}, {about['cores']} cores, "
         f"Python {about['python']}, {about['system']}.",
@@ -296,16 +310,7 @@ def http_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['model']} | {row['version']} | {row['batch_1_ms_per_instance']:.3f} |"
         )
-    lines += [
-        "",
-        f"Cold start (process start to the first 200 on POST /v1/predict/{h.COLD_START_MODEL}): "
-        f"{report['cold_start_ms']:.0f} ms"
-        + (
-            f", the median of {len(cold)} starts ({', '.join(f'{c:.0f}' for c in cold)})."
-            if len(cold) > 1
-            else "."
-        ),
-    ]
+    lines += ["", *bf.cold_lines(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -326,9 +331,24 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated scenarios",
     )
     http.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
-    http.add_argument("--cold-starts", type=int, default=3, help="starts; the median is shown")
+    http.add_argument("--cold-starts", type=int, default=5, help="starts; the median is shown")
     http.add_argument("--repeats", type=int, default=30, help="in-process floor repeats")
+    cold = sub.add_parser("cold", help="cold starts of predict_risk alone and of the gateway")
+    cold.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    cold.add_argument("--cold-starts", type=int, default=5, help="starts; the median is shown")
     args = parser.parse_args(argv)
+    if args.what == "cold":
+        if args.cold_starts < 1:
+            parser.error("--cold-starts must be at least 1")
+        try:
+            table, report = bf.run_cold(args.cold_starts, machine())
+        except RuntimeError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(table, end="")
+        if args.out:
+            write(args.out, table, report)
+        return 0
     if args.what == "http":
         if args.cold_starts < 1 or args.duration <= 0 or args.warmup < 0:
             parser.error("--cold-starts must be at least 1, --duration > 0, --warmup >= 0")

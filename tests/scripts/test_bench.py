@@ -194,7 +194,30 @@ def test_http_benchmark_end_to_end(tmp_path: Path) -> None:
     assert run["errors"] == 0
     assert run["server_cpu_ms_per_request"] > 0
     assert report["cold_start_ms"] > 0
+    assert report["function_cold_start_ms"] > 0
     assert report["generator"]["name"] == "python"
     assert [row["model"] for row in report["floor"]] == ["risk"]
     assert report["floor"][0]["batch_1_ms_per_instance"] > 0
     assert "| risk-1 | 1 |" in done.stdout
+
+
+@pytest.mark.gateway
+def test_cold_benchmark_end_to_end(tmp_path: Path) -> None:
+    """predict_risk alone from its unpacked archive, the gateway, and the archives' sizes."""
+    out = tmp_path / "c"
+    done = subprocess.run(
+        [sys.executable, "scripts/bench.py", "cold", "--cold-starts", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.with_suffix(".md").read_text() == done.stdout
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["function_cold_start_ms"] > 0
+    assert report["cold_start_ms"] > 0
+    sizes = {row["function"]: row for row in report["archives"]}
+    whole = sizes.pop("(all of requirements.txt)")
+    assert set(sizes) == {p.parent.name for p in (ROOT / "functions").glob("*/main.py")}
+    risk, scan = sizes["predict_risk"], sizes["drift_scan"]  # the scan also has matplotlib
+    assert 0 < risk["installed_bytes"] < scan["installed_bytes"] < whole["installed_bytes"]
+    assert risk["requirements"] < scan["requirements"] < whole["requirements"]
+    assert "`predict_risk` alone" in done.stdout
