@@ -10,7 +10,12 @@ import pytest
 
 from tests.conftest import ROOT
 
-LOCKS = ("requirements.txt", "requirements-dev.txt", "requirements-checkov.txt")
+LOCKS = (
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-checkov.txt",
+    "requirements-build.txt",
+)
 # pip options a requirements file may carry that point at one machine or index.
 MACHINE_OPTIONS = re.compile(
     r"^\s*(-f\b|--find-links\b|-i\b|--index-url\b|--extra-index-url\b|--trusted-host\b)", re.M
