@@ -31,8 +31,14 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+try:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+except ImportError:  # a bare interpreter: the distributions' metadata is not there either
+    raise SystemExit(
+        "package: run with the Python of an environment installed from requirements.txt "
+        "(.venv/bin/python scripts/package.py); it reads the distributions' metadata"
+    ) from None
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = "common"
