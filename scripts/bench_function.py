@@ -10,9 +10,7 @@ import contextlib
 import datetime
 import http.client
 import json
-import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -98,12 +96,7 @@ def cold_start_ms(
                 raise RuntimeError(f"{function} did not answer {path}:\n{tail}")
             time.sleep(0.005)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=15.0)
-                break
+        h.stop_group(process)
 
 
 def installed_bytes(distribution: str) -> int:

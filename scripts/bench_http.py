@@ -269,12 +269,17 @@ class Gateway:
         process, self.process = self.process, None
         if process is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=15.0)
-                return
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after 15 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15.0)
+            return
 
 
 def cold_starts(gateway: Gateway, token: str, example: Any, runs: int) -> list[float]:

@@ -134,3 +134,24 @@ def joblib_dump(obj: Any) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=3)
     return buffer.getvalue()
+
+
+def check_linear_shapes(
+    sizes: dict[str, int],
+    width: int,
+    expected: str,
+    *,
+    classes: int,
+    coef_rows: int,
+    intercepts: int,
+) -> None:
+    """Refuse a linear model's arrays whose lengths disagree: every vector in ``sizes`` has
+    ``width`` entries (``expected`` says what one entry is), and there is one coefficient
+    row and one intercept per class."""
+    wrong = sorted(k for k, n in sizes.items() if n != width)
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)}: expected {width} values, {expected}")
+    if not coef_rows == intercepts == classes:
+        raise ValueError(
+            f"{classes} classes, {coef_rows} coefficient rows and {intercepts} intercepts"
+        )

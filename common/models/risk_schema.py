@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from common.core.validation import StrictModel
+from common.models.base import check_linear_shapes
 
 LINEAR_FORMAT = "ipo-risk-linear/1"
 TRANSFORM = "engineer_features"
@@ -71,12 +72,12 @@ class RiskLinearArtifact(StrictModel):
             "scaler.scale": len(self.scaler.scale),
             **{f"coef[{i}]": len(row) for i, row in enumerate(self.coef)},
         }
-        wrong = sorted(k for k, n in sizes.items() if n != width)
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)}: expected {width} engineered features")
-        if not len(self.coef) == len(self.intercept) == len(self.classes):
-            raise ValueError(
-                f"{len(self.classes)} classes, {len(self.coef)} coefficient rows and "
-                f"{len(self.intercept)} intercepts"
-            )
+        check_linear_shapes(
+            sizes,
+            width,
+            "one per engineered feature",
+            classes=len(self.classes),
+            coef_rows=len(self.coef),
+            intercepts=len(self.intercept),
+        )
         return self

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from common.core.validation import StrictModel
+from common.models.base import check_linear_shapes
 
 LEXICON_FORMAT = "ipo-sentiment-lexicon/1"
 CLASSIFIER_FORMAT = "ipo-sentiment-classifier/2"
@@ -92,12 +93,12 @@ class ClassifierArtifact(StrictModel):
             if not low <= len(parts) <= high or not all(parts):
                 raise ValueError(f"vocabulary term {term[:40]!r} is not a {low}- to {high}-gram")
         sizes = {"idf": len(self.idf), **{f"coef[{i}]": len(r) for i, r in enumerate(self.coef)}}
-        wrong = sorted(k for k, n in sizes.items() if n != width)
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)}: expected one value per term ({width})")
-        if not len(self.coef) == len(self.intercept) == len(self.classes):
-            raise ValueError(
-                f"{len(self.classes)} classes, {len(self.coef)} coefficient rows and "
-                f"{len(self.intercept)} intercepts"
-            )
+        check_linear_shapes(
+            sizes,
+            width,
+            "one per term",
+            classes=len(self.classes),
+            coef_rows=len(self.coef),
+            intercepts=len(self.intercept),
+        )
         return self

@@ -109,7 +109,7 @@ def _set(path: str, value: object) -> Callable[[Document], object]:
         (lambda d: d.pop("intercept"), "intercept: Field required"),
         (_set("coef.0.0", "0.5"), "coef[0][0]: Input should be a valid number"),
         (_set("scaler.scale.2", 0.0), "scaler.scale[2]: Input should be greater than 0"),
-        (lambda d: d["coef"][2].pop(), "coef[2]: expected 14 engineered features"),
+        (lambda d: d["coef"][2].pop(), "coef[2]: expected 14 values, one per engineered feature"),
         (lambda d: d["scaler"]["mean"].append(0.0), "scaler.mean: expected 14"),
         (lambda d: d["intercept"].pop(), "3 classes, 3 coefficient rows and 2 intercepts"),
         (_set("classes", ["high", "high", "low"]), "classes lists a name twice"),
@@ -118,7 +118,7 @@ def _set(path: str, value: object) -> Callable[[Document], object]:
         (_set("features.2", "revenue_musd"), "document: Value error, features lists a name twice"),
         (lambda d: d["features"].reverse(), "different feature list"),
         (_set("transform.log1p", ["revenue_musd"]), "feature transform"),
-        (_set("transform.categories", ["technology", "other"]), "engineered features"),
+        (_set("transform.categories", ["technology", "other"]), "engineered feature"),
         (_set("transform.name", "pca"), "transform.name"),
     ],
 )
