@@ -21,6 +21,7 @@ from pydantic_core import InitErrorDetails
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel, problems_from, raise_invalid
 from common.models.base import ModelRuntime
+from common.models.dcf_artifact import ARTIFACT_FORMAT, DcfArtifact, Defaults
 from common.models.dcf_math import (
     Companies,
     Floats,
@@ -34,12 +35,9 @@ from common.models.dcf_math import (
     value,
 )
 from common.models.dcf_schema import (
-    ARTIFACT_FORMAT,
     Capm,
-    DcfArtifact,
     DcfInstance,
     DcfParameters,
-    Defaults,
     capm,
     discount_rate,
     terminal_growth,
