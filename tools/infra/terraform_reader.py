@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
+try:
+    import hcl2
+except ModuleNotFoundError:  # a test dependency: `make run` alone does not install it
+    raise SystemExit(
+        "reading terraform/ needs python-hcl2, a test dependency: run `make .venv/.dev` "
+        "(or `make test`) first"
+    ) from None
 
 
 def unquote(value: Any) -> Any:
