@@ -3,6 +3,11 @@
 Cloud Functions ship stdout lines to Cloud Logging, which reads ``severity``, ``message``
 and ``httpRequest`` from a JSON line; the remaining keys land in ``jsonPayload`` where
 log-based metrics can count them. Every line carries the request id when there is one.
+
+A request's line holds no personal data: method, path, status, latency, size, request
+id, function, principal and labels, but not the caller's address or user agent. Log
+entries cannot be edited, so subject erasure could never reach them there; the audit
+trail keeps both, sealed, where erasure can drop them (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -81,8 +86,6 @@ def request_line(
                 "requestUrl": request.path,
                 "status": status,
                 "latency": f"{latency_s:.6f}s",
-                "userAgent": request.headers.get("User-Agent", ""),
-                "remoteIp": request.remote_addr or "",
                 "requestSize": str(request.content_length or 0),
             },
             "request_id": request_id,
