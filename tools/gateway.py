@@ -9,13 +9,17 @@ deployed functions'.
 The gateway also serves the stored HTML reports (``common/monitoring/reports.py``) at
 ``/reports/<drift|compliance>/<name>.html``, without a token: it binds 127.0.0.1 and is for
 a browser on the same machine. In the cloud reports stay artifacts in the bucket; API
-Gateway has no route to them.
+Gateway has no route to them. A report is served only if its path, with every symbolic
+link resolved, is a regular file under the artifact folder's ``reports/``: a link planted
+there (to ``.env``, the key file) is a 404 like any missing report.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +51,17 @@ REPORT_HEADERS = {
 }
 
 
+def is_report_file(artifact_dir: Path, key: str) -> bool:
+    """True if ``key`` under the local artifact folder is, links resolved, a regular file
+    strictly inside its ``reports/`` folder."""
+    try:
+        reports = (artifact_dir / "reports").resolve()
+        path = artifact_dir.joinpath(*key.split("/")).resolve(strict=True)
+        return path.is_relative_to(reports) and stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, RuntimeError):  # missing, unreadable, or a loop of links
+        return False
+
+
 def serve_report(request: Request) -> Response:
     """A stored HTML report; 404 in the one error shape for any other path."""
     request_id = request_id_of(request)
@@ -59,8 +74,14 @@ def serve_report(request: Request) -> Response:
         )
     except ValueError:
         return error_response(NotFoundError("no such report"), request_id)
+    services = get_services()
+    settings = services.settings
+    if settings.artifact_store == "local" and not is_report_file(
+        settings.resolved_artifact_dir, key
+    ):
+        return error_response(NotFoundError("no such report"), request_id)
     try:
-        page = get_services().backends.artifacts.get(key)
+        page = services.backends.artifacts.get(key)
     except NotFoundError:
         return error_response(NotFoundError("no such report"), request_id)
     except ServiceError as exc:

@@ -4,13 +4,21 @@ Each put writes a temporary file beside its target and fsyncs it, then publishes
 one step: ``os.link`` when the key must be new (the kernel refuses an existing name, so
 of two racing writers exactly one wins) or ``os.replace`` when overwriting. Readers see
 the old bytes or the new bytes, never a mixture.
+
+The store makes no symbolic links, so it follows none: a key whose path, once links are
+resolved, is not exactly that key under the root (a link planted in the folder, to
+``.env``, the key file or anywhere else) does not exist for get, exists and uri, and is
+refused by put. A key that names anything but a regular file (a folder, a FIFO) is not
+an artifact either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -37,6 +45,16 @@ class LocalArtifactStore(ArtifactStore):
     def _path(self, key: str) -> Path:
         return self._root.joinpath(*check_artifact_key(key).split("/"))
 
+    def _unlinked(self, key: str) -> Path | None:
+        """The key's path if no symbolic link below the root leads it elsewhere, else None."""
+        path = self._path(key)
+        try:
+            real_root = self._root.resolve()
+            followed = path.resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            return None
+        return path if followed == real_root.joinpath(*key.split("/")) else None
+
     def put(self, key: str, data: bytes, *, overwrite: bool = False) -> ArtifactInfo:
         target = self._path(key)
         data = bytes(data)
@@ -44,6 +62,8 @@ class LocalArtifactStore(ArtifactStore):
             self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._unavailable(exc) from None
+        if self._unlinked(key) is None:
+            raise ConflictError(f"artifact key {key!r} leads through a symbolic link")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -77,22 +97,43 @@ class LocalArtifactStore(ArtifactStore):
         )
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        missing = NotFoundError(f"artifact {key!r} does not exist")
+        path = self._unlinked(key)
+        if path is None:
+            raise missing
         try:
-            return path.read_bytes()
+            # O_NOFOLLOW: a link swapped in after the check is refused, not followed;
+            # O_NONBLOCK: opening a FIFO returns at once (and fstat refuses it).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFoundError(f"artifact {key!r} does not exist") from None
+            raise missing from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise missing from None
+            raise self._unavailable(exc) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise missing
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read()
         except OSError as exc:
             raise self._unavailable(exc) from None
+        finally:
+            os.close(fd)
 
     def exists(self, key: str) -> bool:
+        path = self._unlinked(key)
         try:
-            return self._path(key).is_file()
+            return path is not None and path.is_file()
         except OSError as exc:
             raise self._unavailable(exc) from None
 
     def uri(self, key: str) -> str:
-        return self._path(key).as_uri()
+        path = self._unlinked(key)
+        if path is None:
+            raise NotFoundError(f"artifact {key!r} leads through a symbolic link")
+        return path.as_uri()
 
     def _unavailable(self, exc: OSError) -> UnavailableError:
         return UnavailableError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from common.backends.local_artifacts import LocalArtifactStore
 from tests.conftest import ROOT
 from tests.support.fixtures import SIGNING_KEY
 from tests.support.gateway_process import IPOCTL, Gateway, running_gateway, script_token
@@ -144,3 +145,28 @@ def test_ipoctl_against_the_running_gateway(gateway: Gateway) -> None:
     history = ipoctl("history", "risk")
     assert history.returncode == 0
     assert "promote" in history.stdout
+
+
+def test_reports_follow_no_symbolic_link_out_of_the_reports_folder(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    env_file = Path(gateway.environ["IPO_ENV_FILE"])
+    outside = tmp_path / "outside.html"
+    outside.write_text("<p>outside-the-artifact-folder</p>")
+    artifacts = Path(gateway.environ["IPO_DATA_DIR"]) / "artifacts"
+    LocalArtifactStore(artifacts).put("reports/drift/normal.html", b"<p>a real report</p>")
+    drift = artifacts / "reports" / "drift"
+    (drift / "env.html").symlink_to(env_file)
+    (drift / "outside.html").symlink_to(outside)
+    (drift / "loop.html").symlink_to(drift / "loop.html")
+    secret_line = env_file.read_text().splitlines()[0]
+    for name in ("env", "outside", "loop"):
+        response = requests.get(f"{gateway.base}/reports/drift/{name}.html", timeout=5)
+        assert response.status_code == 404
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "not_found"
+        assert secret_line.split("=", 1)[1] not in response.text
+        assert "outside-the-artifact-folder" not in response.text
+    served = requests.get(f"{gateway.base}/reports/drift/normal.html", timeout=5)
+    assert served.status_code == 200
+    assert served.text == "<p>a real report</p>"
