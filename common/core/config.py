@@ -24,10 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from common.core.permissions import parse as parse_permission
+
 PREFIX = "IPO_"
-PERMISSION = re.compile(r"[a-z*][a-z0-9_*-]*(:[a-z0-9*][a-z0-9_.*-]*)*")
-"""The grammar of a permission string; defined here so settings can grant permissions
-(common/security/auth.py, which imports this module, matches tokens against the same pattern)."""
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 """Both spellings Google writes in ``iss`` of the ID tokens it signs."""
 EMAIL = re.compile(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
@@ -255,10 +254,10 @@ class Settings(BaseModel):
             if not EMAIL.fullmatch(email):
                 raise ValueError(f"{email!r} is not an e-mail address")
             for permission in permissions:
-                if not PERMISSION.fullmatch(permission):
-                    raise ValueError(
-                        f"{permission!r} (for {email}) is not a permission such as job:*:run"
-                    )
+                try:
+                    parse_permission(permission)  # the grammar tokens are held to
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (granted to {email})") from None
             if email.lower() in accounts:
                 raise ValueError(f"{email!r} is listed twice")
             accounts[email.lower()] = sorted(set(permissions))

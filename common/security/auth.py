@@ -11,8 +11,10 @@ Google-signed ID tokens (``iss`` accounts.google.com) are verified against Googl
 and only for the service accounts named in the settings (common/security/service_identity.py);
 without any named, such a token's issuer is not trusted.
 
-Permissions are strings such as ``model:read`` or ``model:risk:predict``. A granted
-permission may use ``*`` for one whole segment (``model:*:predict``); ``admin`` grants all.
+Permissions are strings such as ``model:read`` or ``model:risk:predict``, of the grammar
+in common/core/permissions.py: ``*`` may stand only for a model id or a job name
+(``model:*:predict``, ``job:*:run``), and only the literal ``admin`` grants all. A token
+holding anything else in ``perms`` is refused outright, not half-honoured.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from cachetools import TTLCache
 from werkzeug.datastructures import Headers
 
 from common.backends.base import SecretSource, key_secret
-from common.core.config import GOOGLE_ISSUERS, PERMISSION, Settings
+from common.core.config import GOOGLE_ISSUERS, Settings
 from common.core.errors import ForbiddenError, UnauthenticatedError
+from common.core.permissions import Permission, allows, grants, parse_all
 from common.security.jwks import KeySet
 from common.security.service_identity import (
     RS256,
@@ -48,18 +51,23 @@ REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
 VERIFIED_CACHE_SIZE = 10_000
 VERIFIED_CACHE_S = 60.0
 """A key removed from the JWKS stops verifying its cached tokens within this time."""
-ADMIN = "admin"
 _SUBJECT = re.compile(r"[A-Za-z0-9_.@:+-]{1,256}")
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling, with their permissions, parsed once (ValueError if one is malformed)."""
+
     subject: str
     permissions: frozenset[str]
     claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    grants: frozenset[Permission] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grants", parse_all(sorted(self.permissions)))
 
     def allows(self, required: str) -> bool:
-        return any(permission_grants(granted, required) for granted in self.permissions)
+        return allows(self.grants, required)
 
     def require(self, required: str) -> None:
         if not self.allows(required):
@@ -70,11 +78,8 @@ class Principal:
 
 
 def permission_grants(granted: str, required: str) -> bool:
-    if granted in (ADMIN, required):
-        return True
-    want = required.split(":")
-    have = granted.split(":")
-    return len(want) == len(have) and all(h in ("*", w) for h, w in zip(have, want, strict=True))
+    """Whether ``granted`` allows ``required``, by the grammar; a malformed one allows nothing."""
+    return grants(granted, required)
 
 
 def _signing_key(secrets: SecretSource, name: str) -> bytes:
@@ -287,11 +292,12 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
         raise UnauthenticatedError("token subject must be a short identifier string")
     perms = claims.get("perms", [])
-    if not isinstance(perms, list) or not all(
-        isinstance(p, str) and PERMISSION.fullmatch(p) for p in perms
-    ):
+    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
         raise UnauthenticatedError("token 'perms' claim must be a list of permission strings")
-    return Principal(subject=subject, permissions=frozenset(perms), claims=claims)
+    try:
+        return Principal(subject=subject, permissions=frozenset(perms), claims=claims)
+    except ValueError as exc:  # names the permission that is not one
+        raise UnauthenticatedError(f"token 'perms' claim: {exc}") from None
 
 
 def issue_token(
@@ -305,9 +311,7 @@ def issue_token(
 ) -> str:
     """Sign a token the verifier accepts: for local development and tests."""
     perms = sorted(set(permissions))
-    for perm in perms:
-        if not PERMISSION.fullmatch(perm):
-            raise ValueError(f"invalid permission {perm!r}")
+    parse_all(perms)  # a token the verifier would refuse is not issued
     if not _SUBJECT.fullmatch(subject):
         raise ValueError(f"invalid subject {subject!r}")
     issued = int(time.time() if now is None else now)

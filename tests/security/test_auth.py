@@ -117,6 +117,14 @@ def test_missing_signing_secret_is_503_not_401() -> None:
         ("model:risk:predict", "model:dcf:predict", False),
         ("model:*", "model:risk:predict", False),
         ("model", "model:read", False),
+        ("job:*:run", "job:drift-scan:run", True),
+        ("*", "admin", False),
+        ("*", "model:read", False),
+        ("*:*", "model:read", False),
+        ("*:*:*", "job:drift-scan:run", False),
+        ("model:*:*", "model:risk:promote", False),
+        ("job:*:*", "job:drift-scan:run", False),
+        ("admin", "model:*:predict", True),
     ],
 )
 def test_permission_matching(granted: str, required: str, allowed: bool) -> None:
