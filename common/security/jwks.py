@@ -4,12 +4,14 @@ Each key's algorithm is fixed by the key itself (an RSA key verifies RS256 only,
 key ES256 only) and never by the token's header, so a token cannot choose how it is
 checked. An unknown ``kid`` triggers at most one refresh, and refreshes are spaced out so
 a stream of invented key ids cannot turn the service into a load generator against the
-identity provider. When no key set can be fetched, tokens are refused (503), never
-accepted.
+identity provider. When no key set within its TTL is at hand, tokens are refused (503),
+never accepted; a refresh that fails keeps the set still within its TTL, so an invented
+``kid`` during a provider outage is refused (401) and the valid keys keep verifying.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -110,29 +112,44 @@ class KeySet:
         self._clock = clock
         self._keys: dict[str, VerificationKey] | None = None
         self._fetched_at = float("-inf")
+        """When the set in ``_keys`` was fetched: it is trusted for ``ttl_s`` from then."""
+        self._attempted_at = float("-inf")
+        """When a fetch was last tried, whatever came of it: attempts are spaced out."""
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def _refresh(self) -> dict[str, VerificationKey]:
+    def _refresh(self, now: float) -> dict[str, VerificationKey]:
         self.fetches += 1
-        self._fetched_at = self._clock()  # a failure also spaces out the next attempt
+        self._attempted_at = now
         try:
-            self._keys = self._fetch(self._url, self._timeout_s)
-        except UnavailableError:
-            self._keys = None  # an expired set is not trusted past its TTL
+            keys = self._fetch(self._url, self._timeout_s)
+        except UnavailableError as exc:
+            log.warning("JWKS refresh failed: %s", exc.message)
             raise
-        return self._keys
+        self._keys, self._fetched_at = keys, now
+        return keys
 
     def get(self, kid: str) -> VerificationKey:
+        """The key named ``kid``: 401 if the provider does not publish it, 503 if no set
+        within its TTL is at hand.
+
+        A failed refresh for an unknown ``kid`` keeps the set still within its TTL, so one
+        token with an invented ``kid`` cannot make the valid ones fail while the provider
+        is down.
+        """
         with self._lock:
             now = self._clock()
             keys = self._keys
             if keys is None or now - self._fetched_at >= self._ttl_s:
-                if keys is None and now - self._fetched_at < MIN_REFRESH_INTERVAL_S:
+                failed = self._attempted_at > self._fetched_at
+                if failed and now - self._attempted_at < MIN_REFRESH_INTERVAL_S:
                     raise UnavailableError("the JWKS could not be fetched; retrying shortly")
-                keys = self._refresh()
-            elif kid not in keys and now - self._fetched_at >= MIN_REFRESH_INTERVAL_S:
-                keys = self._refresh()  # the provider may have rotated in a new key
+                keys = self._refresh(now)  # a set past its TTL is not used
+            elif kid not in keys and now - self._attempted_at >= MIN_REFRESH_INTERVAL_S:
+                # the provider may have rotated in a new key; if it cannot be reached (logged),
+                # the cached set still answers, and this kid is not in it
+                with contextlib.suppress(UnavailableError):
+                    keys = self._refresh(now)
             found = keys.get(kid)
         if found is None:
             raise UnauthenticatedError("token is signed with an unknown key ('kid')")
