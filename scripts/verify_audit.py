@@ -6,7 +6,9 @@ With ``--anchors``, the newest exported ``audit anchor`` line of each chain (fil
 audit-anchor log sink wrote, or a function's own log lines) is checked against the store
 too, which shows entries cut from the end of a chain together with its head, and whole
 chains deleted. Exit status 0 when every chain verifies, 1 when anything was altered,
-removed or forged, 2 when the trail or an anchor file cannot be read.
+removed or forged (a problem in the report), 2 when the check could not be made: bad
+settings, the key missing or unreadable, the store or an anchor file unreadable, or any
+other failure; then stderr says why and nothing is printed on stdout.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import sys
 from pathlib import Path
 
 from common.audit.trail import audit_key
-from common.audit.verify import Anchor, read_anchors, verify_audit
+from common.audit.verify import Anchor, AuditReport, read_anchors, verify_audit
+from common.core.config import Settings
 from common.core.errors import ServiceError
 from common.services import Services
-from tools.local import settings_or_exit
+
+CANNOT_CHECK = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,27 +44,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        anchors = _anchors(args.anchors)
-    except (OSError, ValueError) as exc:
-        print(f"verify_audit: {exc}", file=sys.stderr)
-        return 2
-    settings = settings_or_exit("verify_audit")
-    services = Services.build(settings)
-    try:
-        key = audit_key(services.backends.secrets, settings.audit_secret_name)
-        report = verify_audit(
-            services.backends.documents,
-            key,
-            cipher=None if args.no_payloads else services.cipher,
-            anchors=anchors,
-        )
+        report = _verify(args.anchors, payloads=not args.no_payloads)
     except ServiceError as exc:
-        print(f"verify_audit: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        services.close()
+        return _cannot_check(exc.message)
+    except (OSError, ValueError) as exc:
+        return _cannot_check(str(exc))
+    except Exception as exc:  # not checked is never "tampering" (exit 1)
+        return _cannot_check(f"{type(exc).__name__}: {exc}")
     print(json.dumps(report.as_dict(), indent=2))
     return 0 if report.ok else 1
+
+
+def _verify(anchor_files: list[Path], *, payloads: bool) -> AuditReport:
+    anchors = _anchors(anchor_files)
+    settings = Settings.from_environ()  # a ValueError that names the variable
+    services = Services.build(settings)
+    try:
+        try:
+            key = audit_key(services.backends.secrets, settings.audit_secret_name)
+        except ServiceError as exc:
+            raise ServiceError(f"cannot read the audit key: {exc.message}") from None
+        return verify_audit(
+            services.backends.documents,
+            key,
+            cipher=services.cipher if payloads else None,
+            anchors=anchors,
+        )
+    finally:
+        services.close()
+
+
+def _cannot_check(reason: str) -> int:
+    print(f"verify_audit: {reason}; the trail was not checked", file=sys.stderr)
+    return CANNOT_CHECK
 
 
 def _anchors(paths: list[Path]) -> dict[str, Anchor]:

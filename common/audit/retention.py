@@ -3,8 +3,10 @@
 Personal data lives in two places: the sealed part of audit entries (the caller's
 address and user agent, and a prediction's bodies) and experiment assignments (the user
 a variant was assigned to). The audit chain's MACs cover only the hashes of the sealed
-part, so dropping it keeps every chain verifiable: the record that a request happened,
-by whom and with what outcome stays, the personal data goes.
+part and a commitment to the caller's keyed digest, so dropping the sealed part and the
+digest keeps every chain verifiable: the record that a request happened, by whom and
+with what outcome stays, the personal data goes. Entries written before the digest was
+keyed have it under their MAC and keep it (``common.audit.macs``).
 
 Both operations are idempotent: a second run finds nothing left to remove and leaves the
 same state. An erasure request is itself audited, as every request is, with only the
@@ -21,7 +23,8 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from common.audit.trail import ENTRIES, HOLDS_PERSONAL
+from common.audit.macs import ERASABLE, HOLDS_PERSONAL, PERSONAL_COMMIT
+from common.audit.trail import ENTRIES
 from common.backends import Backends
 from common.backends.base import Filter, rfc3339
 from common.core.config import Settings
@@ -63,12 +66,14 @@ class ErasureRequest(StrictModel):
 def _drop_sealed(
     services: RetentionContext, filters: list[Filter], budget: Callable[[], bool]
 ) -> int:
-    """Remove the sealed part of every matching audit entry still holding one."""
+    """Remove the sealed part and the personal digest of every matching audit entry
+    still holding them."""
     documents, dropped = services.backends.documents, 0
     while not budget():
         page = documents.query(ENTRIES, [*filters, Filter(HOLDS_PERSONAL, "==", True)], limit=PAGE)
         for doc in page:
-            kept = {k: v for k, v in doc.data.items() if k != "sealed"}
+            dropped_fields = {"sealed", *ERASABLE} if PERSONAL_COMMIT in doc.data else {"sealed"}
+            kept = {k: v for k, v in doc.data.items() if k not in dropped_fields}
             documents.set(ENTRIES, doc.id, {**kept, HOLDS_PERSONAL: False})
             dropped += 1
         if len(page) < PAGE:
@@ -121,7 +126,8 @@ def purge_retention(
 
 def erase_subject(services: RetentionContext, request: ErasureRequest) -> dict[str, Any]:
     """Remove one data subject's personal data: their experiment assignments, the sealed
-    part of audit entries of requests they made, and their rate-limit bucket."""
+    part and the personal digest of audit entries of requests they made, and their
+    rate-limit bucket."""
     subject = request.subject
 
     def never() -> bool:

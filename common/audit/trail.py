@@ -1,14 +1,16 @@
 """The tamper-evident audit trail: one entry per request, chained under an HMAC.
 
 Each instance writes its own chain (a random chain id per process): entry ``n`` carries
-the MAC of entry ``n - 1``, and its own MAC covers every field but ``sealed``. The chain's
-head document records the last sequence number and MAC, written in the same transaction
-as the entries, so an entry altered, forged, removed from the middle or cut from the end
-is found by ``common.audit.verify``. Entries hold hashes of the request and response and
-of the caller's personal data (address, user agent); the personal data and a
-prediction's inputs and outputs are kept only sealed (envelope-encrypted, bound to the
-entry id), so the trail holds no plaintext sensitive field, and
-retention or erasure can drop the sealed part while the chain still verifies.
+the MAC of entry ``n - 1``, and its own MAC covers every field but ``sealed`` and what
+erasure may drop (``common.audit.macs``). The chain's head document records the last
+sequence number and MAC under a MAC of its own, written in the same transaction as the
+entries, so an entry altered, forged, removed from the middle or cut from the end (the
+head rewound too) is found by ``common.audit.verify``. Entries hold hashes of the request
+and response and a keyed digest of the caller's personal data (address, user agent); the
+personal data and a prediction's inputs and outputs are kept only sealed
+(envelope-encrypted, bound to the entry id), so the trail holds no plaintext sensitive
+field, and retention or erasure can drop the sealed part and the digest while the chain
+still verifies.
 
 An entry is stored before its request is answered: ``append`` returns only once the
 transaction holding the entry has committed, and a request whose entry cannot be stored
@@ -22,7 +24,6 @@ last sequence number, last MAC) that a log sink keeps outside the store.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import random
@@ -33,8 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
+from common.audit.macs import (
+    HOLDS_PERSONAL,
+    AuditKeys,
+    audit_keys,
+    head_mac,
+    mac_of,
+    personal_fields,
+)
 from common.backends.base import DocumentStore, SecretSource, Transaction, key_secret
 from common.core.errors import ServiceError, UnavailableError
 from common.registry.records import utcnow
@@ -49,10 +56,6 @@ BATCH_MAX = 200
 COMMIT_TIMEOUT_S = 2.0
 """How long a request waits for its entry to be stored before it is refused (503)."""
 RETRY_AFTER_S = 5
-HOLDS_PERSONAL = "holds_personal"
-"""True while the entry's sealed part (personal data, a prediction's bodies) is kept;
-retention and erasure drop that part and set it False. Outside the MAC, like ``sealed``."""
-MAC_EXCLUDED = frozenset({"mac", "sealed", HOLDS_PERSONAL})
 SEALED_FIELDS = ("financial_data", "proprietary_metrics")
 PERSONAL_FIELDS = ("client_ip", "user_agent", "forwarded_for")
 
@@ -88,22 +91,6 @@ class AuditEvent:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def canonical(entry: dict[str, Any]) -> bytes:
-    """The bytes a MAC covers: every field but the MAC and the sealed payload."""
-    covered = {k: v for k, v in entry.items() if k not in MAC_EXCLUDED}
-    return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
-
-
-def personal_digest(personal: dict[str, Any]) -> str:
-    """What the MAC covers of an entry's personal data, so the data itself can be erased
-    while the chain still verifies."""
-    return sha256_hex(orjson.dumps(personal, option=orjson.OPT_SORT_KEYS))
-
-
-def mac_of(key: bytes, entry: dict[str, Any]) -> str:
-    return hmac.new(key, canonical(entry), hashlib.sha256).hexdigest()
 
 
 def entry_id(chain: str, seq: int) -> str:
@@ -145,7 +132,7 @@ class AuditLog:
         self._waiting: list[_Slot] = []
         self._committing = False
         self._pid = -1
-        self._key: bytes | None = None
+        self._keys: AuditKeys | None = None
         self.chain = ""
         self._seq = 0
         self._prev_mac = ""
@@ -155,10 +142,10 @@ class AuditLog:
         """Requests this process did not answer because their entry could not be stored."""
         self.commit_failures = 0
 
-    def _get_key(self) -> bytes:
-        if self._key is None:
-            self._key = audit_key(self._secrets, self._secret_name)
-        return self._key
+    def _get_keys(self) -> AuditKeys:
+        if self._keys is None:
+            self._keys = audit_keys(audit_key(self._secrets, self._secret_name))
+        return self._keys
 
     def _new_chain(self) -> None:
         self.chain, self._seq, self._prev_mac = uuid.uuid4().hex, 0, ""
@@ -166,7 +153,7 @@ class AuditLog:
     def append(self, event: AuditEvent) -> None:
         """Store one entry before returning; UnavailableError (503) when it cannot be
         stored within the commit timeout, and then nothing of it is kept."""
-        self._get_key()  # a missing secret is a configuration fault, reported now
+        self._get_keys()  # a missing secret is a configuration fault, reported now
         slot = _Slot(event, self._clock() + self._timeout_s)
         with self._cond:
             if self._pid != os.getpid():  # a forked worker starts a chain of its own
@@ -265,7 +252,7 @@ class AuditLog:
 
     def _chain(self, batch: list[AuditEvent]) -> list[_Pending]:
         """Number, link and MAC the batch; a retry writes the same entries."""
-        key = self._get_key()
+        keys = self._get_keys()
         pending = []
         for event in batch:
             fields = dict(vars(event))  # flat fields: no deep copy needed
@@ -275,12 +262,12 @@ class AuditLog:
             self._seq += 1
             entry = {
                 **fields,
-                "personal_sha256": personal_digest(personal),
+                **personal_fields(keys.personal, personal),
                 "chain": self.chain,
                 "seq": self._seq,
                 "prev_mac": self._prev_mac,
             }
-            entry["mac"] = mac_of(key, entry)
+            entry["mac"] = mac_of(keys.entry, entry)
             entry[HOLDS_PERSONAL] = True
             self._prev_mac = entry["mac"]
             sealed = {k: v for k, v in payload.items() if v is not None}
@@ -295,13 +282,14 @@ class AuditLog:
             for p in pending
         ]
         last_id, last = ready[-1]
-        head = {
+        head: dict[str, Any] = {
             "chain": self.chain,
             "last_seq": last["seq"],
             "last_mac": last["mac"],
             "last_entry": last_id,
             "updated_at": utcnow(),
         }
+        head["mac"] = head_mac(self._get_keys().head, head)
 
         def write(tx: Transaction) -> None:
             for doc_id, entry in ready:

@@ -1,16 +1,18 @@
 """Checks the audit trail: every entry's MAC, every chain's links, every chain's head.
 
-Without the HMAC secret nobody can write an entry whose MAC verifies, so an altered
-entry and a forged one both show as a MAC mismatch; a removed entry shows as a gap in
-its chain's sequence or a broken link; entries cut from the end show against the chain's
-head, written atomically with them. With a cipher the sealed payloads are opened and
-checked against the hashes the MAC covers.
+Without the HMAC secret nobody can write an entry or a head whose MAC verifies, so an
+altered entry and a forged one both show as a MAC mismatch; a removed entry shows as a
+gap in its chain's sequence or a broken link; entries cut from the end show against the
+chain's head, written atomically with them, and a head rewound to match shows as a head
+MAC mismatch. With a cipher the sealed payloads are opened and checked against the
+digests the MAC covers.
 
-The store alone cannot show a chain cut back consistently: entries removed from the end
-and the head rewound to the last one left, or a whole chain deleted with its head. The
+The store alone cannot show a whole chain deleted with its head, nor a genuine earlier
+head put back (copied before, then restored with the entries after it deleted). The
 ``audit anchor`` lines each committed batch logs, kept by a log sink in a bucket nobody
 can delete from, can: ``check_anchors`` compares the newest anchor of each chain with the
-store.
+store. Heads written before heads carried a MAC are accepted only when an anchor vouches
+for them (same last sequence number and MAC); otherwise each is an ``unkeyed_head``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.audit.trail import CHAINS, ENTRIES, entry_id, mac_of, personal_digest, sha256_hex
+from common.audit.macs import (
+    PERSONAL_COMMIT,
+    PERSONAL_DIGEST,
+    PERSONAL_NONCE,
+    AuditKeys,
+    audit_keys,
+    commitment,
+    head_mac,
+    legacy_personal_digest,
+    mac_of,
+    personal_digest,
+)
+from common.audit.trail import CHAINS, ENTRIES, entry_id, sha256_hex
 from common.backends.base import DocumentStore
 from common.core.errors import ServiceError
 from common.security.crypto import EnvelopeCipher
 
-ProblemKind = Literal["altered", "missing", "truncated", "forged", "payload"]
+ProblemKind = Literal["altered", "missing", "truncated", "forged", "payload", "unkeyed_head"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ def verify_audit(
     cipher: EnvelopeCipher | None = None,
     anchors: dict[str, Anchor] | None = None,
 ) -> AuditReport:
-    report = AuditReport()
+    report, keys = AuditReport(), audit_keys(key)
     heads = {doc.id: doc.data for doc in documents.query(CHAINS)}
     by_chain: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for doc in documents.query(ENTRIES):
@@ -90,7 +104,8 @@ def verify_audit(
                 )
             )
             continue
-        _check_chain(report, chain, head, entries, key, cipher)
+        _check_head(report, chain, head, (anchors or {}).get(chain), keys)
+        _check_chain(report, chain, head, entries, keys, cipher)
     if anchors:
         check_anchors(documents, anchors, report)
         report.unanchored = sorted((set(heads) | set(by_chain)) - set(anchors))
@@ -102,12 +117,57 @@ def _seq(entry: dict[str, Any], name: str = "seq") -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
 
 
+def _check_head(
+    report: AuditReport, chain: str, head: dict[str, Any], anchor: Anchor | None, keys: AuditKeys
+) -> None:
+    """A head must carry its MAC; one without (written before heads were keyed, or
+    stripped) passes only when an exported anchor shows the same head."""
+    mac = head.get("mac")
+    if mac is not None:
+        if not hmac.compare_digest(str(mac), head_mac(keys.head, head)):
+            report.problems.append(
+                AuditProblem(
+                    "altered",
+                    chain,
+                    None,
+                    "the chain head's MAC does not match: rewritten (entries cut from the end "
+                    "and the head rewound?), or written without the key",
+                )
+            )
+        return
+    if (
+        anchor is not None
+        and anchor.last_seq == _seq(head, "last_seq")
+        and hmac.compare_digest(anchor.last_mac, str(head.get("last_mac", "")))
+    ):
+        return
+    report.problems.append(
+        AuditProblem(
+            "unkeyed_head",
+            chain,
+            None,
+            "the chain head carries no MAC (written before heads were keyed, or stripped) and "
+            "no anchor shows this head: entries cut from the end cannot be ruled out",
+        )
+    )
+
+
+def _digest_intact(entry: dict[str, Any]) -> bool:
+    """The erasable digest, while kept, matches the commitment the entry's MAC covers."""
+    if PERSONAL_COMMIT not in entry or (
+        PERSONAL_DIGEST not in entry and PERSONAL_NONCE not in entry
+    ):
+        return True
+    nonce, digest = str(entry.get(PERSONAL_NONCE, "")), str(entry.get(PERSONAL_DIGEST, ""))
+    return hmac.compare_digest(commitment(nonce, digest), str(entry[PERSONAL_COMMIT]))
+
+
 def _check_chain(
     report: AuditReport,
     chain: str,
     head: dict[str, Any],
     entries: list[tuple[str, dict[str, Any]]],
-    key: bytes,
+    keys: AuditKeys,
     cipher: EnvelopeCipher | None,
 ) -> None:
     problems = report.problems
@@ -129,7 +189,7 @@ def _check_chain(
             )
             prev_mac = ""  # unknown: the link check resumes after the gap
         if doc_id != entry_id(chain, seq) or not hmac.compare_digest(
-            str(entry.get("mac", "")), mac_of(key, entry)
+            str(entry.get("mac", "")), mac_of(keys.entry, entry)
         ):
             problems.append(
                 AuditProblem(
@@ -143,8 +203,14 @@ def _check_chain(
             problems.append(
                 AuditProblem("missing", chain, doc_id, "does not follow the entry before it")
             )
+        elif not _digest_intact(entry):
+            problems.append(
+                AuditProblem(
+                    "altered", chain, doc_id, "personal_sha256 does not match its commitment"
+                )
+            )
         elif cipher is not None and "sealed" in entry:
-            _check_payload(report, chain, doc_id, entry, cipher)
+            _check_payload(report, chain, doc_id, entry, keys, cipher)
         expected, prev_mac = seq + 1, str(entry.get("mac", ""))
     if expected <= last_seq:
         problems.append(
@@ -162,7 +228,12 @@ def _check_chain(
 
 
 def _check_payload(
-    report: AuditReport, chain: str, doc_id: str, entry: dict[str, Any], cipher: EnvelopeCipher
+    report: AuditReport,
+    chain: str,
+    doc_id: str,
+    entry: dict[str, Any],
+    keys: AuditKeys,
+    cipher: EnvelopeCipher,
 ) -> None:
     try:
         opened = cipher.open(doc_id, entry["sealed"])
@@ -170,7 +241,7 @@ def _check_payload(
         report.problems.append(AuditProblem("payload", chain, doc_id, exc.message))
         return
     personal = opened.get("personal_info")
-    if isinstance(personal, dict) and personal_digest(personal) != entry.get("personal_sha256"):
+    if isinstance(personal, dict) and _digest(keys, entry, personal) != entry.get(PERSONAL_DIGEST):
         report.problems.append(
             AuditProblem("payload", chain, doc_id, "sealed personal_info does not match its hash")
         )
@@ -187,6 +258,12 @@ def _check_payload(
                         "payload", chain, doc_id, f"sealed {name} does not match {hash_field}"
                     )
                 )
+
+
+def _digest(keys: AuditKeys, entry: dict[str, Any], personal: dict[str, Any]) -> str:
+    if PERSONAL_COMMIT in entry:
+        return personal_digest(keys.personal, personal)
+    return legacy_personal_digest(personal)
 
 
 @dataclass(frozen=True)

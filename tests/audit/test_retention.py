@@ -9,8 +9,9 @@ from typing import Any
 
 import redis
 
+from common.audit.macs import HOLDS_PERSONAL
 from common.audit.retention import ErasureRequest, RetentionRequest, erase_subject, purge_retention
-from common.audit.trail import ENTRIES, HOLDS_PERSONAL
+from common.audit.trail import ENTRIES
 from common.audit.verify import verify_audit
 from common.experiments.core import ASSIGNMENTS
 from common.security.crypto import ENVELOPE, EnvelopeCipher

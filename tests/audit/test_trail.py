@@ -324,7 +324,7 @@ def test_verify_script_reports_tampering_with_exit_status(stack: Stack) -> None:
     assert json.loads(broken.stdout)["problems"][0]["kind"] == "missing"
 
 
-def test_an_exported_anchor_shows_entries_cut_from_the_end_with_the_head_rewound(
+def test_an_exported_anchor_shows_entries_cut_from_the_end_and_an_earlier_head_restored(
     stack: Stack, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     import subprocess
@@ -334,9 +334,15 @@ def test_an_exported_anchor_shows_entries_cut_from_the_end_with_the_head_rewound
     from tests.conftest import ROOT
 
     audit = stack.services.audit
+    documents = stack.services.backends.documents
+    earlier: dict[str, Any] = {}
     with caplog.at_level("INFO", logger="ipo.audit.anchor"):
         for n in range(5):
             audit.append(event(n))
+            if n == 2:  # a genuine head, MAC and all, copied by someone who can read
+                head = documents.get(CHAINS, audit.chain)
+                assert head is not None
+                earlier = dict(head.data)
     printed = [JsonFormatter().format(r) for r in caplog.records if r.name == "ipo.audit.anchor"]
     # the sink's files hold Cloud Logging entries; a function's own log holds its lines
     exported = tmp_path / "anchors.json"
@@ -346,16 +352,10 @@ def test_an_exported_anchor_shows_entries_cut_from_the_end_with_the_head_rewound
         + "\n".join(printed[3:])
         + "\n"
     )
-    documents = stack.services.backends.documents
-    three = entries(stack)[entry_id(audit.chain, 3)]
     for seq in (4, 5):
         documents.delete(ENTRIES, entry_id(audit.chain, seq))
-    documents.update(
-        CHAINS,
-        audit.chain,
-        {"last_seq": 3, "last_mac": three["mac"], "last_entry": entry_id(audit.chain, 3)},
-    )
-    assert verify(stack).ok  # consistent with itself: the store alone cannot tell
+    documents.set(CHAINS, audit.chain, earlier)
+    assert verify(stack).ok  # an earlier genuine head put back: the store alone cannot tell
     environ = {**stack.environ, "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "scripts/verify_audit.py", "--anchors", str(exported)]
     found = subprocess.run(run, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
