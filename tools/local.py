@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from common.backends import build_secret_source
+from common.backends.local_files import FILE_MODE, tighten
 from common.core.config import Settings
 from common.security.auth import issue_token
 
@@ -32,10 +33,12 @@ def secret_variable(name: str) -> str:
 
 def ensure_local_secrets(settings: Settings) -> bool:
     """Write random token-signing and audit secrets to the env file where none is
-    configured; True if anything was written."""
+    configured; True if anything was written. An env file others may read is tightened
+    to 0600 first."""
     if settings.secret_source != "env" or settings.env_file is None:  # noqa: S105
         return False
     path = Path(settings.env_file)
+    tighten(path, FILE_MODE)
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     present = {line.split("=", 1)[0].strip() for line in existing.splitlines()}
     wanted = [
@@ -48,7 +51,8 @@ def ensure_local_secrets(settings: Settings) -> bool:
     lines = "".join(f"{variable}={secrets.token_urlsafe(48)}\n" for variable in wanted)
     prefix = "" if not existing or existing.endswith("\n") else "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         handle.write(prefix + lines)
     return True

@@ -57,8 +57,10 @@ def build_document_store(settings: Settings) -> DocumentStore:
         from common.backends.firestore_store import FirestoreDocumentStore
 
         return FirestoreDocumentStore(settings)
+    from common.backends.local_files import secure_data_dir
     from common.backends.sqlite_store import SQLiteDocumentStore
 
+    secure_data_dir(settings.data_dir, settings.resolved_sqlite_path)
     return SQLiteDocumentStore(settings.resolved_sqlite_path, timeout_s=settings.backend_timeout_s)
 
 
@@ -68,7 +70,9 @@ def build_artifact_store(settings: Settings) -> ArtifactStore:
 
         return GCSArtifactStore(settings)
     from common.backends.local_artifacts import LocalArtifactStore
+    from common.backends.local_files import secure_data_dir
 
+    secure_data_dir(settings.data_dir, settings.resolved_artifact_dir)
     return LocalArtifactStore(settings.resolved_artifact_dir)
 
 
@@ -87,8 +91,10 @@ def build_key_wrapper(settings: Settings) -> KeyWrapper:
         from common.backends.kms_keys import KmsKeyWrapper
 
         return KmsKeyWrapper(settings)
+    from common.backends.local_files import secure_data_dir
     from common.backends.local_keys import LocalKeyWrapper
 
+    secure_data_dir(settings.data_dir, settings.resolved_key_file)
     return LocalKeyWrapper(settings.resolved_key_file)
 
 

@@ -3,7 +3,8 @@
 Each put writes a temporary file beside its target and fsyncs it, then publishes it in
 one step: ``os.link`` when the key must be new (the kernel refuses an existing name, so
 of two racing writers exactly one wins) or ``os.replace`` when overwriting. Readers see
-the old bytes or the new bytes, never a mixture.
+the old bytes or the new bytes, never a mixture. Files are 0600 (``mkstemp``) and the
+folders the store makes 0700, so only the service's account reads a model or a report.
 
 The store makes no symbolic links, so it follows none: a key whose path, once links are
 resolved, is not exactly that key under the root (a link planted in the folder, to
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from common.backends.base import ArtifactInfo, ArtifactStore, check_artifact_key
+from common.backends.local_files import make_private_folder
 from common.core.errors import ConflictError, NotFoundError, UnavailableError
 
 _TMP_PREFIX = "~put-"
@@ -59,13 +61,13 @@ class LocalArtifactStore(ArtifactStore):
         target = self._path(key)
         data = bytes(data)
         try:
-            self._root.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self._root)
         except OSError as exc:
             raise self._unavailable(exc) from None
         if self._unlinked(key) is None:
             raise ConflictError(f"artifact key {key!r} leads through a symbolic link")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folder(target.parent)
         except (FileExistsError, NotADirectoryError):
             raise ConflictError(f"a prefix of artifact key {key!r} is itself an artifact") from None
         except OSError as exc:

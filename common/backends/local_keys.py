@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from common.backends.base import KeyWrapper
+from common.backends.local_files import make_private_folder
 from common.core.errors import IntegrityError, UnavailableError
 
 KEY_BYTES = 32
@@ -128,9 +129,10 @@ class LocalKeyWrapper(KeyWrapper):
         staging = parent / f".{self._path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         kek = secrets.token_bytes(KEY_BYTES)
         try:
-            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_folder(parent)
             fd = os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
                 os.write(fd, kek)
                 os.fsync(fd)
             finally:

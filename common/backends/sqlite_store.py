@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.backends import _support
+from common.backends import _support, local_files
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
 from common.backends.sqlite_query import build_select
 from common.core.errors import (
@@ -162,7 +162,7 @@ class SQLiteDocumentStore(DocumentStore):
         if self._closed:
             raise UnavailableError("the document store has been closed")
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            local_files.prepare_database(self._path)
             # No busy timeout: a busy lock is reported at once and ``_retry_locked``
             # waits for it in fine steps.
             conn = sqlite3.connect(
