@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"token: {exc}", file=sys.stderr)
         return 2
+    if not settings.hs256_accepted:
+        print(
+            "token: note: these settings do not accept HS256 tokens like this one "
+            "(IPO_JWT_HS256_ENABLED, off by default with IPO_JWT_JWKS_URL)",
+            file=sys.stderr,
+        )
     print(token)
     return 0
 

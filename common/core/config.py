@@ -143,8 +143,10 @@ class Settings(BaseModel):
         86400, ge=60, le=7 * 86400, description="Longest token lifetime (exp - iat) accepted."
     )
 
-    jwt_hs256_enabled: bool = Field(
-        True, description="Accept HS256 tokens (no 'kid') signed with the secret above."
+    jwt_hs256_enabled: bool | None = Field(
+        None,
+        description="Accept HS256 tokens (no 'kid') signed with the secret above; unset: "
+        "accepted only when IPO_JWT_JWKS_URL is unset (see hs256_accepted).",
     )
     jwt_jwks_url: str | None = Field(
         None,
@@ -312,6 +314,15 @@ class Settings(BaseModel):
                 for e in exc.errors()
             )
             raise ValueError(f"invalid settings: {problems}") from None
+
+    @property
+    def hs256_accepted(self) -> bool:
+        """HS256 tokens are for a deployment without an identity provider: with a JWKS, a
+        leaked shared secret would otherwise mint tokens beside the provider's, so they
+        are off unless IPO_JWT_HS256_ENABLED says otherwise."""
+        if self.jwt_hs256_enabled is not None:
+            return self.jwt_hs256_enabled
+        return self.jwt_jwks_url is None
 
     @property
     def resolved_sqlite_path(self) -> Path:

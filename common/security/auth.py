@@ -149,7 +149,7 @@ class TokenVerifier:
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
         kid = header.get("kid")
         if kid is None:
-            if not self._settings.jwt_hs256_enabled:
+            if not self._settings.hs256_accepted:
                 raise UnauthenticatedError("token has no key id ('kid')")
             return self._get_key(), HS256
         if not isinstance(kid, str) or self._key_set is None:
