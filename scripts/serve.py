@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "bind": f"{args.host}:{args.port}",
         "workers": 1,
         "threads": args.threads,
-        "worker_class": "gthread",
+        # gthread, answering what gunicorn refuses in the one JSON error shape
+        "worker_class": "tools.gateway_worker.GatewayWorker",
         "reuse_port": True,
         "timeout": 60,
         "graceful_timeout": 10,

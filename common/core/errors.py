@@ -94,6 +94,20 @@ class PayloadTooLargeError(ServiceError):
     code = "payload_too_large"
 
 
+class UriTooLongError(ServiceError):
+    """The request line is over the server's limit; refused before the request is read."""
+
+    status = 414
+    code = "uri_too_long"
+
+
+class HeaderFieldsTooLargeError(ServiceError):
+    """Too many header fields, or one too long; refused before the request is read."""
+
+    status = 431
+    code = "header_fields_too_large"
+
+
 class InvalidValuesError(ServiceError):
     status = 422
     code = "invalid_values"

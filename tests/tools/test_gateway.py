@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,83 @@ def test_reports_follow_no_symbolic_link_out_of_the_reports_folder(
     served = requests.get(f"{gateway.base}/reports/drift/normal.html", timeout=5)
     assert served.status_code == 200
     assert served.text == "<p>a real report</p>"
+
+
+def raw_exchange(gateway: Gateway, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as bytes and read the answer until the server closes."""
+    host, port = gateway.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        # refused before everything was sent: the answer is waiting all the same
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(request)
+        received = b""
+        # closing with unread bytes resets the connection after the answer was sent
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+HUGE_TOKEN = "Bearer " + "a" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        pytest.param(
+            f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: {HUGE_TOKEN}\r\n\r\n".encode(),
+            431,
+            "header_fields_too_large",
+            id="100 KB token",
+        ),
+        pytest.param(
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 65536 + b"\r\n\r\n",
+            431,
+            "header_fields_too_large",
+            id="64 KiB header",
+        ),
+        pytest.param(
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(300))
+            + b"\r\n",
+            431,
+            "header_fields_too_large",
+            id="300 headers",
+        ),
+        pytest.param(
+            b"GET /v1/models?" + b"q" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            "uri_too_long",
+            id="long request line",
+        ),
+        pytest.param(
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n",
+            400,
+            "malformed_request",
+            id="malformed header name",
+        ),
+    ],
+)
+def test_what_gunicorn_refuses_is_answered_in_the_error_shape(
+    gateway: Gateway, request_bytes: bytes, status: int, code: str
+) -> None:
+    got, headers, body = raw_exchange(gateway, request_bytes)
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    payload = json.loads(body)
+    assert payload["error"]["code"] == code
+    assert payload["error"]["message"]
+    assert payload["request_id"] == headers["x-request-id"]
+    assert "<html" not in body.decode()
+    assert "aaaa" not in body.decode()  # the token is not echoed
+
+
+def test_after_a_refusal_the_gateway_still_serves(gateway: Gateway) -> None:
+    raw_exchange(gateway, b"GET /" + b"x" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert requests.get(f"{gateway.base}/healthz", timeout=5).status_code == 200
+    assert "aaaa" not in gateway.banner()  # the log names no request bytes
