@@ -112,6 +112,12 @@ def verify_audit(
     return report
 
 
+def _same(stored: object, expected: str) -> bool:
+    """Constant-time equality that a stored non-ASCII value cannot turn into a crash
+    (which would read as "could not check" instead of tampering)."""
+    return hmac.compare_digest(str(stored).encode(), expected.encode())
+
+
 def _seq(entry: dict[str, Any], name: str = "seq") -> int:
     seq = entry.get(name)
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
@@ -124,7 +130,7 @@ def _check_head(
     stripped) passes only when an exported anchor shows the same head."""
     mac = head.get("mac")
     if mac is not None:
-        if not hmac.compare_digest(str(mac), head_mac(keys.head, head)):
+        if not _same(str(mac), head_mac(keys.head, head)):
             report.problems.append(
                 AuditProblem(
                     "altered",
@@ -138,7 +144,7 @@ def _check_head(
     if (
         anchor is not None
         and anchor.last_seq == _seq(head, "last_seq")
-        and hmac.compare_digest(anchor.last_mac, str(head.get("last_mac", "")))
+        and _same(anchor.last_mac, str(head.get("last_mac", "")))
     ):
         return
     report.problems.append(
@@ -159,7 +165,7 @@ def _digest_intact(entry: dict[str, Any]) -> bool:
     ):
         return True
     nonce, digest = str(entry.get(PERSONAL_NONCE, "")), str(entry.get(PERSONAL_DIGEST, ""))
-    return hmac.compare_digest(commitment(nonce, digest), str(entry[PERSONAL_COMMIT]))
+    return _same(commitment(nonce, digest), str(entry[PERSONAL_COMMIT]))
 
 
 def _check_chain(
@@ -188,7 +194,7 @@ def _check_chain(
                 )
             )
             prev_mac = ""  # unknown: the link check resumes after the gap
-        if doc_id != entry_id(chain, seq) or not hmac.compare_digest(
+        if doc_id != entry_id(chain, seq) or not _same(
             str(entry.get("mac", "")), mac_of(keys.entry, entry)
         ):
             problems.append(
@@ -344,9 +350,7 @@ def check_anchors(
             )
             continue
         entry = documents.get(ENTRIES, anchored)
-        if entry is None or not hmac.compare_digest(
-            str(entry.data.get("mac", "")), anchor.last_mac
-        ):
+        if entry is None or not _same(str(entry.data.get("mac", "")), anchor.last_mac):
             report.problems.append(
                 AuditProblem(
                     "altered",

@@ -229,3 +229,20 @@ def test_verify_audit_exit_status_is_0_clean_1_tampered_2_not_checked(stack: Sta
     tampered = run_verify(stack)
     assert tampered.returncode == 1
     assert json.loads(tampered.stdout)["problems"][0]["kind"] == "missing"
+
+
+def test_non_ascii_macs_are_reported_not_a_crash(stack: Stack) -> None:
+    """A verifier that raised would read as "could not check" (exit 2), not tampering."""
+    audit = written(stack, 2)
+    documents = stack.services.backends.documents
+    documents.update(CHAINS, audit.chain, {"mac": "é" * 64})
+    victim = entry_id(audit.chain, 1)
+    documents.set(ENTRIES, victim, {**entries(stack)[victim], "mac": "ü" * 64})
+    found = run_verify(stack)
+    assert found.returncode == 1, found.stderr
+    problems = json.loads(found.stdout)["problems"]
+    assert [(p["kind"], p["entry_id"]) for p in problems] == [
+        ("altered", None),
+        ("altered", victim),
+        ("missing", entry_id(audit.chain, 2)),  # it no longer follows the altered entry
+    ]
