@@ -22,6 +22,8 @@ from tests.support.services import (
     find_redis_server,
 )
 
+pytest_plugins = ["tests.support.log_capture"]  # the log_lines fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 
 from common.api.calls import Operation
 from common.api.handlers import models as model_handlers
-from common.core.logs import JsonFormatter
 from tests.conftest import function_client
 from tests.support.fixtures import Stack
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.lines: list[dict[str, object]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
-@pytest.fixture
-def log_lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("ipo")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+from tests.support.log_capture import Lines
 
 
 def test_one_structured_line_per_request(stack: Stack, log_lines: Lines) -> None:

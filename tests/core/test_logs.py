@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 
-from common.core.logs import JsonFormatter
 from tests.conftest import function_client
 from tests.support.fixtures import Stack
+from tests.support.log_capture import Lines
 
 CALLER_IP = "203.0.113.77"
 CALLER_AGENT = "Erasable-Agent/9.9 (subject 4711)"
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.text: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text.append(self.format(record))
-
-
-@pytest.fixture
-def log_lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("ipo")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 @pytest.mark.parametrize("authorised", [True, False])
