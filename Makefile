@@ -12,7 +12,7 @@ PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov cloudbuild lock clean
+.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov cloudbuild check-infra lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -113,6 +113,10 @@ checkov: $(CHECKOV_VENV)/.installed  ## checkov static analysis of terraform/ (o
 # Every step of cloudbuild.yaml against what its image has (scripts/cloudbuild_images.json).
 cloudbuild: $(VENV)/.installed  ## Check that each Cloud Build step uses only tools its image has.
 	$(PY) scripts/check_cloudbuild.py
+
+# scripts/check_infra.py reads terraform/*.tf with python-hcl2, a test dependency.
+check-infra: $(VENV)/.dev  ## Check that Terraform, openapi.yaml and functions/ name the same things.
+	$(PY) scripts/check_infra.py
 
 infra: tf-fmt checkov cloudbuild  ## Infrastructure checks: terraform fmt and checkov on terraform/, cloudbuild.yaml's images.
 

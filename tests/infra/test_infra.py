@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -322,3 +323,22 @@ def test_an_anchor_sink_outside_the_locked_bucket_or_without_its_grant_is_report
         "terraform/logging.tf: sink `audit_anchors`'s writer identity has no "
         "roles/storage.objectCreator grant on google_storage_bucket.audit_logs",
     ]
+
+
+def test_make_check_infra_installs_the_test_dependencies_then_runs_the_check(
+    tmp_path: Path,
+) -> None:
+    """After `make run` alone python-hcl2 is missing; the target installs it first."""
+    done = subprocess.run(
+        ["make", "-n", "check-infra", f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    install = next(i for i, line in enumerate(lines) if "-r requirements-dev.txt" in line)
+    run = next(i for i, line in enumerate(lines) if "scripts/check_infra.py" in line)
+    assert install < run
+    assert "`make check-infra`" in (ROOT / "README.md").read_text()

@@ -18,8 +18,8 @@ try:
     import hcl2
 except ModuleNotFoundError:  # a test dependency: `make run` alone does not install it
     raise SystemExit(
-        "reading terraform/ needs python-hcl2, a test dependency: run `make .venv/.dev` "
-        "(or `make test`) first"
+        "reading terraform/ needs python-hcl2, a test dependency: run `make check-infra`, "
+        "which installs it"
     ) from None
 
 
