@@ -2,7 +2,8 @@
 
     python scripts/serve.py [--host 127.0.0.1] [--port 8080] [--workers CORES] [--threads 4]
 
-Prints a ready-to-paste curl line once the server listens. ``PORT`` overrides the port.
+Prints the line that points ipoctl at the server and a ready-to-paste curl line once it
+listens. ``PORT`` overrides the port.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from common.backends import build_backends
 from common.core.config import Settings
 from common.core.errors import NotFoundError, ServiceError
 from common.registry.records import Registry
+from tools.cli.client import URL_VARIABLE
 from tools.local import (
     DEMO_PERMISSIONS,
     development_token,
@@ -72,7 +74,10 @@ def _banner(settings: Settings, base: str) -> str:
         problem = f"the registry could not be read ({exc.message})"
     finally:
         backends.close()
-    lines = [f"Serving every function on {base}  (health: {base}/healthz)"]
+    lines = [
+        f"Serving every function on {base}  (health: {base}/healthz)",
+        f"Point ipoctl at it: export {URL_VARIABLE}={base}",
+    ]
     if example is None:
         lines.append(f"No example request to show: {problem}. Run `make train` to build one.")
         return "\n".join(lines)

@@ -1038,7 +1038,10 @@ def test_requests_transport_reports_a_refused_connection() -> None:
         "models", "--url", f"http://127.0.0.1:{port}", "--timeout", "2", real_transport=True
     )
     assert result.code == cli_client.EXIT_SERVER
-    assert result.err.startswith(f"error: cannot reach http://127.0.0.1:{port}/v1/models")
+    assert result.err == (
+        f"error: no gateway at http://127.0.0.1:{port}: start it with `make run`, "
+        "or set IPOCTL_URL (or --url) to where it listens\n"
+    )
 
 
 def test_script_entry_point() -> None:

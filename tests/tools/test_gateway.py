@@ -43,6 +43,24 @@ def test_printed_curl_works_as_printed(gateway: Gateway) -> None:
     assert body["predictions"][0]["risk_class"] in {"low", "medium", "high"}
 
 
+def test_printed_export_line_points_ipoctl_at_the_gateway(gateway: Gateway) -> None:
+    """The gateway listens on a port other than ipoctl's default; the banner says where."""
+    (line,) = [ln for ln in gateway.banner().splitlines() if "export " in ln]
+    export = line[line.index("export ") :]
+    assert export == f"export IPOCTL_URL={gateway.base}"
+    environ = {**gateway.environ, "IPOCTL_TOKEN": script_token(gateway, "model:read")}
+    environ.pop("IPOCTL_URL", None)
+    result = subprocess.run(
+        ["bash", "-c", f"{export}; {IPOCTL} models"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=environ,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "risk" in result.stdout
+
+
 def test_token_script_prints_only_a_token(gateway: Gateway) -> None:
     token = script_token(gateway, "model:read")
     assert token.count(".") == 2

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -19,6 +19,8 @@ from tools.cli import output as out
 DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "ipoctl/1"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_GATE, EXIT_SERVER = 0, 1, 2, 3, 4
+URL_VARIABLE = "IPOCTL_URL"
+"""The environment variable ipoctl reads its base URL from (after ``--url``)."""
 
 
 class CliError(Exception):
@@ -130,6 +132,15 @@ class RequestsTransport:
             )
         except requests.Timeout:
             raise TransportError(f"no answer from {url} within {timeout:g} s") from None
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(f"cannot reach {url}: {exc}") from None
+        except requests.ConnectionError:
+            # one sentence instead of urllib3's chain of exceptions
+            parts = urlsplit(url)
+            raise TransportError(
+                f"no gateway at {parts.scheme}://{parts.netloc}: start it with `make run`, "
+                f"or set {URL_VARIABLE} (or --url) to where it listens"
+            ) from None
         except requests.RequestException as exc:
             raise TransportError(f"cannot reach {url}: {exc}") from None
         return RawResponse(response.status_code, response.content, dict(response.headers))

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from tools.cli.client import (
     DEFAULT_TIMEOUT_S,
     EXIT_USAGE,
+    URL_VARIABLE,
     ApiError,
     Client,
     CliError,
@@ -302,7 +303,7 @@ def main(
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        url = args.url or env.get("IPOCTL_URL") or DEFAULT_URL
+        url = args.url or env.get(URL_VARIABLE) or DEFAULT_URL
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--url {url!r} must start with http:// or https://")
         token = args.token or env.get("IPOCTL_TOKEN")
