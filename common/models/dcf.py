@@ -21,7 +21,7 @@ from pydantic_core import InitErrorDetails
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel, problems_from, raise_invalid
 from common.models.base import ModelRuntime
-from common.models.dcf_artifact import ARTIFACT_FORMAT, DcfArtifact, Defaults
+from common.models.dcf_artifact import ARTIFACT_FORMAT, SPREAD_TOLERANCE, DcfArtifact, Defaults
 from common.models.dcf_math import (
     Companies,
     Floats,
@@ -234,6 +234,7 @@ class DcfRuntime(ModelRuntime):
                 rate_steps=steps.discount_rate_steps,
                 growth_steps=steps.terminal_growth_steps,
                 multiple_steps=steps.exit_multiple_steps,
+                min_spread=mc.min_spread - SPREAD_TOLERANCE,
             )
             if params.sensitivity
             else None
@@ -303,10 +304,10 @@ class DcfRuntime(ModelRuntime):
 
     def _resolve_all(self, xs: Sequence[DcfInstance]) -> list[Resolved]:
         """Defaults in; rules that needed them re-checked, reported per instance as a 422."""
-        defaults = self.artifact.defaults
+        defaults, min_spread = self.artifact.defaults, self.artifact.monte_carlo.min_spread
         errors: list[InitErrorDetails] = []
         for i, x in enumerate(xs):
-            for e in value_errors(x, defaults):
+            for e in value_errors(x, defaults, min_spread):
                 errors.append(
                     InitErrorDetails(type=e["type"], loc=(i, *e["loc"]), input=e["input"])
                 )

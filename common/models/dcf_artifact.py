@@ -43,6 +43,11 @@ class MonteCarloWidths(StrictModel):
     exit_ev_ebitda: float = Field(ge=0, le=1)
 
 
+SPREAD_TOLERANCE = 1e-12
+"""Rounding slack in the ``min_spread`` rule: 0.03 - 0.025 is 0.0049999999999999975, and a
+spread of exactly the minimum is allowed."""
+
+
 class MonteCarloSettings(StrictModel):
     draws: int = Field(ge=100, le=MAX_DRAWS)
     seed: int = Field(ge=0, le=2**63 - 1)

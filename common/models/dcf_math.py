@@ -357,12 +357,12 @@ def sensitivity_grid(
     rate_steps: Sequence[float],
     growth_steps: Sequence[float],
     multiple_steps: Sequence[float],
+    min_spread: float,
 ) -> Grid:
     """Discount rate (rows) x terminal growth or exit multiple (columns), flattened.
 
-    Each axis is the point input plus the steps. Cells outside the model (discount rate
-    <= 0, terminal growth >= discount rate, a negative multiple) are valued at the point
-    inputs and reported as null.
+    Each axis is the point input plus the steps. Cells outside the model (r <= 0, a spread
+    r - g below ``min_spread``, a negative multiple) are valued at the point inputs, shown null.
     """
     dr, dg, dm = np.array(rate_steps), np.array(growth_steps), np.array(multiple_steps)
     rates = point.discount_rate + dr[None, :]  # (n, R)
@@ -378,7 +378,7 @@ def sensitivity_grid(
     column = np.tile(np.arange(cols), len(dr))[None, :]
     valid = (cell_rate > 0.0) & np.where(
         c.gordon,
-        (cell_growth < cell_rate) & (column < len(dg)),
+        (cell_rate - cell_growth >= min_spread) & (column < len(dg)),
         (cell_multiple >= 0.0) & (column < len(dm)),
     )
     scenarios = Scenarios(

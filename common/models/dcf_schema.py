@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from common.core.validation import StrictModel
-from common.models.dcf_artifact import MAX_DRAWS, MAX_YEARS, Defaults
+from common.models.dcf_artifact import MAX_DRAWS, MAX_YEARS, SPREAD_TOLERANCE, Defaults
 
 MAX_SIMULATED = 10_000_000
 """Draws x instances per request: a full batch of 1,000 at the default 10,000 draws."""
@@ -341,8 +341,11 @@ def work_errors(draws: int, instances: int) -> list[InitErrorDetails]:
     return [_error(rule, draws, draws=draws, instances=instances, limit=MAX_SIMULATED)]
 
 
-def value_errors(x: DcfInstance, defaults: Defaults | None) -> list[InitErrorDetails]:
-    """Rules on derived values: checked with what is known, again once defaults are known."""
+def value_errors(
+    x: DcfInstance, defaults: Defaults | None, min_spread: float | None = None
+) -> list[InitErrorDetails]:
+    """Rules on derived values: checked with what is known, again once defaults (and the
+    assumption set's ``min_spread``, below which a Gordon value explodes) are known."""
     out: list[InitErrorDetails] = []
     rate = discount_rate(x, defaults)
     if rate is not None and x.wacc is None and not 0.0 < rate <= 0.5:
@@ -363,4 +366,26 @@ def value_errors(x: DcfInstance, defaults: Defaults | None) -> list[InitErrorDet
             "{rate} for a Gordon growth terminal value",
         )
         out.append(_error(rule, growth, growth=f"{growth:.6g}", rate=f"{rate:.6g}"))
+    elif (
+        x.terminal_method == "gordon"
+        and rate is not None
+        and growth is not None
+        and min_spread is not None
+        and rate - growth < min_spread - SPREAD_TOLERANCE
+    ):
+        given = "" if x.terminal_growth is not None else " (this model version's default)"
+        source = "" if x.wacc is not None else " (from CAPM)"
+        rule = Rule(
+            "terminal_growth",
+            "terminal_spread_below_minimum",
+            "the discount rate {rate}"
+            + source
+            + " less terminal growth {growth}"
+            + given
+            + " leaves a spread of {spread}, below this model version's minimum {minimum} "
+            "for a Gordon growth terminal value",
+        )
+        spread = f"{rate - growth:.6g}"
+        ctx = {"rate": f"{rate:.6g}", "growth": f"{growth:.6g}", "minimum": f"{min_spread:.6g}"}
+        out.append(_error(rule, growth, spread=spread, **ctx))
     return out

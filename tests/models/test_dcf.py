@@ -414,14 +414,30 @@ def test_sensitivity_grid_centre_is_the_point_estimate_and_moves_the_right_way()
 
 
 def test_sensitivity_cells_outside_the_model_are_null() -> None:
-    # r = 4%, g = 3%: cells with g >= r have no Gordon value; r <= 0 has no meaning.
-    (out,) = predict([hand_company(wacc=0.02, terminal_growth=0.0)], monte_carlo=False)
+    # r = 2.2%, g = 0%: cells whose spread r - g is below min_spread (0.5 points) have no
+    # Gordon value the point estimate would give; r <= 0 has no meaning.
+    (out,) = predict([hand_company(wacc=0.022, terminal_growth=0.0)], monte_carlo=False)
     grid = out["sensitivity"]
+    minimum = dcf_builder.ASSUMPTIONS["monte_carlo"]["min_spread"]
+    nulls = 0
     for row in grid["rows"]:
         rate = row["discount_rate"]
         for growth, cell in zip(grid["terminal_growths"], row["value_per_share"], strict=True):
-            assert (cell is None) == (rate <= 0 or growth >= rate), (rate, growth)
+            outside = rate <= 0 or rate - growth < minimum - 1e-12
+            assert (cell is None) == outside, (rate, growth)
+            nulls += 0 < rate - growth < minimum - 1e-12
+    assert nulls  # a cell with 0 < r - g < min_spread is among them
     json.dumps(out, allow_nan=False)
+
+
+def test_point_and_simulation_agree_at_the_smallest_spread_allowed() -> None:
+    """At r - g = min_spread the point value is finite and inside its own 90% range; a
+    hair below, the instance is refused rather than valued at thousands of times more."""
+    (out,) = predict([hand_company(wacc=0.03, terminal_growth=0.025)])
+    mc = out["monte_carlo"]
+    assert mc["p5"] <= out["value_per_share"] <= mc["p95"]
+    (detail,) = problems([hand_company(wacc=0.03, terminal_growth=0.0299)])
+    assert "spread of 0.0001" in detail["message"]
 
 
 def test_exit_multiple_grid_varies_the_multiple() -> None:
@@ -543,6 +559,23 @@ RULES = [
     ({**EXIT, "terminal_growth": 0.02}, "terminal_growth", "terminal_growth_unused"),
     (hand_company(terminal_growth=0.10), "terminal_growth", "terminal_growth_below_discount_rate"),
     (
+        hand_company(wacc=0.03, terminal_growth=0.0299),
+        "terminal_growth",
+        "terminal_spread_below_minimum",
+    ),
+    (
+        {
+            **CAPM,
+            "risk_free_rate": 0.01,
+            "beta": 0.4,
+            "equity_risk_premium": 0.05,
+            "debt_weight": 0.0,
+            "terminal_growth": 0.03 - 1e-9,
+        },
+        "terminal_growth",
+        "terminal_spread_below_minimum",
+    ),
+    (
         {**CAPM, "beta": 5.0, "equity_risk_premium": 0.2, "debt_weight": 0.0},
         "beta",
         "discount_rate_out_of_range",
@@ -611,7 +644,7 @@ def test_outputs_are_json_safe_even_at_the_edges() -> None:
         hand_company(revenue_musd=0.0),
         hand_company(growth_rates=[-1.0, 1.0], operating_margin=-5.0),
         hand_company(growth_rates=[1.0] * 30, revenue_musd=1e6, shares_outstanding_m=0.001),
-        hand_company(wacc=0.0300001, terminal_growth=0.03),
+        hand_company(wacc=0.035, terminal_growth=0.03),
     ]
     outputs = predict(extremes)
     text = json.dumps(outputs, allow_nan=False)
