@@ -7,6 +7,7 @@ map it to the one error shape without knowing where it came from.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -108,9 +109,38 @@ class HeaderFieldsTooLargeError(ServiceError):
     code = "header_fields_too_large"
 
 
+_FIELD_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def field_path(field: str | None) -> list[str | int]:
+    """``instances[3].revenue`` -> ``["instances", 3, "revenue"]``; ``(body)`` -> ``[]``."""
+    if not field or field == "(body)":
+        return []
+    return [int(i) if i else key for i, key in _FIELD_PART.findall(field)]
+
+
+def shaped_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """A field detail in the documented shape (field, path, rule, message): a client reads
+    every 422 the same way, whichever check wrote it."""
+    if "field" not in detail:
+        return detail  # a gate criterion or a verification report: a shape of its own
+    rule = str(detail.get("rule", "invalid"))
+    return {
+        "field": detail["field"],
+        "path": detail.get("path", field_path(detail["field"])),
+        "rule": rule,
+        "message": detail.get("message", f"{detail['field'] or 'the request'} is invalid ({rule})"),
+        **detail,
+    }
+
+
 class InvalidValuesError(ServiceError):
     status = 422
     code = "invalid_values"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        details = kwargs.pop("details", None) or []
+        super().__init__(message, details=[shaped_detail(d) for d in details], **kwargs)
 
 
 class RateLimitedError(ServiceError):

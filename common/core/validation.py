@@ -57,18 +57,51 @@ def _shown_value(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def problems_from(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
-    problems = []
+_NO_DATA = object()
+
+
+def _sent_path(loc: Sequence[str | int], data: Any) -> list[str | int]:
+    """The part of pydantic's location the client wrote: a union's branch names
+    (``label_correct.float``, ``.bool``) are not keys of what was sent and are dropped."""
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
+        if (isinstance(current, dict) and part in current) or in_list:
+            current = current[part]
+        elif isinstance(current, dict) and i == len(loc) - 1:
+            current = _NO_DATA  # a missing key, named as the client should send it
+        else:
+            continue  # a branch of a union or a validator's tag: not part of the body
+        path.append(part)
+    return path
+
+
+def problems_from(
+    exc: ValidationError, prefix: Sequence[str | int] = (), data: Any = _NO_DATA
+) -> list[dict[str, Any]]:
+    """One detail per bad field; with ``data`` (what was validated), the errors of a
+    union's branches collapse into one detail on the field the client sent."""
+    problems: list[dict[str, Any]] = []
+    by_field: dict[str, dict[str, Any]] = {}
     for err in exc.errors(include_url=False):
-        path = [*prefix, *(_shown_key(part) for part in err["loc"])]
+        loc = list(err["loc"]) if data is _NO_DATA else _sent_path(err["loc"], data)
+        path = [*prefix, *(_shown_key(part) for part in loc)]
+        name = field_name(path)
+        seen = by_field.get(name)
+        if seen is not None and data is not _NO_DATA and len(loc) < len(err["loc"]):
+            if err["msg"] not in seen["message"]:  # another branch of the same union
+                seen["message"] += f", or {err['msg'][0].lower()}{err['msg'][1:]}"
+            continue
         problem: dict[str, Any] = {
-            "field": field_name(path),
+            "field": name,
             "path": path,
             "rule": err["type"],
             "message": err["msg"],
         }
         if err["type"] != "missing":
             problem["value"] = _shown_value(err.get("input"))
+        by_field[name] = problem
         problems.append(problem)
     return problems
 
@@ -98,5 +131,5 @@ def validate(
     try:
         return schema.validate_python(data)
     except ValidationError as exc:
-        raise_invalid(problems_from(exc, prefix), max_details, what)
+        raise_invalid(problems_from(exc, prefix, data), max_details, what)
         raise  # unreachable: raise_invalid always raises

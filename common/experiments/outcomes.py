@@ -98,6 +98,15 @@ def expose(
     documents.transaction(count)
 
 
+def _problem(metric: str, rule: str, message: str) -> dict[str, Any]:
+    return {
+        "field": f"values.{metric}",
+        "path": ["values", metric],
+        "rule": rule,
+        "message": message,
+    }
+
+
 def normalise(metrics: Mapping[str, Metric], values: Mapping[str, Any]) -> dict[str, Any]:
     """Check outcome values against the metrics' types and normalise them: a binary
     outcome becomes true/false (``1`` and ``true`` are one outcome), a number a float."""
@@ -105,19 +114,31 @@ def normalise(metrics: Mapping[str, Metric], values: Mapping[str, Any]) -> dict[
     for name, value in values.items():
         metric = metrics.get(name)
         if metric is None:
-            problems.append({"field": f"values.{name}", "rule": "unknown_metric"})
+            known = ", ".join(sorted(metrics))
+            message = f"not a metric of this experiment (its metrics: {known})"
+            problems.append(_problem(name, "unknown_metric", message))
         elif metric.type == "binary" and not (
             isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1))
         ):
-            problems.append({"field": f"values.{name}", "rule": "boolean", "value": value})
+            problems.append(_problem(name, "boolean", "a binary metric takes true, false, 1 or 0"))
+            problems[-1]["value"] = value
         elif metric.type == "continuous" and (
             isinstance(value, bool) or not isinstance(value, int | float)
         ):
-            problems.append({"field": f"values.{name}", "rule": "number", "value": value})
+            problems.append(_problem(name, "number", "a continuous metric takes a number"))
+            problems[-1]["value"] = value
     if problems or not values:
         raise InvalidValuesError(
             "outcome values must name the experiment's metrics with values of their type",
-            details=problems or [{"field": "values", "rule": "not_empty"}],
+            details=problems
+            or [
+                {
+                    "field": "values",
+                    "path": ["values"],
+                    "rule": "not_empty",
+                    "message": "name at least one metric",
+                }
+            ],
         )
     return {
         name: bool(value) if metrics[name].type == "binary" else float(value)

@@ -91,7 +91,14 @@ def test_an_artifact_that_does_not_load_is_422_and_nothing_is_stored(empty_stack
     body = register_body(built_dcf(), "1.0.0", artifact_base64=bogus)
     response = register(empty_stack, "dcf", body, ("admin",))
     details = assert_error(response, 422, "invalid_values")["error"]["details"]
-    assert details == [{"field": "artifact_base64", "rule": "loads"}]
+    assert details == [
+        {
+            "field": "artifact_base64",
+            "path": ["artifact_base64"],
+            "rule": "loads",
+            "message": "artifact_base64 is invalid (loads)",
+        }
+    ]
     missing = function_client("list_models").get(
         "/v1/models/dcf/versions/1.0.0", headers=empty_stack.headers()
     )
