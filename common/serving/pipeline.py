@@ -17,9 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
-from common.core.errors import NotFoundError, ServiceError, UnavailableError
+from common.core.errors import (
+    InvalidValuesError,
+    NotFoundError,
+    ServiceError,
+    UnavailableError,
+)
 from common.core.validation import StrictModel
 from common.experiments.core import Experiment, Experiments
 from common.models.base import Component
@@ -36,6 +41,26 @@ class PredictRequest(StrictModel):
 
     instances: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_INSTANCES)
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_instance_unwrapped(cls, data: Any) -> Any:
+        """An instance posted as the whole body gets one 422 saying how to wrap it, not an
+        "extra field" error for each of its fields."""
+        if isinstance(data, dict) and data and not {"instances", "parameters"} & data.keys():
+            raise InvalidValuesError(
+                'the body must be {"instances": [...]}: wrap the instance in a list under '
+                '"instances"',
+                details=[
+                    {
+                        "field": "instances",
+                        "path": ["instances"],
+                        "rule": "wrap_in_instances",
+                        "message": 'send {"instances": [<this object>]}',
+                    }
+                ],
+            )
+        return data
 
 
 PREDICT_REQUEST = TypeAdapter(PredictRequest)

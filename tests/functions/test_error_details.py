@@ -57,3 +57,29 @@ def test_a_check_written_by_hand_answers_in_the_same_shape(empty_stack: Stack) -
         "rule": "base64",
         "message": "artifact_base64 is invalid (base64)",
     }
+
+
+def test_one_instance_sent_without_the_wrapper_is_one_error_saying_how_to_wrap_it(
+    stack: Stack,
+) -> None:
+    from tests.functions.test_predict_risk import URL, example
+
+    response = function_client("predict_risk").post(
+        URL, json=example(stack), headers=stack.headers()
+    )
+    error = assert_error(response, 422, "invalid_values")["error"]
+    assert '{"instances": [...]}' in error["message"]
+    (detail,) = error["details"]
+    assert detail["field"] == "instances"
+    assert detail["rule"] == "wrap_in_instances"
+    assert detail["message"] == 'send {"instances": [<this object>]}'
+
+
+def test_a_body_with_instances_is_still_checked_field_by_field(stack: Stack) -> None:
+    from tests.functions.test_predict_risk import URL
+
+    response = function_client("predict_risk").post(
+        URL, json={"instances": [], "extra": 1}, headers=stack.headers()
+    )
+    details = assert_error(response, 422, "invalid_values")["error"]["details"]
+    assert {d["field"] for d in details} == {"instances", "extra"}
