@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.promotion.gate import spec_for
 from common.registry.records import ModelRecord, ModelVersion
 
 EVIDENCE = {"golden_set", "drift_baseline", "artifact_key", "artifact_uri"}
@@ -15,7 +16,10 @@ SUMMARY_OMITS = {"input_schema", "example", "model_card", "reports", *EVIDENCE}
 
 
 def model_view(model: ModelRecord) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+    """The gate shown is the one promotion applies: the model's own criteria, else the
+    defaults for its kind (the record keeps ``{}`` for those)."""
+    gate = spec_for(model.kind, model.gate).model_dump(mode="json")
+    return {**model.model_dump(mode="json"), "gate": gate}
 
 
 def version_view(record: ModelVersion, *, full: bool = True) -> dict[str, Any]:

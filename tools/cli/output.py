@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tools.cli.gate_output import gate_inline
+
 MISSING = "-"
 NESTED_WIDTH = 60
 REASON_WIDTH = 60
@@ -213,6 +215,7 @@ def model(data: Mapping[str, Any]) -> str:
             ("production", data.get("production_version")),
             ("canary", f"{canary} at {percent(data.get('canary_percentage'))}" if canary else None),
             ("generation", data.get("generation")),
+            ("gate", gate_inline(data.get("gate"))),
             ("updated", when(data.get("updated_at"))),
         ]
     )
