@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from common.api.handlers.experiments import view
 from common.backends import (
@@ -40,6 +39,7 @@ from common.experiments.core import ExperimentDesign
 from common.services import Services
 from common.serving.pipeline import PredictRequest
 from tools.cli.experiment_output import render_results
+from tools.progress import bar
 from tools.training import sentiment_builder, sentiment_corpus
 from tools.training.base import register_built
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
         served = []
         text = 0
-        with tqdm(total=total, desc="predictions", unit="prediction") as progress:
+        with bar(total=total, desc="predictions", unit="prediction") as progress:
             for user, requests in enumerate(per_user):
                 for _ in range(requests):
                     answer = services.predictor.predict(
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     served.append((answer, texts.labels[text]))
                     text += 1
                     progress.update()
-        for answer, truth in tqdm(served, desc="outcomes, days later", unit="outcome"):
+        for answer, truth in bar(served, desc="outcomes, days later", unit="outcome"):
             prediction = answer["predictions"][0]
             services.experiments.record_outcome(
                 experiment,

@@ -24,6 +24,7 @@ from common.core.errors import NotFoundError, ServiceError
 from common.registry.records import Registry, version_key
 from common.services import Services
 from tools.local import settings_or_exit
+from tools.progress import bar
 from tools.training.base import BuiltModel, register_built
 from tools.training.builders import BUILDERS, build, build_order
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model_id}: version {current} is in production; nothing to do")
             else:
                 todo.append(model_id)
-        for model_id in tqdm(todo, desc="building models", unit="model", disable=not todo):
+        for model_id in bar(todo, desc="building models", unit="model", disable=not todo):
             for built in build(model_id, seed=args.seed, data=args.data, registry=registry):
                 if args.export is not None:
                     artifact, metadata = export(built, args.export)
