@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         lexicon, classifier = sentiment_builder.build(seed=args.seed)
         register_built(services.lifecycle, lexicon, version="1.0.0", created_by="simulation")
         register_built(services.lifecycle, classifier, version="1.1.0", created_by="simulation")
+        # An arm serves only production or a staging version that passes its gate.
+        services.lifecycle.set_stage("sentiment", "1.1.0", "staging")
         design = ExperimentDesign.model_validate(
             {
                 "model_id": "sentiment",
@@ -128,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             }
         )
-        experiment = services.experiments.create(design, actor="simulation")
+        experiment = services.experiments.create(
+            design, actor="simulation", admit=services.lifecycle.serving_problems
+        )
         texts = sentiment_corpus.generate(total, args.seed + 1)
         print(
             f"{args.users} users make {total} predictions "

@@ -47,9 +47,24 @@ from common.experiments.outcomes import (
 )
 from common.experiments.results import conclusion, results
 from common.experiments.sketch import ArmAggregate, UserSums
-from common.registry.records import Registry, utcnow
+from common.registry.records import ModelVersion, Registry, utcnow
 
 RETENTION_DAYS: int = Settings.model_fields["retention_days"].default
+SERVABLE = frozenset({"production", "staging"})
+
+ServingCheck = Callable[[ModelVersion], list[dict[str, Any]]]
+"""The failed criteria (``criterion``, and ``message`` or ``op``/``threshold``/``value``)
+that keep a staging version from serving; none when it may."""
+
+
+def _failure(failed: Mapping[str, Any]) -> str:
+    if "message" in failed:
+        return str(failed["message"])
+    return (
+        f"{failed['criterion']} is {failed.get('value')}; the gate needs "
+        f"{failed.get('op')} {failed.get('threshold')}"
+    )
+
 
 __all__ = [
     "AGGREGATES",
@@ -87,20 +102,19 @@ class Experiments:
         return self._clock()
 
     # --- design ------------------------------------------------------------------------
-    def create(self, design: ExperimentDesign, *, actor: str) -> Experiment:
-        for name, version in design.variants.items():
-            try:
-                record = self._registry.get_version(design.model_id, version)
-            except NotFoundError:
-                raise InvalidValuesError(
-                    f"variant {name!r}: {design.model_id} has no version {version!r}",
-                    details=[{"field": f"variants.{name}", "rule": "registered_version"}],
-                ) from None
-            if record.stage == "retired":
-                raise InvalidValuesError(
-                    f"variant {name!r}: {design.model_id} {version} is retired and serves nothing",
-                    details=[{"field": f"variants.{name}", "rule": "not_retired"}],
-                )
+    def create(
+        self, design: ExperimentDesign, *, actor: str, admit: ServingCheck | None = None
+    ) -> Experiment:
+        """``admit`` says what keeps a staging version from serving (the promotion gate and
+        verification, which live above this package); without it only stages are checked."""
+        problems = [p for name in design.variants for p in self._arm_problems(design, name, admit)]
+        if problems:
+            raise InvalidValuesError(
+                "an arm may serve only a production version, or a staging version that passes "
+                "the promotion gate and verification: "
+                + "; ".join(f"variant {p['variant']!r}: {p['message']}" for p in problems),
+                details=problems,
+            )
         if self.active_for(design.model_id) is not None:
             raise ConflictError(f"{design.model_id} already has an active experiment")
         now = self._clock()
@@ -137,6 +151,29 @@ class Experiments:
         )
         self._documents.create(EXPERIMENTS, experiment.experiment_id, _dump(experiment))
         return experiment
+
+    def _arm_problems(
+        self, design: ExperimentDesign, name: str, admit: ServingCheck | None
+    ) -> list[dict[str, Any]]:
+        """Each criterion the variant's version fails, in the 422's detail shape."""
+        version = design.variants[name]
+        arm = {"field": f"variants.{name}", "variant": name, "version": version}
+        try:
+            record = self._registry.get_version(design.model_id, version)
+        except NotFoundError:
+            message = f"{design.model_id} has no version {version!r}"
+            return [{**arm, "rule": "registered_version", "message": message}]
+        if record.stage not in SERVABLE:
+            message = f"{design.model_id} {version} is {record.stage}, not production or staging"
+            if record.stage == "development":
+                message += " (move it to staging through the lifecycle first)"
+            return [{**arm, "rule": "stage", "stage": record.stage, "message": message}]
+        if record.stage == "production" or admit is None:
+            return []
+        return [
+            {**failed, **arm, "rule": failed["criterion"], "message": _failure(failed)}
+            for failed in admit(record)
+        ]
 
     def get(self, experiment_id: str) -> Experiment:
         """The experiment as of now: ``collecting`` between its end and the close of its

@@ -140,6 +140,19 @@ class Lifecycle:
                         details=[{"experiment_id": experiment.experiment_id, "variant": name}],
                     )
 
+    def serving_problems(self, candidate: ModelVersion) -> list[dict[str, Any]]:
+        """The failed criteria keeping a staging version from an experiment's arm: the
+        checks a canary passes (its gate's criteria, then verification), except the gate's
+        experiment requirement, which an experiment is how to meet."""
+        model = self._registry.get_model(candidate.model_id)
+        spec = gates.spec_for(model.kind, model.gate)
+        failed = [r for r in gates.evaluate(spec, candidate.metrics) if not r["passed"]]
+        report = self._verify(candidate, spec)
+        if not report["passed"]:
+            message = "; ".join(report["problems"])
+            failed.append({"criterion": "verification", "passed": False, "message": message})
+        return failed
+
     # --- promotion ---------------------------------------------------------------------
     def promote(
         self,

@@ -29,6 +29,7 @@ def stack(any_stack: Stack) -> Stack:
     """Risk 1.0.0 in production and 1.1.0 registered, on every document store."""
     register_risk(any_stack.lifecycle, "1.0.0")
     register_risk(any_stack.lifecycle, "1.1.0", promote=False)
+    any_stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     return any_stack
 
 

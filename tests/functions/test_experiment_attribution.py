@@ -84,6 +84,7 @@ def test_a_new_experiment_counts_from_its_start_not_the_old_ones(stack: Stack) -
 
 def test_outcomes_of_predictions_after_a_stop_are_refused(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     service = other_instance(stack)
     experiment = service.create(ExperimentDesign.model_validate(DESIGN), actor="t")
     stopped = service.finish(experiment, "stopped")
@@ -99,6 +100,7 @@ def test_outcomes_of_predictions_after_a_stop_are_refused(stack: Stack) -> None:
 
 def test_an_outcome_after_the_window_is_409_naming_it(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     past = {**DESIGN, "start": "2020-01-01T00:00:00Z", "end": "2020-01-31T00:00:00Z"}
     then = "2020-01-01T00:00:00.000000Z"  # created when it was still to come
     service = Experiments(stack.services.backends.documents, stack.registry, lambda: then)

@@ -48,6 +48,7 @@ def test_a_version_an_active_experiment_serves_cannot_be_retired(stack: Stack) -
 
 def test_an_experiment_cannot_name_a_retired_version(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     assert move(stack, "1.1.0", "retired").status_code == 200
     response = function_client("create_experiment").post(
         "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:write",))
@@ -55,11 +56,13 @@ def test_an_experiment_cannot_name_a_retired_version(stack: Stack) -> None:
     error = assert_error(response, 422, "invalid_values")["error"]
     assert "retired" in error["message"]
     assert error["details"][0]["field"] == "variants.candidate"
+    assert error["details"][0]["rule"] == "stage"
     assert predict_as(stack, "user-1")["experiment_id"] is None
 
 
 def test_a_design_that_has_already_ended_is_422_naming_end(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     past = {**DESIGN, "start": "2020-01-01T00:00:00Z", "end": "2020-02-01T00:00:00Z"}
     response = function_client("create_experiment").post(
         "/v1/experiments", json=past, headers=stack.headers(("experiment:write",))
@@ -76,6 +79,7 @@ def created_in_the_past(stack: Stack, window_days: int) -> Any:
     from common.experiments.core import ExperimentDesign, Experiments
 
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     then = ["2026-01-01T00:00:00.000000Z"]
     service = Experiments(stack.services.backends.documents, stack.registry, lambda: then[0])
     design = {
@@ -181,6 +185,7 @@ def test_after_the_window_a_resent_outcome_is_200_and_only_new_ones_are_409(
 
 def test_a_metric_left_out_of_an_outcome_cannot_be_added_later(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     two = {
         **DESIGN,
         "metrics": [
@@ -205,6 +210,7 @@ def test_a_metric_left_out_of_an_outcome_cannot_be_added_later(stack: Stack) -> 
 
 def test_the_outcome_window_takes_whole_days(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     write = stack.headers(("experiment:write",))
     for days in (1.5, 400, -1):
         response = function_client("create_experiment").post(

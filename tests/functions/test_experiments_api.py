@@ -19,6 +19,7 @@ DESIGN = {
 
 def start(stack: Stack) -> dict[str, Any]:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     response = function_client("create_experiment").post(
         "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:write",))
     )
@@ -108,6 +109,7 @@ def test_stopping_returns_traffic_to_production(stack: Stack) -> None:
 
 def test_experiment_permissions(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     denied = function_client("create_experiment").post(
         "/v1/experiments", json=DESIGN, headers=stack.headers(("experiment:read",))
     )
@@ -138,6 +140,7 @@ def test_bad_designs_are_422(stack: Stack) -> None:
 
 def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     design = {**DESIGN, "metrics": [{"name": "hit", "type": "binary", "direction": "increase"}]}
     created = (
         function_client("create_experiment")
@@ -161,6 +164,7 @@ def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
 
 def test_a_zero_weight_is_422_and_a_stored_one_still_reads(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     write = stack.headers(("experiment:write",))
     zero = {**DESIGN, "split": {"control": 1.0, "candidate": 0.0}}
     refused = function_client("create_experiment").post("/v1/experiments", json=zero, headers=write)
@@ -190,6 +194,7 @@ def test_a_zero_weight_is_422_and_a_stored_one_still_reads(stack: Stack) -> None
 
 def test_an_outcome_resent_as_one_after_true_is_the_same_outcome(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     design = {**DESIGN, "metrics": [{"name": "hit", "type": "binary", "direction": "increase"}]}
     write = stack.headers(("experiment:write",))
     created = (

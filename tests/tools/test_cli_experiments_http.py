@@ -111,6 +111,7 @@ def test_results_count_users_and_outcomes_and_quote_the_holm_interval(stack: Sta
 
 def test_show_create_and_stop_give_the_window_and_the_units(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
     created = ipoctl(stack, "experiment", "create", "--design", "-", stdin=json.dumps(DESIGN))
     block = dict(
         (key.strip(), value.strip())

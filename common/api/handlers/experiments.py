@@ -65,7 +65,9 @@ def view(experiment: Experiment) -> dict[str, Any]:
 
 
 def create(call: Call) -> Reply:
-    experiment = call.services.experiments.create(call.body, actor=call.principal.subject)
+    experiment = call.services.experiments.create(
+        call.body, actor=call.principal.subject, admit=call.services.lifecycle.serving_problems
+    )
     call.services.snapshots.invalidate(experiment.model_id)
     call.labels.update(experiment_id=experiment.experiment_id, model_id=experiment.model_id)
     return Reply(view(experiment), status=201)
