@@ -87,13 +87,9 @@ def build_select(
     last = "DESC" if order_by and order_by[-1].descending else "ASC"
     order_sql.append(f"id {last}")
     # Only fixed fragments are joined here; every value is a bound parameter.
-    sql = (
-        "SELECT id, data, revision FROM documents WHERE "  # noqa: S608  # nosec B608
-        + " AND ".join(where)
-        + " ORDER BY "
-        + ", ".join(order_sql)
-        + (" LIMIT ?" if limit is not None else "")
-    )
+    conditions = " AND ".join(where)
+    ordered = " ORDER BY " + ", ".join(order_sql) + (" LIMIT ?" if limit is not None else "")
+    sql = "SELECT id, data, revision FROM documents WHERE " + conditions + ordered  # noqa: S608  # nosec B608
     params.extend(order_params)
     if limit is not None:
         params.append(limit)
