@@ -2,7 +2,8 @@
 
 The generating process is documented in docs/models/risk.md ("The synthetic IPO dataset");
 keep the two in step. Every draw comes from one ``numpy.random.Generator`` seeded by the
-caller, so a seed always gives the same rows.
+caller, so a seed always gives the same rows; every draw has size ``n`` (one value per
+company), since a draw without a size would be one value shared by the whole dataset.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def generate(n: int, seed: int) -> RiskDataset:
     rng = np.random.default_rng(seed)
     sector = rng.choice(len(SECTORS), size=n, p=SECTOR_SHARES)
     age = np.clip(rng.gamma(2.0, 6.0, n) + 0.5, 0.0, 120.0)
-    revenue = np.clip(rng.lognormal(np.log(150.0) + 0.03 * age, 1.2), 0.0, 100_000.0)
-    growth = np.clip(rng.normal(0.35 - 0.01 * age + 0.15 * (sector == 0), 0.3), -0.8, 5.0)
-    margin = np.clip(rng.normal(-0.05 + 0.008 * age, 0.25), -3.0, 0.6)
-    leverage = np.clip(rng.lognormal(np.log(0.8), 0.8) * np.where(sector == 2, 3.0, 1.0), 0, 30)
-    offering = np.clip(rng.lognormal(np.log(0.3 * revenue + 50.0), 0.6), 1.0, 50_000.0)
-    rank = np.clip(rng.normal(6.0 + 0.5 * np.log10(offering), 1.5), 0.0, 9.0)
+    revenue = np.clip(rng.lognormal(np.log(150.0) + 0.03 * age, 1.2, n), 0.0, 100_000.0)
+    growth = np.clip(rng.normal(0.35 - 0.01 * age + 0.15 * (sector == 0), 0.3, n), -0.8, 5.0)
+    margin = np.clip(rng.normal(-0.05 + 0.008 * age, 0.25, n), -3.0, 0.6)
+    leverage = np.clip(rng.lognormal(np.log(0.8), 0.8, n) * np.where(sector == 2, 3.0, 1.0), 0, 30)
+    offering = np.clip(rng.lognormal(np.log(0.3 * revenue + 50.0), 0.6, n), 1.0, 50_000.0)
+    rank = np.clip(rng.normal(6.0 + 0.5 * np.log10(offering), 1.5, n), 0.0, 9.0)
     vix = np.clip(rng.gamma(6.0, 3.0, n), 9.0, 80.0)
     insiders = rng.beta(3.0, 4.0, n)
     X = np.column_stack(
