@@ -47,6 +47,7 @@ def export(built: BuiltModel, folder: Path) -> tuple[Path, Path]:
     evidence = {
         "description": built.description,
         "metrics": built.metrics,
+        "metrics_fresh_sample": built.metrics_fresh_sample,
         "tags": built.tags,
         "model_card": built.model_card,
         "golden_set": built.golden_set,

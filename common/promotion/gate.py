@@ -3,7 +3,9 @@
 Criteria live on the model's registry record (``gate``), set from the builder's declaration
 at first registration. A classifier that declares none gets the platform's defaults;
 regressions and analytic models declare their own. A criterion whose metric the version
-did not record fails: missing evidence is not a pass.
+did not record fails: missing evidence is not a pass. ``max_fresh_sample_gap`` also bounds
+how far each named metric on the test split may be from the same metric on a fresh sample
+(``metrics_fresh_sample``): a split that is not like the population fails there.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Op = Literal[">=", "<="]
+MetricName = Annotated[str, Field(min_length=1, max_length=100)]
+Tolerance = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+FRESH_GAP = "fresh_sample_gap."
+"""Prefix of a gap criterion's name in the results, e.g. ``fresh_sample_gap.accuracy``."""
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 
 
@@ -35,6 +41,8 @@ class GateSpec(BaseModel):
     require_experiment: bool = False
     """Also require a completed experiment in which this version showed no significant
     regression on its success metrics."""
+    max_fresh_sample_gap: dict[MetricName, Tolerance] = Field(default_factory=dict, max_length=50)
+    """Metric -> largest allowed |test split - fresh sample|; both must be recorded."""
 
 
 CLASSIFIER_DEFAULTS = GateSpec(
@@ -56,10 +64,14 @@ def spec_for(kind: str, declared: Mapping[str, Any] | None) -> GateSpec:
     return GateSpec(criteria=(Criterion(metric="latency_p95_ms", op="<=", threshold=500.0),))
 
 
-__all__ = ["CLASSIFIER_DEFAULTS", "Criterion", "GateSpec", "evaluate", "spec_for"]
+__all__ = ["CLASSIFIER_DEFAULTS", "FRESH_GAP", "Criterion", "GateSpec", "evaluate", "spec_for"]
 
 
-def evaluate(spec: GateSpec, metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+def evaluate(
+    spec: GateSpec,
+    metrics: Mapping[str, float],
+    fresh_sample: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """One result per criterion, passed or not, for the record and for a 422."""
     results = []
     for criterion in spec.criteria:
@@ -79,4 +91,43 @@ def evaluate(spec: GateSpec, metrics: Mapping[str, float]) -> list[dict[str, Any
                 **({} if value is not None else {"message": "metric not recorded"}),
             }
         )
+    for metric, tolerance in sorted(spec.max_fresh_sample_gap.items()):
+        results.append(_fresh_gap(metric, tolerance, metrics, fresh_sample or {}))
     return results
+
+
+def _fresh_gap(
+    metric: str, tolerance: float, metrics: Mapping[str, float], fresh: Mapping[str, float]
+) -> dict[str, Any]:
+    """Whether the test split's ``metric`` holds on the fresh sample, within ``tolerance``."""
+    result: dict[str, Any] = {
+        "criterion": FRESH_GAP + metric,
+        "op": "<=",
+        "threshold": tolerance,
+    }
+    recorded, again = metrics.get(metric), fresh.get(metric)
+    if recorded is None or again is None:
+        where = "on the test split" if recorded is None else "on a fresh sample"
+        return {
+            **result,
+            "value": None,
+            "passed": False,
+            "message": f"{metric} not recorded {where}",
+        }
+    gap = abs(recorded - again)
+    passed = math.isfinite(gap) and gap <= tolerance
+    n, seed = fresh.get("n"), fresh.get("seed")
+    sample = f"n={n:.0f}, seed={seed:.0f}" if n is not None and seed is not None else "size unknown"
+    return {
+        **result,
+        "value": round(gap, 6) if math.isfinite(gap) else gap,
+        "passed": passed,
+        **(
+            {}
+            if passed
+            else {
+                "message": f"{metric} is {recorded:g} on the test split but {again:g} on a "
+                f"fresh sample ({sample}): a gap of {gap:.4g}, more than {tolerance:g}"
+            }
+        ),
+    }

@@ -146,7 +146,8 @@ class Lifecycle:
         experiment requirement, which an experiment is how to meet."""
         model = self._registry.get_model(candidate.model_id)
         spec = gates.spec_for(model.kind, model.gate)
-        failed = [r for r in gates.evaluate(spec, candidate.metrics) if not r["passed"]]
+        results = gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
+        failed = [r for r in results if not r["passed"]]
         report = self._verify(candidate, spec)
         if not report["passed"]:
             message = "; ".join(report["problems"])
@@ -186,7 +187,7 @@ class Lifecycle:
             )
 
         spec = gates.spec_for(model.kind, model.gate)
-        results = gates.evaluate(spec, candidate.metrics)
+        results = gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
         if spec.require_experiment:
             results.append(self._experiment_evidence(model_id, version))
         failed = [r for r in results if not r["passed"]]

@@ -69,6 +69,10 @@ class ModelVersion(BaseModel):
     artifact_sha256: str
     artifact_size: int
     metrics: dict[str, float] = Field(default_factory=dict)
+    metrics_fresh_sample: dict[str, float] = Field(default_factory=dict)
+    """The same metrics on a fresh sample from an independent seed, with its size ``n``
+    and ``seed``: a test split that flatters the model shows up as a gap (the gate's
+    ``max_fresh_sample_gap``). Empty when the training data has no generator."""
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     input_schema: dict[str, Any] = Field(default_factory=dict)
@@ -183,6 +187,7 @@ class Registry:
         artifact: bytes,
         created_by: str,
         metrics: dict[str, float] | None = None,
+        metrics_fresh_sample: dict[str, float] | None = None,
         description: str = "",
         tags: dict[str, str] | None = None,
         input_schema: dict[str, Any] | None = None,
@@ -226,6 +231,7 @@ class Registry:
             artifact_sha256=sha,
             artifact_size=len(artifact),
             metrics=metrics or {},
+            metrics_fresh_sample=metrics_fresh_sample or {},
             description=description,
             tags=tags or {},
             input_schema=input_schema or {},

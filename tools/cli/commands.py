@@ -30,6 +30,7 @@ STAGES = ("development", "staging", "retired")
 METADATA_FIELDS: dict[str, type] = {
     "description": str,
     "metrics": dict,
+    "metrics_fresh_sample": dict,
     "tags": dict,
     "model_card": dict,
     "golden_set": list,
@@ -38,8 +39,8 @@ METADATA_FIELDS: dict[str, type] = {
     "reports": dict,
     "gate": dict,
 }
-"""What ``register --metadata`` may carry; ``reports`` and ``gate`` (the first version's
-promotion criteria) are sent only when present."""
+"""What ``register --metadata`` may carry; ``metrics_fresh_sample``, ``reports`` and
+``gate`` (the first version's promotion criteria) are sent only when present."""
 JSON_TYPE_NAMES: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
 CANARY_PERMISSIONS = ("model:*:predict",)
 CANARY_TOKEN_TTL_S = 600

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from common.promotion.lifecycle import Lifecycle
 
 GOLDEN_SET_SIZE = 20
+FRESH_SEED_OFFSET = 1_000_003
+"""The fresh sample's seed is the training seed plus this: another stream of the same
+generator, so the same population drawn again, independently of the training rows."""
 BASELINE_BINS = 10
 PREDICTION_BASELINE_ROWS = 500
 
@@ -47,6 +50,19 @@ class BuiltModel:
     """Whether scripts/train_models.py moves production to this version after registering."""
     gate: dict[str, Any] = field(default_factory=dict)
     """The model's promotion criteria (common.promotion.gate.GateSpec); empty for the defaults."""
+    metrics_fresh_sample: dict[str, float] = field(default_factory=dict)
+    """The metrics again on a fresh sample from an independent seed, with ``n`` and ``seed``;
+    empty when the data came from a file, which has no generator to draw again."""
+
+
+def fresh_seed(seed: int) -> int:
+    """The seed of the fresh sample that checks the metrics of a model trained with ``seed``."""
+    return seed + FRESH_SEED_OFFSET
+
+
+def fresh_sample_record(metrics: Mapping[str, float], *, n: int, seed: int) -> dict[str, float]:
+    """``metrics_fresh_sample``: the metrics, rounded as the recorded ones, and the sample."""
+    return {**{k: round(float(v), 6) for k, v in metrics.items()}, "n": n, "seed": seed}
 
 
 def model_card(
@@ -185,6 +201,7 @@ def finish(
     promote: bool = True,
     components: Mapping[str, Component] | None = None,
     gate: dict[str, Any] | None = None,
+    metrics_fresh_sample: dict[str, float] | None = None,
 ) -> BuiltModel:
     """Load the artifact as serving will, then derive golden set, baselines (inputs from
     the training rows, predictions from the held-out rows) and latency."""
@@ -210,6 +227,7 @@ def finish(
         tags=tags or {},
         promote=promote,
         gate=gate or {},
+        metrics_fresh_sample=metrics_fresh_sample or {},
     )
 
 
@@ -234,6 +252,7 @@ def register_built(
         artifact=built.artifact,
         created_by=created_by,
         metrics=built.metrics,
+        metrics_fresh_sample=built.metrics_fresh_sample,
         description=built.description,
         tags=built.tags,
         input_schema=runtime_of(built.kind).input_schema(),

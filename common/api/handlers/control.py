@@ -58,6 +58,11 @@ class RegisterRequest(StrictModel):
     )
     description: str = Field("", max_length=4000)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=200)
+    metrics_fresh_sample: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="The metrics again on a fresh sample, with its size n and seed.",
+    )
     tags: dict[str, Annotated[str, Field(max_length=256)]] = Field(
         default_factory=dict, max_length=50
     )
@@ -194,6 +199,7 @@ def register_version(call: Call) -> Reply:
         artifact=artifact,
         created_by=call.principal.subject,
         metrics=body.metrics,
+        metrics_fresh_sample=body.metrics_fresh_sample,
         description=body.description,
         tags=body.tags,
         input_schema=runtime.input_schema(),
