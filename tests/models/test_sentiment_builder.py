@@ -11,7 +11,7 @@ import pytest
 from common.models.sentiment import LABELS, MAX_TEXT_CHARS, SentimentInstance, SentimentRuntime
 from tests.support.fixtures import SEED, embedded_stack
 from tools.training import sentiment_builder, sentiment_corpus
-from tools.training.base import MODEL_CARD_FIELDS, BuiltModel, register_built
+from tools.training.base import MODEL_CARD_FIELDS, BuiltModel, fresh_seed, register_built
 
 SAMPLES = 900
 
@@ -125,6 +125,7 @@ def test_builds_from_a_users_csv(tmp_path: Path) -> None:
     assert classifier.metrics["test_rows"] == 60
     assert "user's CSV" in classifier.model_card["training_data"]
     assert (lexicon.promote, classifier.promote) == (True, False)
+    assert (lexicon.metrics_fresh_sample, classifier.metrics_fresh_sample) == ({}, {})
 
 
 @pytest.mark.parametrize(
@@ -156,3 +157,11 @@ def test_csv_needs_the_right_columns_and_every_label(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "one_sided.csv", one_sided, ("text", "label"))
     with pytest.raises(ValueError, match="each label"):
         sentiment_corpus.from_csv(path)
+
+
+def test_both_versions_record_their_metrics_on_a_fresh_corpus() -> None:
+    for b in built():
+        fresh = b.metrics_fresh_sample
+        assert (fresh["n"], fresh["seed"]) == (SAMPLES, fresh_seed(SEED))
+        assert set(fresh) == {"accuracy", "precision", "recall", "f1", "n", "seed"}
+        assert abs(fresh["accuracy"] - b.metrics["accuracy"]) <= 0.05

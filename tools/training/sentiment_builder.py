@@ -35,7 +35,7 @@ from common.models.sentiment import (
 )
 from tools.training import sentiment_corpus
 from tools.training.artifact_check import same_probabilities
-from tools.training.base import BuiltModel, finish, model_card
+from tools.training.base import BuiltModel, finish, fresh_sample_record, fresh_seed, model_card
 from tools.training.sentiment_corpus import SentimentCorpus
 
 MODEL_ID = "sentiment"
@@ -147,8 +147,15 @@ def _digest(rows: list[dict[str, Any]], labels: list[str]) -> str:
 
 
 def train(
-    corpus: SentimentCorpus, *, seed: int, synthetic: bool, test_share: float = 0.25
+    corpus: SentimentCorpus,
+    *,
+    seed: int,
+    synthetic: bool,
+    test_share: float = 0.25,
+    fresh: tuple[SentimentCorpus, int] | None = None,
 ) -> list[BuiltModel]:
+    """Both versions, scored on one held-out split; with ``fresh`` (a corpus drawn again
+    and its seed), also on that corpus (``metrics_fresh_sample``)."""
     from sklearn import __version__ as sklearn_version
     from sklearn.model_selection import train_test_split
 
@@ -170,6 +177,14 @@ def train(
     lex_metrics, lex_report = evaluate(
         SentimentRuntime.from_artifact(lexicon_bytes), rows_test, y_test
     )
+
+    def again(artifact: bytes) -> dict[str, float]:
+        if fresh is None:
+            return {}
+        sample, fresh_seed_value = fresh
+        metrics = evaluate(SentimentRuntime.from_artifact(artifact), sample.rows, sample.labels)[0]
+        return fresh_sample_record(metrics, n=len(sample.labels), seed=fresh_seed_value)
+
     lexicon_version = finish(
         model_id=MODEL_ID,
         gate=GATE,
@@ -201,6 +216,7 @@ def train(
         reports={"evaluation": {**held_out, **lex_report}},
         tags={"variant": "lexicon", "framework": "none", "lexicon": lexicon.version},
         promote=True,
+        metrics_fresh_sample=again(lexicon_bytes),
     )
 
     pipeline = build_pipeline(seed).fit([r["text"] for r in rows_train], y_train)
@@ -246,6 +262,7 @@ def train(
             "lexicon": lexicon.version,
         },
         promote=False,
+        metrics_fresh_sample=again(classifier_bytes),
     )
     return [lexicon_version, classifier_version]
 
@@ -259,7 +276,8 @@ def build(seed: int, data: Path | None = None, samples: int = 6000) -> list[Buil
     """Lexicon (promoted) then classifier (candidate), from the synthetic corpus or a CSV."""
     if data is not None:
         return train(sentiment_corpus.from_csv(data), seed=seed, synthetic=False)
-    return train(sentiment_corpus.generate(samples, seed), seed=seed, synthetic=True)
+    again = sentiment_corpus.generate(samples, fresh_seed(seed)), fresh_seed(seed)
+    return train(sentiment_corpus.generate(samples, seed), seed=seed, synthetic=True, fresh=again)
 
 
 __all__ = [
