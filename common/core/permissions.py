@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 ADMIN = "admin"
 ANY = "*"
@@ -83,11 +84,17 @@ def parse_all(texts: Iterable[str]) -> frozenset[Permission]:
     return frozenset(parse(text) for text in texts)
 
 
+@lru_cache(maxsize=4096)
+def _required(text: str) -> Permission:
+    """A route's permission, parsed once: every request of a route formats the same few."""
+    return parse(text, wildcard=False)
+
+
 def allows(granted: Iterable[Permission], required: str) -> bool:
     """Whether any of ``granted`` allows ``required``. A required permission that does not
     parse (no route formats one) is allowed to ``admin`` alone."""
     try:
-        wanted = parse(required, wildcard=False)
+        wanted = _required(required)
     except ValueError:
         return any(permission.shape == ADMIN for permission in granted)
     return any(permission.grants(wanted) for permission in granted)

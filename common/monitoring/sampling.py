@@ -34,6 +34,7 @@ from typing import Any
 from common.backends.base import EXPIRE_AT, DocumentStore, Transaction, rfc3339
 from common.core.config import Settings
 from common.core.errors import ServiceError
+from common.core.periodic import Interval
 from common.monitoring import drift
 from common.monitoring.windows import COLLECTION, FeatureCounts, Kind, WindowCounts, window_id
 
@@ -132,12 +133,10 @@ class DriftSampler:
         self._rate = rate
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
-        self._flush_every_s = flush_every_s
         self._windows: dict[tuple[str, str, str], WindowCounts] = {}
         self._plans: dict[tuple[str, str], tuple[Mapping[str, Any], tuple[_Source, ...]]] = {}
         self._lock = threading.Lock()
-        self._last_flush = clock()
-        self._flushing = False
+        self._interval = Interval(flush_every_s, clock)
         self._flush_lock = threading.Lock()
         self._writing: dict[tuple[str, str, str], WindowCounts] = {}
         """The tallies a flush is writing now; in neither the store nor ``_windows`` yet."""
@@ -207,17 +206,7 @@ class DriftSampler:
     def flush_if_due(self) -> None:
         """Merge on the calling request when the interval has elapsed and no other request
         is merging; a store fault keeps the tallies for the next interval."""
-        with self._lock:
-            if self._flushing or self._clock() - self._last_flush < self._flush_every_s:
-                return
-            self._flushing = True
-        try:
-            self.flush()
-        except ServiceError as exc:  # kept in memory for the next flush
-            log.warning("drift samples not saved: %s", exc.message)
-        finally:
-            with self._lock:
-                self._flushing = False
+        self._interval.run_if_due(self.flush, log, "drift samples")
 
     def unsaved(self) -> int:
         """Served rows counted here and not yet merged into the store."""
@@ -232,7 +221,7 @@ class DriftSampler:
             with self._lock:
                 pending, self._windows = self._windows, {}
                 self._writing = pending
-                self._last_flush = self._clock()
+                self._interval.restart()
                 shard = self._rng.randrange(SHARDS)
             failed: ServiceError | None = None
             for key, tally in list(pending.items()):

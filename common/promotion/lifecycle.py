@@ -145,14 +145,22 @@ class Lifecycle:
         checks a canary passes (its gate's criteria, then verification), except the gate's
         experiment requirement, which an experiment is how to meet."""
         model = self._registry.get_model(candidate.model_id)
-        spec = gates.spec_for(model.kind, model.gate)
-        results = gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
+        spec, results = self._gate(model, candidate)
         failed = [r for r in results if not r["passed"]]
         report = self._verify(candidate, spec)
         if not report["passed"]:
             message = "; ".join(report["problems"])
             failed.append({"criterion": "verification", "passed": False, "message": message})
         return failed
+
+    @staticmethod
+    def _gate(
+        model: ModelRecord, candidate: ModelVersion
+    ) -> tuple[gates.GateSpec, list[dict[str, Any]]]:
+        """The model's gate (defaults of its kind where it declared none) and the
+        candidate's result on each criterion, the fresh-sample gaps included."""
+        spec = gates.spec_for(model.kind, model.gate)
+        return spec, gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
 
     # --- promotion ---------------------------------------------------------------------
     def promote(
@@ -186,8 +194,7 @@ class Lifecycle:
                 f"{model_id} {version} is {candidate.stage}; move it to staging before promoting"
             )
 
-        spec = gates.spec_for(model.kind, model.gate)
-        results = gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
+        spec, results = self._gate(model, candidate)
         if spec.require_experiment:
             results.append(self._experiment_evidence(model_id, version))
         failed = [r for r in results if not r["passed"]]

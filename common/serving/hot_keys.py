@@ -23,6 +23,7 @@ from typing import Any
 
 from common.backends.base import DocumentStore, Transaction
 from common.core.errors import ServiceError
+from common.core.periodic import Interval
 from common.registry.records import utcnow
 from common.security.crypto import EnvelopeCipher
 
@@ -67,12 +68,10 @@ class HotKeys:
     ) -> None:
         self._documents = documents
         self._cipher = cipher
-        self._flush_every_s = flush_every_s
         self._clock = clock
         self._counts: dict[str, dict[str, _Row]] = {}
         self._lock = threading.Lock()
-        self._last_flush = clock()
-        self._flushing = False
+        self._interval = Interval(flush_every_s, clock)
         self._flush_lock = threading.Lock()
         self._writing: dict[str, dict[str, _Row]] = {}
         """The counts a flush is writing now; in neither the store nor ``_counts`` yet."""
@@ -95,17 +94,7 @@ class HotKeys:
     def flush_if_due(self) -> None:
         """Merge on the calling request when the interval has elapsed and no other request
         is merging; a store fault keeps the counts for the next interval."""
-        with self._lock:
-            if self._flushing or self._clock() - self._last_flush < self._flush_every_s:
-                return
-            self._flushing = True
-        try:
-            self.flush()
-        except ServiceError as exc:  # counts are an optimisation: keep them for next time
-            log.warning("request counts not saved: %s", exc.message)
-        finally:
-            with self._lock:
-                self._flushing = False
+        self._interval.run_if_due(self.flush, log, "request counts")
 
     def unsaved(self) -> int:
         """Requested rows counted here and not yet merged into the store."""
@@ -119,7 +108,7 @@ class HotKeys:
             with self._lock:
                 pending, self._counts = self._counts, {}
                 self._writing = pending
-                self._last_flush = self._clock()
+                self._interval.restart()
             failed: ServiceError | None = None
             for model_id, rows in list(pending.items()):
                 try:

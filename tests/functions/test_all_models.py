@@ -9,9 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from common.api.routes import served_models
-from common.services import use_services
 from tests.conftest import function_client
-from tests.support.fixtures import SEED, Stack, embedded_stack, trained_risk
+from tests.support.fixtures import SEED, Stack, embedded_stack, serving, trained_risk
 from tools.training.base import register_built
 from tools.training.builders import build, build_order
 
@@ -35,13 +34,8 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def installed(full_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for key, value in full_stack.environ.items():
-        monkeypatch.setenv(key, value)
-    use_services(full_stack.services)
-    try:
-        yield full_stack
-    finally:
-        use_services(None, close_previous=False)  # the module's stack outlives each test
+    with serving(full_stack, monkeypatch.setenv) as stack:
+        yield stack
 
 
 def client(name: str) -> FlaskClient:

@@ -8,24 +8,13 @@ from typing import Any
 
 import pytest
 
-from common.services import use_services
 from tests.conftest import function_client
-from tests.support.fixtures import SEED, Stack, embedded_stack
+from tests.support.fixtures import SEED, Stack, embedded_stack, hand_company, serving
 from tools.training.base import register_built
 from tools.training.builders import build
 
 COMPANY: dict[str, Any] = {
-    "revenue_musd": 100.0,
-    "growth_rates": [0.20, 0.10, 0.05],
-    "operating_margin": 0.20,
-    "tax_rate": 0.25,
-    "depreciation_to_revenue": 0.05,
-    "capex_to_revenue": 0.07,
-    "working_capital_to_revenue": 0.10,
-    "terminal_method": "gordon",
-    "mid_year": False,
-    "net_debt_musd": 50.0,
-    "shares_outstanding_m": 10.0,
+    k: v for k, v in hand_company().items() if k not in ("wacc", "terminal_growth")
 }
 
 
@@ -42,13 +31,8 @@ def dcf_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def installed(dcf_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for key, value in dcf_stack.environ.items():
-        monkeypatch.setenv(key, value)
-    use_services(dcf_stack.services)
-    try:
-        yield dcf_stack
-    finally:
-        use_services(None, close_previous=False)
+    with serving(dcf_stack, monkeypatch.setenv) as stack:
+        yield stack
 
 
 def predict(stack: Stack, *instances: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -3,17 +3,11 @@ and in `ipoctl show`."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping
-
 from common.api.views import model_view
 from common.promotion.gate import CLASSIFIER_DEFAULTS, spec_for
 from tests.conftest import function_client
+from tests.support.cli import ipoctl
 from tests.support.fixtures import Stack
-from tools.cli import main as cli
-from tools.cli.client import RawResponse
-
-URL = "http://gateway.test:8080"
 
 
 def test_a_model_without_its_own_gate_shows_the_defaults_that_apply(stack: Stack) -> None:
@@ -36,28 +30,8 @@ def test_the_api_answers_the_gate_promotion_applies(stack: Stack) -> None:
 
 
 def test_ipoctl_show_prints_the_effective_gate(stack: Stack) -> None:
-    def transport(
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeout: float,
-    ) -> RawResponse:
-        response = function_client("list_models").open(
-            url.removeprefix(URL), method=method, headers=dict(headers), data=body
-        )
-        return RawResponse(response.status_code, response.get_data(), dict(response.headers))
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    code = cli.main(
-        ["--url", URL, "--token", stack.token(("model:read",)), "show", "risk"],
-        transport=transport,
-        stdout=stdout,
-        stderr=stderr,
-    )
-    assert code == 0, stderr.getvalue()
-    (line,) = [ln for ln in stdout.getvalue().splitlines() if ln.startswith("gate")]
+    shown = ipoctl(stack.token(("model:read",)), "show", "risk")
+    (line,) = [ln for ln in shown.splitlines() if ln.startswith("gate")]
     assert line.split(None, 1)[1].startswith(
         "accuracy >= 0.85, latency_p95_ms <= 500, precision >= 0.8, recall >= 0.75"
     )

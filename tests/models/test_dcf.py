@@ -19,7 +19,7 @@ from common.core.validation import validate
 from common.models.dcf import DcfRuntime
 from common.models.dcf_math import standard_normals
 from common.models.dcf_schema import work_errors
-from tests.support.fixtures import SEED
+from tests.support.fixtures import SEED, hand_company
 from tools.training import dcf_builder
 
 RUNTIME = DcfRuntime.from_artifact(dcf_builder.artifact(SEED))
@@ -52,27 +52,6 @@ def predict(
     instances = validate(runtime.instances_adapter(), rows, prefix=("instances",))
     parameters = validate(runtime.parameters_adapter(), params, prefix=("parameters",))
     return runtime.predict(instances, parameters)
-
-
-def hand_company(**overrides: Any) -> dict[str, Any]:
-    """Every input given, so no default of the assumption set plays a part."""
-    row: dict[str, Any] = {
-        "revenue_musd": 100.0,
-        "growth_rates": [0.20, 0.10, 0.05],
-        "operating_margin": 0.20,
-        "tax_rate": 0.25,
-        "depreciation_to_revenue": 0.05,
-        "capex_to_revenue": 0.07,
-        "working_capital_to_revenue": 0.10,
-        "wacc": 0.10,
-        "terminal_method": "gordon",
-        "terminal_growth": 0.03,
-        "mid_year": False,
-        "net_debt_musd": 50.0,
-        "shares_outstanding_m": 10.0,
-    }
-    row.update(overrides)
-    return row
 
 
 # --- Worked by hand ----------------------------------------------------------------------

@@ -218,8 +218,8 @@ def test_the_request_that_finds_the_minute_up_merges_counts_and_drift_before_ans
     assert documents.get(COLLECTION, "risk") is None  # within the minute: memory only
     assert stack.services.hot_keys.unsaved() == 2
     assert stack.services.drift_sampler.unsaved() == 2
-    monkeypatch.setattr(stack.services.hot_keys, "_flush_every_s", 0.0)
-    monkeypatch.setattr(stack.services.drift_sampler, "_flush_every_s", 0.0)
+    monkeypatch.setattr(stack.services.hot_keys._interval, "every_s", 0.0)
+    monkeypatch.setattr(stack.services.drift_sampler._interval, "every_s", 0.0)
     predict(client, stack, batch[:1])
     # stored by the time the answer arrived: no thread is left to write after it
     assert stack.services.hot_keys.top("risk", 1)[0].count == 2

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from common.models.base import Component, ModelRuntime
 from common.promotion.lifecycle import Lifecycle
 from common.registry.records import ModelVersion, Registry
 from common.security.auth import issue_token
-from common.services import Services
+from common.services import Services, use_services
 from tools.training import risk_builder, synthetic
 from tools.training.base import BuiltModel, register_built
 
@@ -130,6 +131,19 @@ def embedded_stack(tmp_path: Path, **extra_environ: str) -> Stack:
     return Stack(settings=settings, services=services, environ=environ)
 
 
+@contextmanager
+def serving(stack: Stack, environ: Callable[[str, str], None]) -> Iterator[Stack]:
+    """``stack`` as the instance's services for one test (``environ`` is monkeypatch's
+    setenv); the stack itself outlives the test, as a module-scoped one does."""
+    for key, value in stack.environ.items():
+        environ(key, value)
+    use_services(stack.services)
+    try:
+        yield stack
+    finally:
+        use_services(None, close_previous=False)
+
+
 class ScaleInstance(StrictModel):
     x: float = Field(ge=0, le=1000)
 
@@ -176,3 +190,24 @@ def fake_components(
         "sentiment": FakeComponent(lambda x: {"score": sentiment, "label": "neutral"}),
     }
     return {role: Component(role, "1.0.0", runtime) for role, runtime in runtimes.items()}
+
+
+def hand_company(**overrides: Any) -> dict[str, Any]:
+    """Every input given, so no default of the assumption set plays a part."""
+    row: dict[str, Any] = {
+        "revenue_musd": 100.0,
+        "growth_rates": [0.20, 0.10, 0.05],
+        "operating_margin": 0.20,
+        "tax_rate": 0.25,
+        "depreciation_to_revenue": 0.05,
+        "capex_to_revenue": 0.07,
+        "working_capital_to_revenue": 0.10,
+        "wacc": 0.10,
+        "terminal_method": "gordon",
+        "terminal_growth": 0.03,
+        "mid_year": False,
+        "net_debt_musd": 50.0,
+        "shares_outstanding_m": 10.0,
+    }
+    row.update(overrides)
+    return row

@@ -7,56 +7,17 @@ tables no longer show fails here.
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Mapping
 
-from tests.conftest import function_client
 from tests.functions.test_experiments_api import DESIGN, predict_as, start
+from tests.support import cli as in_process
 from tests.support.fixtures import Stack, trained_risk
-from tools.cli import main as cli
-from tools.cli.client import RawResponse
 from tools.training.base import register_built
-
-URL = "http://gateway.test:8080"
-
-
-def to_function(method: str, path: str) -> str:
-    """The function that owns a path, as the gateway routes it (README's route table)."""
-    if method == "GET":
-        return "experiment_results"
-    if path.endswith("/assign"):
-        return "assign_variant"
-    if path.endswith("/outcomes"):
-        return "record_outcome"
-    return "create_experiment"
 
 
 def ipoctl(stack: Stack, *argv: str, stdin: str = "") -> str:
-    def transport(
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeout: float,
-    ) -> RawResponse:
-        path = url.removeprefix(URL)
-        client = function_client(to_function(method, path))
-        response = client.open(path, method=method, headers=dict(headers), data=body)
-        return RawResponse(response.status_code, response.get_data(), dict(response.headers))
-
     token = stack.token(("experiment:read", "experiment:write"))
-    stdout, stderr = io.StringIO(), io.StringIO()
-    code = cli.main(
-        ["--url", URL, "--token", token, *argv],
-        transport=transport,
-        stdin=io.StringIO(stdin),
-        stdout=stdout,
-        stderr=stderr,
-    )
-    assert code == 0, stderr.getvalue()
-    return stdout.getvalue()
+    return in_process.ipoctl(token, *argv, stdin=stdin)
 
 
 def test_results_count_users_and_outcomes_and_quote_the_holm_interval(stack: Stack) -> None:
