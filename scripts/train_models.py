@@ -108,12 +108,23 @@ def main(argv: list[str] | None = None) -> int:
                     tqdm.write(f"{model_id}: wrote {artifact} and {metadata}")
                     continue
                 version = next_version(registry, built.model_id)
-                register_built(services.lifecycle, built, version=version, created_by=user)
-                state = "in production" if built.promote else "registered"
+                source = args.data or f"the synthetic generator, seed {args.seed}"
+                record = register_built(
+                    services.lifecycle,
+                    built,
+                    version=version,
+                    created_by=user,
+                    reason=f"trained by train_models from {source}",
+                )
                 shown = ", ".join(
                     f"{k}={v:.3f}" for k, v in built.metrics.items() if not k.endswith("rows")
                 )
-                tqdm.write(f"{model_id} {version} {state} ({shown})")
+                if built.promote:
+                    tqdm.write(f"{model_id} {version} in production ({shown})")
+                    continue
+                tqdm.write(f"{model_id} {version} registered, {record.stage} ({shown})")
+                if record.stage_reason:
+                    tqdm.write(f"  not promoted: {record.stage_reason}")
     except (ServiceError, ValueError) as exc:
         print(f"train_models: {exc}", file=sys.stderr)
         return 1

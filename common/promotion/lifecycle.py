@@ -29,6 +29,7 @@ from common.core.errors import (
     ServiceError,
 )
 from common.models.base import Component
+from common.promotion import arms
 from common.promotion import gate as gates
 from common.promotion import rollback as rollbacks
 from common.promotion.verification import verify
@@ -51,7 +52,6 @@ from common.registry.records import (
 )
 from common.serving.pool import ModelPool
 
-EXPERIMENTS = "experiments"
 HISTORY_LIMIT = 200
 
 MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -85,7 +85,9 @@ class Lifecycle:
         return self._registry
 
     # --- stages ------------------------------------------------------------------------
-    def set_stage(self, model_id: str, version: str, stage: Stage) -> ModelVersion:
+    def set_stage(
+        self, model_id: str, version: str, stage: Stage, *, actor: str = "", reason: str = ""
+    ) -> ModelVersion:
         current = self._registry.get_version(model_id, version)
         allowed = MANUAL_TRANSITIONS[current.stage]
         if stage not in allowed:
@@ -98,7 +100,7 @@ class Lifecycle:
                 f"{model_id} {version} is {current.stage}; it can move to "
                 f"{', '.join(sorted(allowed)) or 'no other stage'}, not {stage}{via}"
             )
-        self._refuse_if_in_experiment(model_id, version)
+        arms.refuse_if_arm(self._documents, model_id, version, now=self._clock())
 
         def move(tx: Transaction) -> ModelVersion:
             model_doc = tx.get(MODELS, model_id)
@@ -114,31 +116,16 @@ class Lifecycle:
                 )
             if record.stage != current.stage:
                 raise PreconditionFailedError(f"{model_id} {version} changed stage; retry")
-            tx.update(VERSIONS, version_doc_id(model_id, version), {"stage": stage})
-            return record.model_copy(update={"stage": stage})
+            moved = {
+                "stage": stage,
+                "stage_reason": reason,
+                "stage_changed_at": self._clock(),
+                "stage_changed_by": actor,
+            }
+            tx.update(VERSIONS, version_doc_id(model_id, version), moved)
+            return record.model_copy(update=moved)
 
         return self._documents.transaction(move)
-
-    def _refuse_if_in_experiment(self, model_id: str, version: str) -> None:
-        """409 while ``version`` is a variant of an experiment that serves, or will serve
-        from its start, until its end: it is serving traffic as much as a canary is."""
-        from common.experiments.core import Experiment
-
-        now = self._clock()
-        for doc in self._documents.query(
-            EXPERIMENTS, [Filter("model_id", "==", model_id), Filter("status", "==", "active")]
-        ):
-            experiment = Experiment.model_validate(doc.data)
-            if now >= experiment.end:
-                continue
-            for name, variant_version in experiment.variants.items():
-                if variant_version == version:
-                    raise ConflictError(
-                        f"{model_id} {version} is variant {name!r} of experiment "
-                        f"{experiment.experiment_id}, which serves it until {experiment.end}; "
-                        "stop the experiment before moving it",
-                        details=[{"experiment_id": experiment.experiment_id, "variant": name}],
-                    )
 
     def serving_problems(self, candidate: ModelVersion) -> list[dict[str, Any]]:
         """The failed criteria keeping a staging version from an experiment's arm: the
@@ -171,7 +158,12 @@ class Lifecycle:
         actor: str,
         traffic_percentage: int = 100,
         expected_generation: int | None = None,
+        reason: str = "",
     ) -> Deployment:
+        """Move ``version`` into production (or a canary of ``traffic_percentage``) once
+        it passes its gate and verification. The version it replaces becomes deprecated,
+        with ``reason`` in its record: so a production version that is an arm of an active
+        experiment is not replaced (409) until the experiment is stopped or ends."""
         model = self._registry.get_model(model_id)
         candidate = self._registry.get_version(model_id, version)
         before = ServingState.of(model)
@@ -193,10 +185,16 @@ class Lifecycle:
             raise ConflictError(
                 f"{model_id} {version} is {candidate.stage}; move it to staging before promoting"
             )
+        if traffic_percentage == 100 and before.production_version is not None:
+            arms.refuse_if_arm(
+                self._documents, model_id, before.production_version, now=self._clock()
+            )
 
         spec, results = self._gate(model, candidate)
         if spec.require_experiment:
-            results.append(self._experiment_evidence(model_id, version))
+            results.append(
+                arms.evidence(self._documents, self._registry, model_id, version, self._clock)
+            )
         failed = [r for r in results if not r["passed"]]
         if failed:
             raise self._refused(
@@ -252,6 +250,7 @@ class Lifecycle:
             to_state=after,
             gate=results,
             verification=for_the_record(report),
+            reason=reason,
         )
         commit(self._documents, deployment, may_start=PROMOTABLE)
         return deployment
@@ -278,33 +277,6 @@ class Lifecycle:
                 "latency_p95_ms": None,
             }
 
-    def _experiment_evidence(self, model_id: str, version: str) -> dict[str, Any]:
-        """A completed experiment of this model in which ``version`` showed no regression.
-
-        An experiment whose outcome window has closed but that nobody has read since is
-        completed here first, so its conclusion is drawn from every outcome it took."""
-        from common.experiments.core import Experiment, Experiments
-
-        now = self._clock()
-        for doc in self._documents.query(
-            EXPERIMENTS, [Filter("model_id", "==", model_id), Filter("status", "==", "active")]
-        ):
-            if now >= Experiment.model_validate(doc.data).closing_time():
-                Experiments(self._documents, self._registry, self._clock).get(doc.id)
-        found = self._documents.query(
-            EXPERIMENTS,
-            [Filter("model_id", "==", model_id), Filter("status", "==", "completed")],
-        )
-        for doc in found:
-            if doc.data.get("conclusions", {}).get(version) == "no_regression":
-                return {"criterion": "experiment", "passed": True, "experiment_id": doc.id}
-        return {
-            "criterion": "experiment",
-            "passed": False,
-            "message": f"no completed experiment shows {version} without a significant "
-            "regression on its success metrics",
-        }
-
     # --- rollback (common/promotion/rollback.py) -------------------------------------------------
     def rollback(
         self,
@@ -313,6 +285,7 @@ class Lifecycle:
         actor: str,
         deployment_id: str | None = None,
         expected_generation: int | None = None,
+        reason: str = "",
     ) -> Deployment:
         """Restore the state before the deployment that made the current state (or before
         the named successful deployment); a retry answers the rollback already made."""
@@ -321,6 +294,7 @@ class Lifecycle:
             actor=actor,
             deployment_id=deployment_id,
             expected_generation=expected_generation,
+            reason=reason,
         )
         return outcome.deployment
 
@@ -331,6 +305,7 @@ class Lifecycle:
         actor: str,
         deployment_id: str | None = None,
         expected_generation: int | None = None,
+        reason: str = "",
     ) -> rollbacks.Outcome:
         """As ``rollback``, also saying whether the answer is an earlier rollback replayed."""
         return rollbacks.roll_back(
@@ -341,6 +316,7 @@ class Lifecycle:
             clock=self._clock,
             deployment_id=deployment_id,
             expected_generation=expected_generation,
+            reason=reason,
         )
 
     # --- history -----------------------------------------------------------------------

@@ -111,6 +111,7 @@ def roll_back(
     actor: str,
     deployment_id: str | None = None,
     expected_generation: int | None = None,
+    reason: str = "",
     clock: Callable[[], str] = utcnow,
 ) -> Outcome:
     """Restore the state before the deployment that made the current state (or before
@@ -139,6 +140,7 @@ def roll_back(
         from_state=before,
         to_state=target.from_state.model_copy(update={"generation": before.generation + 1}),
         restores=target.deployment_id,
+        reason=reason,
     )
     try:
         commit(documents, rollback, may_start=RESTORABLE)

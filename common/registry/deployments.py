@@ -50,6 +50,7 @@ class Deployment(BaseModel):
     from_state: ServingState = Field(alias="from")
     to_state: ServingState | None = Field(default=None, alias="to")
     reason: str = ""
+    """Why: the cause of a refused deployment, or the reason its actor gave."""
     gate: list[dict[str, Any]] = Field(default_factory=list)
     verification: dict[str, Any] = Field(default_factory=dict)
     restores: str | None = None
@@ -78,6 +79,20 @@ def stage_after(version: str, stage: str, after: ServingState) -> str:
     if stage == "production":
         return "deprecated"
     return stage
+
+
+def stage_reason(deployment: Deployment, after: ServingState, stage: str) -> str:
+    """What a version's record says about the move a deployment made it take."""
+    given = f": {deployment.reason}" if deployment.reason else ""
+    ref = f"deployment {deployment.deployment_id}"
+    if stage == "deprecated":
+        if deployment.kind == "rollback":
+            return f"rolled back; production restored to {after.production_version} ({ref}){given}"
+        return f"replaced in production by {after.production_version} ({ref}){given}"
+    if deployment.kind == "rollback":
+        return f"restored by rollback ({ref}){given}"
+    what = "promoted to production" if stage == "production" else "serving as the canary"
+    return f"{what} ({ref}){given}"
 
 
 def commit(documents: DocumentStore, deployment: Deployment, may_start: frozenset[str]) -> None:
@@ -126,7 +141,16 @@ def commit(documents: DocumentStore, deployment: Deployment, may_start: frozense
         for v in touched:
             stage = stage_after(v, stages[v], after)
             if stage != stages[v]:
-                tx.update(VERSIONS, version_doc_id(model_id, v), {"stage": stage})
+                tx.update(
+                    VERSIONS,
+                    version_doc_id(model_id, v),
+                    {
+                        "stage": stage,
+                        "stage_reason": stage_reason(deployment, after, stage),
+                        "stage_changed_at": deployment.created_at,
+                        "stage_changed_by": deployment.actor,
+                    },
+                )
         tx.create(DEPLOYMENTS, deployment.deployment_id, deployment.as_json())
 
     documents.transaction(write)

@@ -82,6 +82,12 @@ class ModelVersion(BaseModel):
     drift_baseline: dict[str, Any] = Field(default_factory=dict)
     reports: dict[str, Any] = Field(default_factory=dict)
     stage: Stage = "development"
+    stage_reason: str = ""
+    """Why the version is in its stage: the reason its last move gave (a deprecated
+    version names the version that replaced it), so a validator reading the registry
+    learns why an older version stopped serving."""
+    stage_changed_at: str = ""
+    stage_changed_by: str = ""
     created_at: str
     created_by: str
 
@@ -197,10 +203,12 @@ class Registry:
         drift_baseline: dict[str, Any] | None = None,
         reports: dict[str, Any] | None = None,
         gate: dict[str, Any] | None = None,
+        stage_reason: str = "",
     ) -> ModelVersion:
         """Store a new immutable version (stage ``development``).
 
         ``gate``: the model's promotion criteria, kept if this is its first version.
+        ``stage_reason``: why it is left in development, when that is known already.
         """
         check_model_id(model_id)
         check_version(version)
@@ -240,6 +248,9 @@ class Registry:
             golden_set=golden_set or [],
             drift_baseline=drift_baseline or {},
             reports=reports or {},
+            stage_reason=stage_reason,
+            stage_changed_at=now if stage_reason else "",
+            stage_changed_by=created_by if stage_reason else "",
             created_at=now,
             created_by=created_by,
         )

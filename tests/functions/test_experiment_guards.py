@@ -46,6 +46,76 @@ def test_a_version_an_active_experiment_serves_cannot_be_retired(stack: Stack) -
     assert retired.get_json()["stage"] == "retired"
 
 
+def promote(stack: Stack, version: str, **extra: Any) -> Any:
+    return function_client("promote_model").post(
+        "/v1/models/risk/promote",
+        json={"version": version, **extra},
+        headers=stack.headers(("admin",)),
+    )
+
+
+def test_promotion_cannot_deprecate_the_control_arm_of_an_active_experiment(
+    stack: Stack,
+) -> None:
+    experiment_id = start(stack)["experiment_id"]
+    register_built(stack.lifecycle, trained_risk(), version="1.2.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.2.0", "staging")
+
+    refused = promote(stack, "1.2.0")
+    error = assert_error(refused, 409, "conflict")["error"]
+    assert "1.0.0" in error["message"] and experiment_id in error["message"]
+    assert error["details"] == [{"experiment_id": experiment_id, "variant": "control"}]
+    assert stack.registry.get_model("risk").production_version == "1.0.0"
+    assert stack.registry.get_version("risk", "1.0.0").stage == "production"
+    # the experiment's own candidate cannot take production from under it either
+    assert promote(stack, "1.1.0").status_code == 409
+    # a canary leaves production serving, so it does not touch the experiment's arm
+    assert promote(stack, "1.2.0", traffic_percentage=10).status_code == 200
+
+    assert stop(stack, experiment_id).status_code == 200
+    done = promote(stack, "1.2.0", reason="the canary held for a week")
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["deployment"]["reason"] == "the canary held for a week"
+
+
+def test_a_replaced_version_keeps_why_it_was_deprecated(stack: Stack) -> None:
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    moved = function_client("promote_model").post(
+        "/v1/models/risk/versions/1.1.0/stage",
+        json={"stage": "staging", "reason": "fresh-sample metrics within the gate"},
+        headers=stack.headers(("admin",), subject="validator-1"),
+    )
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert moved.get_json()["stage_reason"] == "fresh-sample metrics within the gate"
+    assert moved.get_json()["stage_changed_by"] == "validator-1"
+
+    done = promote(stack, "1.1.0", reason="one debt-to-equity draw per company")
+    assert done.status_code == 200, done.get_data(as_text=True)
+    deployment_id = done.get_json()["deployment"]["deployment_id"]
+    old = function_client("list_models").get(
+        "/v1/models/risk/versions/1.0.0", headers=stack.headers()
+    )
+    shown = old.get_json()
+    assert shown["stage"] == "deprecated"
+    assert shown["stage_reason"] == (
+        f"replaced in production by 1.1.0 (deployment {deployment_id}): "
+        "one debt-to-equity draw per company"
+    )
+    assert shown["stage_changed_by"] == "tester"
+
+    back = function_client("rollback_model").post(
+        "/v1/models/risk/rollback", json={"reason": "complaints"}, headers=stack.headers(("admin",))
+    )
+    assert back.status_code == 200, back.get_data(as_text=True)
+    newer = stack.registry.get_version("risk", "1.1.0")
+    assert newer.stage == "deprecated"
+    assert newer.stage_reason.startswith("rolled back; production restored to 1.0.0")
+    assert newer.stage_reason.endswith(": complaints")
+    assert stack.registry.get_version("risk", "1.0.0").stage_reason.startswith(
+        "restored by rollback"
+    )
+
+
 def test_an_experiment_cannot_name_a_retired_version(stack: Stack) -> None:
     register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
     stack.lifecycle.set_stage("risk", "1.1.0", "staging")

@@ -80,6 +80,11 @@ def test_both_versions_register_lexicon_in_production(tmp_path: Path) -> None:
             "1.0.0",
             "1.1.0",
         ]
+        # the better-scoring classifier says why it is not the one in production
+        candidate = stack.registry.get_version("sentiment", "1.1.0")
+        assert candidate.stage == "development"
+        assert "A/B test" in candidate.stage_reason
+        assert "overstates" in candidate.stage_reason
     finally:
         stack.services.close()
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from common.core.errors import ConflictError, GoneError, InvalidValuesError, PreconditionFailedError
-from common.promotion.lifecycle import DEPLOYMENTS, EXPERIMENTS, Lifecycle
+from common.promotion.arms import EXPERIMENTS
+from common.promotion.lifecycle import DEPLOYMENTS, Lifecycle
 from common.registry.records import VERSIONS, version_doc_id
 from common.serving.pipeline import PredictRequest, bucket
 from tests.support.fixtures import Stack, embedded_stack, register_risk, trained_risk

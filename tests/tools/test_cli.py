@@ -273,6 +273,24 @@ def assert_aligned(table: str, names: list[str]) -> None:
             "/v1/models/risk/rollback",
             {"deployment_id": "dep-7", "expected_generation": 0},
         ),
+        (
+            ["stage", "risk", "1.2.0", "retired", "--reason", "superseded"],
+            "POST",
+            "/v1/models/risk/versions/1.2.0/stage",
+            {"stage": "retired", "reason": "superseded"},
+        ),
+        (
+            ["promote", "risk", "1.2.0", "--reason", "retrained"],
+            "POST",
+            "/v1/models/risk/promote",
+            {"version": "1.2.0", "traffic_percentage": 100, "reason": "retrained"},
+        ),
+        (
+            ["rollback", "risk", "--expected-generation", "7", "--reason", "bad canary"],
+            "POST",
+            "/v1/models/risk/rollback",
+            {"expected_generation": 7, "reason": "bad canary"},
+        ),
         (["history", "risk"], "GET", "/v1/models/risk/deployments", None),
     ],
 )

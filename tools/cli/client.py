@@ -207,9 +207,10 @@ class Client:
     def register(self, model_id: str, body: Mapping[str, Any]) -> Answer:
         return self.call("POST", f"/v1/models/{_segment(model_id)}/versions", body)
 
-    def set_stage(self, model_id: str, version: str, stage: str) -> Answer:
+    def set_stage(self, model_id: str, version: str, stage: str, reason: str = "") -> Answer:
         path = f"/v1/models/{_segment(model_id)}/versions/{_segment(version)}/stage"
-        return self.call("POST", path, {"stage": stage})
+        body = {"stage": stage, **({"reason": reason} if reason else {})}
+        return self.call("POST", path, body)
 
     def promote(
         self,
@@ -217,10 +218,13 @@ class Client:
         version: str,
         traffic_percentage: int,
         expected_generation: int | None = None,
+        reason: str = "",
     ) -> Answer:
         body: dict[str, Any] = {"version": version, "traffic_percentage": traffic_percentage}
         if expected_generation is not None:
             body["expected_generation"] = expected_generation
+        if reason:
+            body["reason"] = reason
         return self.call("POST", f"/v1/models/{_segment(model_id)}/promote", body)
 
     def generation(self, model_id: str) -> int:
@@ -244,10 +248,13 @@ class Client:
         model_id: str,
         deployment_id: str | None = None,
         expected_generation: int | None = None,
+        reason: str = "",
     ) -> Answer:
         body: dict[str, Any] = {}
         if deployment_id is not None:
             body["deployment_id"] = deployment_id
+        if reason:
+            body["reason"] = reason
         if expected_generation is not None:
             body["expected_generation"] = expected_generation
         try:

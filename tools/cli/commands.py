@@ -133,7 +133,8 @@ def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_stage(ctx: Context, args: argparse.Namespace) -> int:
-    return ctx.emit(ctx.client.set_stage(args.model, args.version, args.stage), out.staged)
+    answer = ctx.client.set_stage(args.model, args.version, args.stage, args.reason)
+    return ctx.emit(answer, out.staged)
 
 
 def _deployment(model_id: str) -> Callable[[Any], str]:
@@ -141,7 +142,9 @@ def _deployment(model_id: str) -> Callable[[Any], str]:
 
 
 def cmd_promote(ctx: Context, args: argparse.Namespace) -> int:
-    answer = ctx.client.promote(args.model, args.version, args.traffic, args.expected_generation)
+    answer = ctx.client.promote(
+        args.model, args.version, args.traffic, args.expected_generation, args.reason
+    )
     return ctx.emit(answer, _deployment(args.model))
 
 
@@ -149,7 +152,7 @@ def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
     expected = args.expected_generation
     if expected is None:  # the state seen now: the request repeated cannot roll back twice
         expected = ctx.client.generation(args.model)
-    answer = ctx.client.rollback(args.model, args.deployment, expected)
+    answer = ctx.client.rollback(args.model, args.deployment, expected, args.reason)
     return ctx.emit(answer, _deployment(args.model))
 
 

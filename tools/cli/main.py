@@ -56,6 +56,15 @@ from tools.cli.commands import (
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
+def _add_reason(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--reason",
+        default="",
+        metavar="TEXT",
+        help="why (at most 500 characters): kept in the deployment and the version's record",
+    )
+
+
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -171,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("model")
     sub.add_argument("version")
     sub.add_argument("stage", choices=STAGES)
+    _add_reason(sub)
 
     sub = command(
         "promote",
@@ -192,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refuse (409) unless the model is still at this generation (see `show`)",
     )
+    _add_reason(sub)
 
     sub = command("rollback", cmd_rollback, "Return to the serving state before a deployment.")
     sub.add_argument("model")
@@ -203,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse (409) unless the model is at this generation, or answer the rollback "
         "already made from it (default: the generation read from the server first)",
     )
+    _add_reason(sub)
 
     sub = command("history", cmd_history, "List a model's deployments, newest first.")
     sub.add_argument("model")

@@ -248,6 +248,7 @@ def version(data: Mapping[str, Any]) -> str:
                 ("version", data.get("version")),
                 ("kind", data.get("kind")),
                 ("stage", data.get("stage")),
+                ("stage reason", data.get("stage_reason") or None),
                 ("created", f"{when(data.get('created_at'))} by {text(data.get('created_by'))}"),
                 ("description", data.get("description")),
                 ("sha256", data.get("artifact_sha256")),

@@ -48,6 +48,9 @@ class BuiltModel:
     tags: dict[str, str] = field(default_factory=dict)
     promote: bool = True
     """Whether scripts/train_models.py moves production to this version after registering."""
+    held_back: str = ""
+    """Why a version built with ``promote=False`` is left out of production: printed by
+    scripts/train_models.py and kept as the version's stage reason."""
     gate: dict[str, Any] = field(default_factory=dict)
     """The model's promotion criteria (common.promotion.gate.GateSpec); empty for the defaults."""
     metrics_fresh_sample: dict[str, float] = field(default_factory=dict)
@@ -199,6 +202,7 @@ def finish(
     reports: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     promote: bool = True,
+    held_back: str = "",
     components: Mapping[str, Component] | None = None,
     gate: dict[str, Any] | None = None,
     metrics_fresh_sample: dict[str, float] | None = None,
@@ -226,6 +230,7 @@ def finish(
         reports=reports or {},
         tags=tags or {},
         promote=promote,
+        held_back=held_back,
         gate=gate or {},
         metrics_fresh_sample=metrics_fresh_sample or {},
     )
@@ -242,9 +247,11 @@ def register_built(
     version: str,
     created_by: str,
     promote: bool | None = None,
+    reason: str = "",
 ) -> ModelVersion:
     """Register a built model with all its evidence; if it asks to be promoted, stage it
-    and promote it through the gate and verification like any other version."""
+    and promote it through the gate and verification like any other version, with
+    ``reason`` kept on the deployment and on the version it replaces."""
     record = lifecycle.registry.register(
         model_id=built.model_id,
         version=version,
@@ -262,9 +269,10 @@ def register_built(
         drift_baseline=built.drift_baseline,
         reports=built.reports,
         gate=built.gate,
+        stage_reason=built.held_back,
     )
     if built.promote if promote is None else promote:
-        lifecycle.set_stage(built.model_id, version, "staging")
-        lifecycle.promote(built.model_id, version, actor=created_by)
+        lifecycle.set_stage(built.model_id, version, "staging", actor=created_by, reason=reason)
+        lifecycle.promote(built.model_id, version, actor=created_by, reason=reason)
         record = lifecycle.registry.get_version(built.model_id, version)
     return record

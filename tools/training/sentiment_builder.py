@@ -262,6 +262,12 @@ def train(
             "lexicon": lexicon.version,
         },
         promote=False,
+        held_back=(
+            "the candidate of the sentiment A/B test: its held-out texts come from the same "
+            "templates as its training texts, so its offline accuracy overstates what it "
+            "does on real text; it reaches production after an experiment shows no "
+            "regression (docs/EXPERIMENTS.md)"
+        ),
         metrics_fresh_sample=again(classifier_bytes),
     )
     return [lexicon_version, classifier_version]

@@ -76,19 +76,25 @@ class RegisterRequest(StrictModel):
     )
 
 
+REASON_HELP = "Why: kept in the deployment and in the record of each version it moves."
+
+
 class StageRequest(StrictModel):
     stage: Literal["development", "staging", "retired"]
+    reason: str = Field("", max_length=500, description=REASON_HELP)
 
 
 class PromoteRequest(StrictModel):
     version: str = Field(min_length=5, max_length=64)
     traffic_percentage: int = Field(100, ge=1, le=100)
     expected_generation: int | None = Field(None, ge=0)
+    reason: str = Field("", max_length=500, description=REASON_HELP)
 
 
 class RollbackRequest(StrictModel):
     deployment_id: str | None = Field(None, min_length=1, max_length=64)
     expected_generation: int | None = Field(None, ge=0)
+    reason: str = Field("", max_length=500, description=REASON_HELP)
 
 
 REGISTER = TypeAdapter(RegisterRequest)
@@ -224,7 +230,11 @@ def get_version(call: Call) -> dict[str, Any]:
 def set_stage(call: Call) -> dict[str, Any]:
     body: StageRequest = call.body
     record = call.services.lifecycle.set_stage(
-        call.params["model_id"], call.params["version"], body.stage
+        call.params["model_id"],
+        call.params["version"],
+        body.stage,
+        actor=call.principal.subject,
+        reason=body.reason,
     )
     return version_view(record)
 
@@ -239,6 +249,7 @@ def promote(call: Call) -> dict[str, Any]:
         actor=call.principal.subject,
         traffic_percentage=body.traffic_percentage,
         expected_generation=body.expected_generation,
+        reason=body.reason,
     )
     services.snapshots.invalidate(model_id)
     call.labels.update(model_id=model_id, model_version=body.version)
@@ -257,6 +268,7 @@ def rollback(call: Call) -> dict[str, Any]:
         actor=call.principal.subject,
         deployment_id=body.deployment_id,
         expected_generation=body.expected_generation,
+        reason=body.reason,
     )
     if not outcome.replayed:  # a retry answered with the rollback it repeats changes nothing
         services.snapshots.invalidate(model_id)
