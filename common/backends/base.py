@@ -196,6 +196,16 @@ class ArtifactStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` up to (not including) ``end``, fewer past the object's end, so a
+        worker reads its shard of a large input without the rest; NotFoundError if absent."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[ArtifactInfo]:
+        """Every artifact whose key starts with ``prefix`` (a text prefix, not only a
+        folder), sorted by key; ``sha256`` is empty: listing reads no content."""
+
+    @abstractmethod
     def uri(self, key: str) -> str:
         """Where the artifact lives, for people and records (file:// or gs://)."""
 
@@ -207,6 +217,13 @@ def check_artifact_key(key: str) -> str:
     if not _KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
         raise ValueError(f"invalid artifact key {key!r}")
     return key
+
+
+def check_artifact_prefix(prefix: str) -> str:
+    """A listing prefix: empty, a key, or a key followed by ``/``."""
+    if prefix:
+        check_artifact_key(prefix.removesuffix("/"))
+    return prefix
 
 
 class SecretSource(ABC):

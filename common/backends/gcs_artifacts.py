@@ -21,7 +21,12 @@ from google.cloud.storage import Bucket, Client
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from common.backends.base import ArtifactInfo, ArtifactStore, check_artifact_key
+from common.backends.base import (
+    ArtifactInfo,
+    ArtifactStore,
+    check_artifact_key,
+    check_artifact_prefix,
+)
 from common.core.config import Settings
 from common.core.errors import (
     ConflictError,
@@ -124,6 +129,41 @@ class GCSArtifactStore(ArtifactStore):
         with self._mapped(f"stat gs://{self._bucket_name}/{key}"):
             found: bool = blob.exists(timeout=self._timeout_s, retry=self._retry)
         return found
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        check_artifact_key(key)
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range {start}..{end}")
+        if end == start:
+            if not self.exists(key):
+                raise NotFoundError(f"artifact {key!r} does not exist")
+            return b""
+        blob = self._get_bucket().blob(key)
+        with self._mapped(f"get gs://{self._bucket_name}/{key} bytes {start}..{end}"):
+            try:
+                data: bytes = blob.download_as_bytes(
+                    start=start, end=end - 1, timeout=self._timeout_s, retry=self._retry
+                )
+            except gexc.NotFound:
+                raise NotFoundError(f"artifact {key!r} does not exist") from None
+            except gexc.RequestRangeNotSatisfiable:
+                return b""  # the range starts past the object's end
+        return data
+
+    def list(self, prefix: str) -> list[ArtifactInfo]:
+        check_artifact_prefix(prefix)
+        bucket = self._get_bucket()
+        with self._mapped(f"list gs://{self._bucket_name}/{prefix}"):
+            blobs = list(
+                bucket.client.list_blobs(
+                    bucket, prefix=prefix or None, timeout=self._timeout_s, retry=self._retry
+                )
+            )
+        found = [
+            ArtifactInfo(key=b.name, uri=self.uri(b.name), sha256="", size=int(b.size or 0))
+            for b in blobs
+        ]
+        return sorted(found, key=lambda a: a.key)
 
     def uri(self, key: str) -> str:
         return f"gs://{self._bucket_name}/{check_artifact_key(key)}"

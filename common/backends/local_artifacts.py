@@ -23,7 +23,12 @@ import stat
 import tempfile
 from pathlib import Path
 
-from common.backends.base import ArtifactInfo, ArtifactStore, check_artifact_key
+from common.backends.base import (
+    ArtifactInfo,
+    ArtifactStore,
+    check_artifact_key,
+    check_artifact_prefix,
+)
 from common.backends.local_files import make_private_folder
 from common.core.errors import ConflictError, NotFoundError, UnavailableError
 
@@ -130,6 +135,59 @@ class LocalArtifactStore(ArtifactStore):
             return path is not None and path.is_file()
         except OSError as exc:
             raise self._unavailable(exc) from None
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range {start}..{end}")
+        missing = NotFoundError(f"artifact {key!r} does not exist")
+        path = self._unlinked(key)
+        if path is None:
+            raise missing
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise missing from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise missing from None
+            raise self._unavailable(exc) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise missing
+            os.set_blocking(fd, True)
+            return os.pread(fd, end - start, start)
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            os.close(fd)
+
+    def list(self, prefix: str) -> list[ArtifactInfo]:
+        check_artifact_prefix(prefix)
+        folder, _, _ = prefix.rpartition("/")
+        base = self._root.joinpath(*folder.split("/")) if folder else self._root
+        found = []
+        try:
+            real_root = self._root.resolve()
+            if not base.is_dir() or base.resolve() != real_root.joinpath(
+                *base.relative_to(self._root).parts
+            ):
+                return []
+            for dirpath, dirnames, filenames in os.walk(base):  # never follows links
+                here = Path(dirpath)
+                dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+                for name in filenames:
+                    path = here / name
+                    key = path.relative_to(self._root).as_posix()
+                    if name.startswith(_TMP_PREFIX) or not key.startswith(prefix):
+                        continue
+                    info = path.lstat()
+                    if stat.S_ISREG(info.st_mode):
+                        found.append(
+                            ArtifactInfo(key=key, uri=path.as_uri(), sha256="", size=info.st_size)
+                        )
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        return sorted(found, key=lambda a: a.key)
 
     def uri(self, key: str) -> str:
         path = self._unlinked(key)

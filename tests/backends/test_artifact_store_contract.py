@@ -96,3 +96,32 @@ def test_invalid_keys_are_refused(artifact_store: ArtifactStore, key: str) -> No
         artifact_store.get(key)
     with pytest.raises(ValueError, match="invalid artifact key"):
         artifact_store.exists(key)
+
+
+def test_read_range_returns_those_bytes(artifact_store: ArtifactStore) -> None:
+    artifact_store.put("batch/in/a.jsonl", b"0123456789")
+    assert artifact_store.read_range("batch/in/a.jsonl", 2, 5) == b"234"
+    assert artifact_store.read_range("batch/in/a.jsonl", 8, 100) == b"89"
+    assert artifact_store.read_range("batch/in/a.jsonl", 10, 20) == b""
+    assert artifact_store.read_range("batch/in/a.jsonl", 3, 3) == b""
+    with pytest.raises(NotFoundError):
+        artifact_store.read_range("batch/in/missing.jsonl", 0, 4)
+
+
+def test_list_names_the_keys_under_a_prefix_in_order(artifact_store: ArtifactStore) -> None:
+    for key in ("batch/in/b.jsonl", "batch/in/a.jsonl", "batch/inner/c.jsonl", "models/m"):
+        artifact_store.put(key, b"12345")
+    assert [a.key for a in artifact_store.list("batch/in/")] == [
+        "batch/in/a.jsonl",
+        "batch/in/b.jsonl",
+    ]
+    assert [a.key for a in artifact_store.list("batch/in")] == [
+        "batch/in/a.jsonl",
+        "batch/in/b.jsonl",
+        "batch/inner/c.jsonl",
+    ]
+    (first,) = artifact_store.list("batch/in/a")
+    assert (first.size, first.uri) == (5, artifact_store.uri("batch/in/a.jsonl"))
+    assert artifact_store.list("batch/none/") == []
+    with pytest.raises(ValueError, match="invalid artifact key"):
+        artifact_store.list("batch/../models/")
