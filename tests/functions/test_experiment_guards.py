@@ -63,7 +63,8 @@ def test_promotion_cannot_deprecate_the_control_arm_of_an_active_experiment(
 
     refused = promote(stack, "1.2.0")
     error = assert_error(refused, 409, "conflict")["error"]
-    assert "1.0.0" in error["message"] and experiment_id in error["message"]
+    assert "1.0.0" in error["message"]
+    assert experiment_id in error["message"]
     assert error["details"] == [{"experiment_id": experiment_id, "variant": "control"}]
     assert stack.registry.get_model("risk").production_version == "1.0.0"
     assert stack.registry.get_version("risk", "1.0.0").stage == "production"
