@@ -12,7 +12,7 @@ PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit redis infra tf-fmt checkov cloudbuild check-infra lock clean
+.PHONY: help run serve train token test lint typecheck unit packages infra tf-fmt checkov cloudbuild check-infra lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -61,26 +61,35 @@ lint: $(VENV)/.dev  ## ruff lint and format check; bandit (nothing above low sev
 typecheck: $(VENV)/.dev  ## mypy (strict) on common/, tools/, functions/ and scripts/.
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.dev redis  ## The pytest suite only.
+unit: $(VENV)/.dev packages  ## The pytest suite only.
 	$(PY) -m pytest
 
-# Tests start their own redis-server on a free port; the packaged service is stopped
-# at once so nothing comes to depend on a server on 6379.
-REDIS_HINT := redis-server is not installed: run `apt-get install redis-server` (make test does this when run as root); its tests will skip
+# Debian packages the tests use. redis-server: tests start their own on a free port, and
+# the packaged service is stopped at once so nothing comes to depend on a server on 6379.
+# chromium: the compliance report's browser test drives it through Playwright (never a
+# browser download). As root the missing ones are installed in one apt-get run; otherwise
+# the tests that need them skip, saying how to install them.
+TEST_PACKAGES := redis-server chromium
 
-redis:  ## Install redis-server for the tests if missing (root only; otherwise they skip).
-	@if command -v redis-server >/dev/null 2>&1; then \
+packages:  ## Install redis-server and chromium for the tests if missing (root only; otherwise their tests skip).
+	@missing=; \
+	for package in $(TEST_PACKAGES); do \
+		command -v $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -z "$$missing" ]; then \
 		:; \
 	elif [ "$$(id -u)" -eq 0 ]; then \
-		echo "Installing redis-server (apt-get)..." >&2; \
+		echo "Installing$$missing (apt-get)..." >&2; \
 		if apt-get update -qq </dev/null >&2 && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server </dev/null >&2; then \
-			{ invoke-rc.d redis-server stop || service redis-server stop; } </dev/null >/dev/null 2>&1 || true; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing </dev/null >&2; then \
+			case "$$missing" in *redis-server*) \
+				{ invoke-rc.d redis-server stop || service redis-server stop; } </dev/null >/dev/null 2>&1 || true;; \
+			esac; \
 		else \
-			echo 'apt-get could not install redis-server; its tests will skip' >&2; \
+			echo "apt-get could not install$$missing; the tests that need it will skip" >&2; \
 		fi; \
 	else \
-		echo '$(REDIS_HINT)' >&2; \
+		echo "not installed:$$missing: run \`apt-get install$$missing\` (make test does this when run as root); the tests that need it will skip" >&2; \
 	fi
 
 # checkov has a virtual environment of its own: it ships a top-level `hcl2` package that

@@ -33,14 +33,27 @@ DETAIL_CHARS = 300
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.9em}
+h1,td,th,dd,li{overflow-wrap:anywhere;word-break:break-word}
+table{border-collapse:collapse;font-size:.9em;max-width:100%}
+table.rules{table-layout:fixed;width:100%}
+.rules th:nth-child(1),.rules th:nth-child(4){width:9%}.rules th:nth-child(2){width:11%}
+.rules th:nth-child(3){width:7%}.rules th:nth-child(5){width:40%}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.drift td,tr.fail td{background:#fdecea}tr.pass td{background:#eafaf1}
-tr.na td{color:#777}.bad{color:#c0392b;font-weight:bold}.good{color:#1e8449}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:bold}
+tr.na td{background:#f6f6f6;color:#555}.bad{color:#c0392b;font-weight:bold}.good{color:#1e8449}
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.2em 1em}dt{font-weight:bold}
 figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555}
 img{max-width:100%}
+ul.entries{list-style:none;margin:0;padding:0}
+li.entry{margin:0 0 .4em;padding:.2em .4em;border-left:4px solid #ccc;background:#fff}
+li.entry.pass{border-color:#1e8449}li.entry.fail{border-color:#c0392b}
+li.entry.na{border-left-style:dashed;border-color:#999;color:#555}li.entry.more{font-style:italic}
+.status{display:inline-block;padding:0 .4em;border-radius:3px;font-weight:bold;font-size:.85em}
+.status.pass{background:#d5f5e3;color:#145a32}.status.fail{background:#f5b7b1;color:#78281f}
+.status.na{background:#e5e5e5;color:#444;border:1px dashed #888}
+.counts{display:block;font-size:.85em;color:#555;margin-top:.3em}
+.field{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
 """
 
 
@@ -67,11 +80,12 @@ def _summary(items: Sequence[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]]) -> str:
+def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], cls: str = "") -> str:
     """A table of (row class, cells); the cells are HTML already."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(f'<tr class="{esc(cls)}">' + "".join(cells) + "</tr>\n" for cls, cells in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+    body = "".join(f'<tr class="{esc(c)}">' + "".join(cells) + "</tr>\n" for c, cells in rows)
+    opening = f'<table class="{esc(cls)}">' if cls else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
 def _figure(uri: str, caption: str) -> str:
@@ -173,32 +187,90 @@ def render_drift_report(report: Mapping[str, Any], charts: Mapping[str, Chart]) 
     return _page(title, body)
 
 
+OUTCOMES: dict[bool | None, tuple[str, str]] = {
+    True: ("pass", "pass"),
+    False: ("fail", "fail"),
+    None: ("na", "not applicable"),
+}
+"""Class and words of a rule's or an entry's result: not applicable is never shown as pass."""
+
+
 def _outcome(passed: Any) -> tuple[str, str]:
-    if passed is True:
-        return "pass", "pass"
-    if passed is False:
-        return "fail", "fail"
-    return "na", "not applicable"
+    return OUTCOMES[passed if isinstance(passed, bool) else None]
 
 
-def _first_detail(details: Any) -> str:
-    if not isinstance(details, list) or not details:
-        return ""
-    first = details[0]
-    text = (
-        str(first["reason"])
-        if isinstance(first, Mapping) and "reason" in first
-        else json.dumps(first, sort_keys=True, default=str)
-    )
-    text = text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
-    more = f" (+{len(details) - 1} more)" if len(details) > 1 else ""
-    return esc(text + more)
+def _status(passed: Any) -> str:
+    cls, words = _outcome(passed)
+    return f'<span class="status {cls}">{esc(words)}</span>'
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
+
+
+def _value(value: Any) -> str:
+    return _clip(value if isinstance(value, str) else json.dumps(value, default=str))
+
+
+def _entries(details: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Every entry of a rule with its own status, reason and fields, and the entries that
+    have a status (the count of those left unlisted by the scan is not an entry)."""
+    listed = [d for d in details if isinstance(d, Mapping)] if isinstance(details, list) else []
+    items, judged = [], []
+    for entry in listed:
+        reason = f" {esc(_clip(str(entry['reason'])))}" if "reason" in entry else ""
+        if "truncated" in entry:
+            items.append(f'<li class="entry more">{reason.strip()}</li>')
+            continue
+        judged.append(dict(entry))
+        fields = "; ".join(
+            f'<span class="field">{esc(k)}: {esc(_value(v))}</span>'
+            for k, v in entry.items()
+            if k not in ("passed", "reason")
+        )
+        cls = _outcome(entry.get("passed"))[0]
+        body = _status(entry.get("passed")) + reason + (f"<br>{fields}" if fields else "")
+        items.append(f'<li class="entry {cls}">{body}</li>')
+    return (f'<ul class="entries">{"".join(items)}</ul>' if items else ""), judged
+
+
+def _counts(entries: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Entries passed, failed and not applicable."""
+    states = [e.get("passed") if isinstance(e.get("passed"), bool) else None for e in entries]
+    return [states.count(True), states.count(False), states.count(None)]
+
+
+def _count_text(counts: Sequence[int]) -> str:
+    words = ("passed", "failed", "not applicable")
+    return ", ".join(f"{n} {w}" for n, w in zip(counts, words, strict=True) if n)
 
 
 def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
     """A stored compliance scan as an HTML page, with its rules over the given history
     (newest first, as :func:`common.monitoring.compliance.scan.history` returns it)."""
     compliant = scan.get("status") == "compliant"
+    results = [r for r in scan.get("results", []) if isinstance(r, Mapping)]
+    rows, everything = [], []
+    for r in results:
+        cls, _ = _outcome(r.get("passed"))
+        entries, judged = _entries(r.get("details"))
+        everything.extend(judged)
+        counts = _count_text(_counts(judged))
+        rows.append(
+            (
+                f"rule {cls}",
+                [
+                    f"<td>{esc(r.get('rule_id'))}</td>",
+                    f"<td>{esc(r.get('name'))}</td>",
+                    f"<td>{esc(r.get('severity'))}</td>",
+                    f"<td>{_status(r.get('passed'))}"
+                    + (f' <span class="counts">{esc(counts)}</span>' if counts else "")
+                    + "</td>",
+                    f"<td>{entries}</td>",
+                    f"<td>{esc(r.get('remediation'))}</td>",
+                ],
+            )
+        )
     summary = _summary(
         [
             ("Scan", esc(scan.get("scan_id"))),
@@ -209,31 +281,18 @@ def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[
                 f'<span class="{"good" if compliant else "bad"}">{esc(scan.get("status"))}</span>',
             ),
             (
-                "Passed / failed / not applicable",
+                "Rules passed / failed / not applicable",
                 " / ".join(
                     esc(len(scan.get(k, []))) for k in ("passed", "failed", "not_applicable")
                 ),
             ),
+            (
+                "Entries passed / failed / not applicable",
+                " / ".join(esc(n) for n in _counts(everything)),
+            ),
         ]
     )
-    results = [r for r in scan.get("results", []) if isinstance(r, Mapping)]
-    rows = []
-    for r in results:
-        cls, outcome = _outcome(r.get("passed"))
-        rows.append(
-            (
-                f"rule {cls}",
-                [
-                    f"<td>{esc(r.get('rule_id'))}</td>",
-                    f"<td>{esc(r.get('name'))}</td>",
-                    f"<td>{esc(r.get('severity'))}</td>",
-                    f"<td>{esc(outcome)}</td>",
-                    f"<td>{_first_detail(r.get('details'))}</td>",
-                    f"<td>{esc(r.get('remediation'))}</td>",
-                ],
-            )
-        )
-    table = _table(["Rule", "Name", "Severity", "Result", "Details", "Remediation"], rows)
+    table = _table(["Rule", "Name", "Severity", "Result", "Entries", "Remediation"], rows, "rules")
     recommendations = [
         f"<li><b>{esc(r.get('rule_id'))}</b> ({esc(r.get('severity'))}): "
         f"{esc(r.get('remediation'))}</li>"

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 import pytest
@@ -31,9 +30,9 @@ from common.monitoring.compliance.scan import (
 from common.promotion.lifecycle import Lifecycle
 from common.registry.records import MODELS, VERSIONS, version_doc_id
 from tests.audit.test_trail import event
-from tests.support.fixtures import SEED, Stack, register_risk
-from tools.training import sentiment_builder
-from tools.training.base import BuiltModel, register_built
+from tests.support.compliance_pages import sentiment_lexicon
+from tests.support.fixtures import Stack, register_risk
+from tools.training.base import register_built
 
 ALL = [rule.rule_id for rule in RULES]
 
@@ -100,11 +99,6 @@ def audited(stack: Stack, *events: Any) -> str:
 
 def last_closed_hour(now: datetime) -> datetime:
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-
-
-@cache
-def sentiment_lexicon() -> BuiltModel:
-    return next(b for b in sentiment_builder.build(SEED, samples=900) if b.promote)
 
 
 # --- GDPR_001 --------------------------------------------------------------------------
