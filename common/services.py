@@ -23,6 +23,7 @@ from common.core.errors import UnavailableError
 from common.experiments.core import Experiments
 from common.models.base import Component
 from common.monitoring.sampling import DriftSampler
+from common.promotion.admission import StagingAdmission
 from common.promotion.lifecycle import Lifecycle
 from common.registry.records import Registry
 from common.security.auth import TokenVerifier
@@ -92,6 +93,7 @@ class Services:
             rate=settings.drift_sample_rate,
             window_hours=settings.drift_window_hours,
         )
+        lifecycle = Lifecycle(registry, backends.documents, components)
         predictor = Predictor(
             snapshots,
             pool,
@@ -100,6 +102,7 @@ class Services:
             hot_keys=hot_keys,
             sampler=drift_sampler,
             max_details=settings.max_error_details,
+            admit=StagingAdmission(lifecycle, settings.snapshot_ttl_s),
         )
         return cls(
             settings=settings,
@@ -108,7 +111,7 @@ class Services:
             verifier=TokenVerifier(settings, backends.secrets),
             snapshots=snapshots,
             pool=pool,
-            lifecycle=Lifecycle(registry, backends.documents, components),
+            lifecycle=lifecycle,
             experiments=experiments,
             cipher=cipher,
             audit=audit,

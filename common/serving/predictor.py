@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from common.core.errors import NotFoundError, ServiceError
+from common.core.errors import ConflictError, NotFoundError, ServiceError
 from common.core.validation import validate
 from common.experiments.core import Experiment, Experiments
 from common.models import runtime_class
@@ -25,10 +26,50 @@ from common.monitoring.sampling import DriftSampler
 from common.registry.records import ModelVersion, utcnow
 from common.serving.cache import PredictionCache, cache_key
 from common.serving.hot_keys import HotKeys
-from common.serving.pipeline import PredictRequest, SnapshotCache, resolve_component
+from common.serving.pipeline import (
+    PredictRequest,
+    ServingSnapshot,
+    SnapshotCache,
+    resolve_component,
+)
 from common.serving.pool import ModelPool
 
 log = logging.getLogger("ipo.serving")
+
+Admit = Callable[[str, str], ModelVersion]
+"""(model id, version) -> the record of a version outside the serving state that may
+serve a request naming it, or the error saying why not (common/promotion/admission.py)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one request was served: the answer of either protocol is made from this."""
+
+    model_id: str
+    model_version: str
+    variant: str
+    experiment_id: str | None
+    exposure_id: str | None
+    predictions: list[Any]
+    cache_rows: Mapping[str, int] | None
+    """Rows per cache level (``l1``, ``l2``, ``miss``); None without a cache."""
+
+    @property
+    def cache_hit(self) -> bool:
+        """Every row came from the cache: nothing was computed for this request."""
+        return self.cache_rows is not None and self.cache_rows.get("miss", 0) == 0
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        """The ``/v1/predict`` answer."""
+        return {
+            "predictions": self.predictions,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "variant": self.variant,
+            "experiment_id": self.experiment_id,
+            "exposure_id": self.exposure_id,
+            "request_id": request_id,
+        }
 
 
 class Predictor:
@@ -46,6 +87,7 @@ class Predictor:
         sampler: DriftSampler | None = None,
         max_details: int = 100,
         clock: Callable[[], str] | None = None,
+        admit: Admit | None = None,
     ) -> None:
         self.snapshots = snapshots
         self.pool = pool
@@ -54,6 +96,7 @@ class Predictor:
         self.hot_keys = hot_keys
         self.sampler = sampler
         self.max_details = max_details
+        self.admit = admit
         # experiments and routing read one clock, so a test that moves one moves both
         self._clock = clock or (experiments.now if experiments is not None else utcnow)
 
@@ -66,14 +109,31 @@ class Predictor:
         subject: str = "",
         labels: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The answer to one prediction request; ``labels`` receives what the request's
+        """The answer to one ``/v1/predict`` request; ``labels`` receives what the request's
         log line says about it (version, variant, rows, cache levels)."""
+        served = self.serve(model_id, request, subject=subject, labels=labels)
+        return served.body(request_id)
+
+    def serve(
+        self,
+        model_id: str,
+        request: PredictRequest,
+        *,
+        subject: str = "",
+        labels: dict[str, Any] | None = None,
+        version: str | None = None,
+    ) -> Prediction:
+        """One request's predictions and how they were served, whatever the protocol.
+
+        ``version`` names the version explicitly (``/v2/.../versions/{v}/infer``): it is
+        served only while it may serve (``version_for``), and an experiment's arm named so
+        records no exposure, since the subject was not assigned to it."""
         snapshots, experiments = self.snapshots, self.experiments
         snapshot = snapshots.get(model_id)
         at = ""  # the time is read only for a model with an experiment, never per prediction
         if snapshot.experiment is not None:
             at = self._clock()
-        record, variant, experiment_id = snapshot.route(subject, at)
+        record, variant, experiment_id = self._route(snapshot, subject, at, version)
         routed = snapshot.experiment if experiment_id is not None else None
         if (
             routed is not None
@@ -83,7 +143,7 @@ class Predictor:
             # stopped (or replaced) since this instance's snapshot: the recorded times win
             snapshots.invalidate(model_id)
             snapshot = snapshots.get(model_id)
-            record, variant, experiment_id = snapshot.route(subject, at)
+            record, variant, experiment_id = self._route(snapshot, subject, at, version)
         if record is None:
             raise NotFoundError(f"model {model_id!r} has no production version; promote one first")
 
@@ -101,7 +161,8 @@ class Predictor:
                 )
 
         exposure_id = None
-        if experiment_id is not None and experiments is not None and snapshot.experiment:
+        assigned = version is None and experiment_id is not None
+        if assigned and experiments is not None and snapshot.experiment:
             try:  # the prediction stands even if its exposure cannot be recorded
                 exposure_id = uuid.uuid4().hex  # the server's, never the caller's X-Request-Id
                 experiments.expose(snapshot.experiment, exposure_id, variant, subject, at)
@@ -120,15 +181,50 @@ class Predictor:
             )
             if levels is not None:
                 labels.update(cache=_cache_label(levels), cache_rows=levels)
-        return {
-            "predictions": predictions,
-            "model_id": model_id,
-            "model_version": record.version,
-            "variant": variant,
-            "experiment_id": experiment_id,
-            "exposure_id": exposure_id,
-            "request_id": request_id,
-        }
+        return Prediction(
+            model_id=model_id,
+            model_version=record.version,
+            variant=variant,
+            experiment_id=experiment_id,
+            exposure_id=exposure_id,
+            predictions=predictions,
+            cache_rows=levels,
+        )
+
+    def _route(
+        self, snapshot: ServingSnapshot, subject: str, at: str, version: str | None
+    ) -> tuple[ModelVersion | None, str, str | None]:
+        if version is None:
+            return snapshot.route(subject, at)
+        return self.version_for(snapshot, version, at)
+
+    def version_for(
+        self, snapshot: ServingSnapshot, version: str, at: str = ""
+    ) -> tuple[ModelVersion, str, str | None]:
+        """A version named explicitly, with the part it plays: production, canary, an arm
+        of the running experiment (with its id), or a staging version that ``admit``
+        accepts. Any other is 409: naming a version never serves one that may not serve."""
+        for record, variant in ((snapshot.production, "production"), (snapshot.canary, "canary")):
+            if record is not None and record.version == version:
+                return record, variant, None
+        experiment = snapshot.experiment
+        if experiment is not None and experiment.is_running(at or self._clock()):
+            for arm, record in sorted(snapshot.experiment_versions.items()):
+                if record.version == version:
+                    return record, arm, experiment.experiment_id
+        if self.admit is None:
+            raise ConflictError(
+                f"{snapshot.model_id} {version} does not serve: it is not the production or "
+                "canary version, nor an arm of a running experiment"
+            )
+        return self.admit(snapshot.model_id, version), "staging", None
+
+    def load(self, record: ModelVersion) -> None:
+        """Load a version and the components it combines, as a prediction would: what a
+        readiness check asks for. Raises the error a prediction would meet."""
+        loaded = self.pool.get(record)
+        for component_id in loaded.runtime.components().values():
+            resolve_component(component_id, self.snapshots, self.pool)
 
     def run_version(
         self, record: ModelVersion, request: PredictRequest
