@@ -12,6 +12,7 @@ unreachable service is ``UnavailableError`` (503). Nothing else escapes a backen
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -204,6 +205,12 @@ class ArtifactStore(ABC):
     def list(self, prefix: str) -> list[ArtifactInfo]:
         """Every artifact whose key starts with ``prefix`` (a text prefix, not only a
         folder), sorted by key; ``sha256`` is empty: listing reads no content."""
+
+    def sha256(self, key: str) -> str:
+        """The SHA-256 of what is stored under ``key``; NotFoundError if absent. A store that
+        records the hash beside the object answers without reading it; this default reads
+        the object and hashes it."""
+        return hashlib.sha256(self.get(key)).hexdigest()
 
     @abstractmethod
     def uri(self, key: str) -> str:

@@ -36,6 +36,9 @@ from common.core.errors import (
     UnavailableError,
 )
 
+SHA256_METADATA = "sha256"
+"""Custom metadata key holding the SHA-256 of the object's bytes, written with them."""
+
 
 class GCSArtifactStore(ArtifactStore):
     """The client is built on first use: authenticating costs start-up time."""
@@ -95,6 +98,8 @@ class GCSArtifactStore(ArtifactStore):
         check_artifact_key(key)
         data = bytes(data)
         blob = self._get_bucket().blob(key)
+        digest = hashlib.sha256(data).hexdigest()
+        blob.metadata = {SHA256_METADATA: digest}  # so sha256() answers without a download
         condition: dict[str, Any] = {} if overwrite else {"if_generation_match": 0}
         with self._mapped(f"put gs://{self._bucket_name}/{key}"):
             try:
@@ -109,9 +114,7 @@ class GCSArtifactStore(ArtifactStore):
                 raise ConflictError(f"artifact {key!r} already exists") from None
             except gexc.NotFound:
                 raise UnavailableError(f"bucket {self._bucket_name!r} does not exist") from None
-        return ArtifactInfo(
-            key=key, uri=self.uri(key), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
-        )
+        return ArtifactInfo(key=key, uri=self.uri(key), sha256=digest, size=len(data))
 
     def get(self, key: str) -> bytes:
         check_artifact_key(key)
@@ -122,6 +125,17 @@ class GCSArtifactStore(ArtifactStore):
             except gexc.NotFound:
                 raise NotFoundError(f"artifact {key!r} does not exist") from None
         return data
+
+    def sha256(self, key: str) -> str:
+        """The hash recorded in the object's metadata when it was stored (one metadata
+        read); an object stored without it is downloaded and hashed."""
+        check_artifact_key(key)
+        with self._mapped(f"stat gs://{self._bucket_name}/{key}"):
+            blob = self._get_bucket().get_blob(key, timeout=self._timeout_s, retry=self._retry)
+        if blob is None:
+            raise NotFoundError(f"artifact {key!r} does not exist")
+        recorded = (blob.metadata or {}).get(SHA256_METADATA)
+        return str(recorded) if recorded else super().sha256(key)
 
     def exists(self, key: str) -> bool:
         check_artifact_key(key)

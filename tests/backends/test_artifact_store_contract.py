@@ -125,3 +125,13 @@ def test_list_names_the_keys_under_a_prefix_in_order(artifact_store: ArtifactSto
     assert artifact_store.list("batch/none/") == []
     with pytest.raises(ValueError, match="invalid artifact key"):
         artifact_store.list("batch/../models/")
+
+
+def test_sha256_is_the_hash_of_what_is_stored(artifact_store: ArtifactStore) -> None:
+    artifact_store.put("models/risk/sha256/x", BLOB)
+    artifact_store.put("k", b"first")
+    artifact_store.put("k", b"second", overwrite=True)
+    assert artifact_store.sha256("models/risk/sha256/x") == hashlib.sha256(BLOB).hexdigest()
+    assert artifact_store.sha256("k") == hashlib.sha256(b"second").hexdigest()
+    with pytest.raises(NotFoundError):
+        artifact_store.sha256("missing/key")

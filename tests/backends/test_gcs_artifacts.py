@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -45,3 +46,18 @@ def test_unreachable_endpoint_fails_fast_as_unavailable() -> None:
 def test_bucket_is_required() -> None:
     with pytest.raises(ValueError, match="IPO_ARTIFACT_BUCKET"):
         GCSArtifactStore(Settings.from_environ({}))
+
+
+def test_sha256_is_read_from_the_object_metadata_put_wrote(fake_gcs: FakeGCS) -> None:
+    """The hash comes from the metadata written with the bytes, without a download; an
+    object stored without it (before the store wrote it) is downloaded and hashed."""
+    store = GCSArtifactStore(gcs_settings(fake_gcs.url, create_bucket(fake_gcs.url)))
+    store.put("models/m/a", b"stored by the store")
+    blob = store._get_bucket().get_blob("models/m/a")
+    assert blob is not None
+    assert blob.metadata == {"sha256": hashlib.sha256(b"stored by the store").hexdigest()}
+    blob.metadata = {"sha256": "recorded"}
+    blob.patch()
+    assert store.sha256("models/m/a") == "recorded"
+    store._get_bucket().blob("models/m/b").upload_from_string(b"stored without metadata")
+    assert store.sha256("models/m/b") == hashlib.sha256(b"stored without metadata").hexdigest()
