@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from common.audit.payload_log import PayloadLog
 from common.audit.trail import AuditLog
 from common.backends import Backends, build_backends
 from common.backends.redis_client import connect_redis
@@ -59,6 +60,7 @@ class Services:
     hot_keys: HotKeys
     drift_sampler: DriftSampler
     predictor: Predictor
+    payload_log: PayloadLog
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Services:
@@ -120,6 +122,9 @@ class Services:
             hot_keys=hot_keys,
             drift_sampler=drift_sampler,
             predictor=predictor,
+            payload_log=PayloadLog(
+                backends.documents, cipher, audit.sampling_key, ttl_s=settings.snapshot_ttl_s
+            ),
         )
 
     def flush_statistics_if_due(self) -> None:

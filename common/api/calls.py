@@ -30,10 +30,22 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Served:
+    """A prediction as the payload log may keep it, whatever shape its answer took: the
+    instances and parameters in the ``/v1`` shape, and the predictor's answer."""
+
+    instances: list[dict[str, Any]]
+    parameters: Mapping[str, Any]
+    answer: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Reply:
     body: Any
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
+    served: Served | None = None
+    """Set by a handler that answered a prediction; the payload log samples these."""
 
 
 Handler = Callable[[Call], Any]

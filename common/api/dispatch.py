@@ -29,9 +29,10 @@ import orjson
 from flask import Request, Response
 
 from common.api import metrics
-from common.api.calls import Call, Reply
+from common.api.calls import Call, Reply, Served
 from common.api.operations import operation_of
 from common.api.routes import Route, routes_of
+from common.audit.payload_log import KeptPrediction
 from common.audit.trail import AuditEvent, sha256_hex
 from common.core import logs
 from common.core.errors import (
@@ -146,6 +147,8 @@ class _Served:
     services: Services | None = None
     raw: bytes = b""
     labels: dict[str, Any] = field(default_factory=dict)
+    served: Served | None = None
+    """The prediction the handler answered, for the payload log."""
 
 
 def _serve(served: _Served, request: Request) -> Response:
@@ -180,7 +183,7 @@ def _serve(served: _Served, request: Request) -> Response:
         labels.setdefault("model_id", params.get("model_id"))
         result = operation.handler(call)
         reply = result if isinstance(result, Reply) else Reply(result)
-        served.status = reply.status
+        served.status, served.served = reply.status, reply.served
         return _json_response(reply.body, reply.status, served.request_id, reply.headers)
     except ServiceError as exc:
         served.status = exc.status
@@ -226,6 +229,7 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
         time=utcnow(),
         financial_data=served.raw.decode() if prediction else None,
         proprietary_metrics=body.decode() if prediction else None,
+        kept=_kept(services, served) if served.served is not None else None,
     )
     try:
         services.audit.append(event)
@@ -237,6 +241,36 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
         served.labels["error_code"] = exc.code
         return error_response(exc, served.request_id)
     return response
+
+
+def _kept(services: Services, served: _Served) -> KeptPrediction | None:
+    """What the payload log keeps of an answered prediction, if its model samples it. Its
+    settings come from a cache; when they cannot be read the prediction is not kept and
+    the answer stands (the audit commit that follows reaches the same store)."""
+    prediction, labels = served.served, served.labels
+    if prediction is None or served.status >= 400:
+        return None
+    model_id = str(prediction.answer.get("model_id") or labels.get("model_id") or "")
+    try:
+        return services.payload_log.keep(
+            model_id=model_id,
+            request_id=served.request_id,
+            operation=served.operation,
+            principal=served.principal.subject if served.principal else None,
+            instances=prediction.instances,
+            parameters=prediction.parameters,
+            answer=prediction.answer,
+            latency_ms=(time.perf_counter() - served.started) * 1000,
+            cache=labels.get("cache"),
+            time_now=utcnow(),
+        )
+    except ServiceError as exc:
+        log.warning(
+            "prediction not kept in the payload log: %s",
+            exc.message,
+            extra={"request_id": served.request_id, "model_id": model_id},
+        )
+        return None
 
 
 def dispatch(function: str, request: Request) -> Response:

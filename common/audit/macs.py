@@ -39,6 +39,8 @@ class AuditKeys:
     entry: bytes
     head: bytes
     personal: bytes
+    sampling: bytes
+    """Keys the payload log's choice of requests (``common.audit.payload_log.sampled``)."""
 
 
 def audit_keys(secret: bytes) -> AuditKeys:
@@ -47,6 +49,7 @@ def audit_keys(secret: bytes) -> AuditKeys:
         entry=secret,
         head=_derive(secret, "chain-head-mac"),
         personal=_derive(secret, "personal-digest"),
+        sampling=_derive(secret, "payload-log-sampling"),
     )
 
 

@@ -1,8 +1,9 @@
 """Storage limits and erasure (GDPR): the ``purge_retention`` job and erasure requests.
 
-Personal data lives in two places: the sealed part of audit entries (the caller's
-address and user agent, and a prediction's bodies) and experiment assignments (the user
-a variant was assigned to). The audit chain's MACs cover only the hashes of the sealed
+Personal data lives in three places: the sealed part of audit entries (the caller's
+address and user agent, and a prediction's bodies), the payload log's kept predictions
+(deleted whole: nothing in them is needed to verify a chain) and experiment assignments
+(the user a variant was assigned to). The audit chain's MACs cover only the hashes of the sealed
 part and a commitment to the caller's keyed digest, so dropping the sealed part and the
 digest keeps every chain verifiable: the record that a request happened, by whom and
 with what outcome stays, the personal data goes. Entries written before the digest was
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from pydantic import Field
 
 from common.audit.macs import ERASABLE, HOLDS_PERSONAL, PERSONAL_COMMIT
+from common.audit.payload_log import PREDICTION_LOG
 from common.audit.trail import ENTRIES
 from common.backends import Backends
 from common.backends.base import Filter, rfc3339
@@ -112,12 +114,14 @@ def purge_retention(
     cutoff = rfc3339((now or datetime.now(UTC)) - timedelta(days=days))
     audit_dropped = _drop_sealed(services, [Filter("time", "<", cutoff)], spent)
     assignments = _delete(services, ASSIGNMENTS, [Filter("at", "<", cutoff)], spent)
+    kept = _delete(services, PREDICTION_LOG, [Filter("time", "<", cutoff)], spent)
     result = {
         "status": "partial" if spent() else "done",
         "cutoff": cutoff,
         "retention_days": days,
         "audit_entries_redacted": audit_dropped,
         "assignments_deleted": assignments,
+        "kept_predictions_deleted": kept,
         "seconds": round(clock() - started, 3),
     }
     log.info("purge_retention finished", extra={"job": "purge_retention", "result": result})
@@ -126,8 +130,8 @@ def purge_retention(
 
 def erase_subject(services: RetentionContext, request: ErasureRequest) -> dict[str, Any]:
     """Remove one data subject's personal data: their experiment assignments, the sealed
-    part and the personal digest of audit entries of requests they made, and their
-    rate-limit bucket."""
+    part and the personal digest of audit entries of requests they made, the predictions
+    the payload log kept of those requests, and their rate-limit bucket."""
     subject = request.subject
 
     def never() -> bool:
@@ -135,10 +139,12 @@ def erase_subject(services: RetentionContext, request: ErasureRequest) -> dict[s
 
     assignments = _delete(services, ASSIGNMENTS, [Filter("subject", "==", subject)], never)
     redacted = _drop_sealed(services, [Filter("principal", "==", subject)], never)
+    kept = _delete(services, PREDICTION_LOG, [Filter("principal", "==", subject)], never)
     buckets = services.rate_limiter.forget(subject) if services.rate_limiter is not None else 0
     result = {
         "assignments_deleted": assignments,
         "audit_entries_redacted": redacted,
+        "kept_predictions_deleted": kept,
         "rate_limit_buckets_deleted": buckets,
     }
     log.info("erasure finished", extra={"job": "erasure", "result": result})

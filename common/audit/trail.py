@@ -42,6 +42,7 @@ from common.audit.macs import (
     mac_of,
     personal_fields,
 )
+from common.audit.payload_log import PREDICTION_LOG, KeptPrediction
 from common.backends.base import DocumentStore, SecretSource, Transaction, key_secret
 from common.core.errors import ServiceError, UnavailableError
 from common.registry.records import utcnow
@@ -87,6 +88,8 @@ class AuditEvent:
     """The request body of a prediction; stored sealed only."""
     proprietary_metrics: str | None = None
     """The response body of a prediction; stored sealed only."""
+    kept: KeptPrediction | None = None
+    """A prediction the payload log samples: stored beside the entry, in its transaction."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -146,6 +149,9 @@ class AuditLog:
         if self._keys is None:
             self._keys = audit_keys(audit_key(self._secrets, self._secret_name))
         return self._keys
+
+    def sampling_key(self) -> bytes:
+        return self._get_keys().sampling
 
     def _new_chain(self) -> None:
         self.chain, self._seq, self._prev_mac = uuid.uuid4().hex, 0, ""
@@ -256,6 +262,7 @@ class AuditLog:
         pending = []
         for event in batch:
             fields = dict(vars(event))  # flat fields: no deep copy needed
+            kept = fields.pop("kept")
             payload = {name: fields.pop(name) for name in SEALED_FIELDS}
             personal = {name: fields.pop(name) for name in PERSONAL_FIELDS}
             payload["personal_info"] = personal
@@ -271,7 +278,7 @@ class AuditLog:
             entry[HOLDS_PERSONAL] = True
             self._prev_mac = entry["mac"]
             sealed = {k: v for k, v in payload.items() if v is not None}
-            pending.append(_Pending(entry_id(self.chain, self._seq), entry, sealed))
+            pending.append(_Pending(entry_id(self.chain, self._seq), entry, sealed, kept))
         return pending
 
     def _commit(self, pending: list[_Pending]) -> None:
@@ -281,6 +288,7 @@ class AuditLog:
             (p.doc_id, {**p.entry, "sealed": self._cipher.seal(p.doc_id, p.payload)})
             for p in pending
         ]
+        kept = [(p.doc_id, p.kept.document(p.doc_id, self._cipher)) for p in pending if p.kept]
         last_id, last = ready[-1]
         head: dict[str, Any] = {
             "chain": self.chain,
@@ -294,6 +302,8 @@ class AuditLog:
         def write(tx: Transaction) -> None:
             for doc_id, entry in ready:
                 tx.set(ENTRIES, doc_id, entry)
+            for doc_id, record in kept:
+                tx.set(PREDICTION_LOG, doc_id, record)
             tx.set(CHAINS, self.chain, head)
 
         self._documents.transaction(write, max_attempts=3)
@@ -340,3 +350,4 @@ class _Pending:
     doc_id: str
     entry: dict[str, Any]
     payload: dict[str, Any]
+    kept: KeptPrediction | None = None

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.api.calls import Call, Operation
+from common.api.calls import Call, Operation, Reply, Served
 from common.api.routes import predict_routes
 from common.serving.pipeline import PREDICT_REQUEST
 
 
 def predict_handler(model_id: str) -> Any:
-    def handle(call: Call) -> dict[str, Any]:
-        return call.services.predictor.predict(
+    def handle(call: Call) -> Reply:
+        answer = call.services.predictor.predict(
             model_id,
             call.body,
             request_id=call.request_id,
             subject=call.principal.subject,
             labels=call.labels,
         )
+        body = call.body
+        return Reply(answer, served=Served(body.instances, body.parameters, answer))
 
     return handle
 
