@@ -12,14 +12,15 @@ Reports are artifacts, ``reports/<kind>/<name>.html``: the drift report of
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from common.monitoring import charts as report_charts
 from common.monitoring import drift
+from common.monitoring import html as pages
+from common.monitoring.html import esc, number
 
 if TYPE_CHECKING:
     from common.backends.base import ArtifactStore
@@ -29,70 +30,6 @@ KINDS: tuple[ReportKind, ...] = ("drift", "compliance")
 Chart = tuple[list[str], list[float], list[float]]
 """Bin labels, baseline shares, live shares."""
 DETAIL_CHARS = 300
-
-STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#222}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-h1,td,th,dd,li{overflow-wrap:anywhere;word-break:break-word}
-table{border-collapse:collapse;font-size:.9em;max-width:100%}
-table.rules{table-layout:fixed;width:100%}
-.rules th:nth-child(1),.rules th:nth-child(4){width:9%}.rules th:nth-child(2){width:11%}
-.rules th:nth-child(3){width:7%}.rules th:nth-child(5){width:40%}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.drift td,tr.fail td{background:#fdecea}tr.pass td{background:#eafaf1}
-tr.na td{background:#f6f6f6;color:#555}.bad{color:#c0392b;font-weight:bold}.good{color:#1e8449}
-dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.2em 1em}dt{font-weight:bold}
-figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555}
-img{max-width:100%}
-ul.entries{list-style:none;margin:0;padding:0}
-li.entry{margin:0 0 .4em;padding:.2em .4em;border-left:4px solid #ccc;background:#fff}
-li.entry.pass{border-color:#1e8449}li.entry.fail{border-color:#c0392b}
-li.entry.na{border-left-style:dashed;border-color:#999;color:#555}li.entry.more{font-style:italic}
-.status{display:inline-block;padding:0 .4em;border-radius:3px;font-weight:bold;font-size:.85em}
-.status.pass{background:#d5f5e3;color:#145a32}.status.fail{background:#f5b7b1;color:#78281f}
-.status.na{background:#e5e5e5;color:#444;border:1px dashed #888}
-.counts{display:block;font-size:.85em;color:#555;margin-top:.3em}
-.field{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
-"""
-
-
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def number(value: Any, spec: str = ".4f") -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "&mdash;" if value is None else esc(value)
-    return esc(format(value, spec))
-
-
-def _page(title: str, body: Iterable[str]) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body><h1>{esc(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
-def _summary(items: Sequence[tuple[str, str]]) -> str:
-    """A definition list; the values are HTML already."""
-    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-
-
-def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], cls: str = "") -> str:
-    """A table of (row class, cells); the cells are HTML already."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(f'<tr class="{esc(c)}">' + "".join(cells) + "</tr>\n" for c, cells in rows)
-    opening = f'<table class="{esc(cls)}">' if cls else "<table>"
-    return f"{opening}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
-
-
-def _figure(uri: str, caption: str) -> str:
-    return (
-        f'<figure><img src="{esc(uri)}" alt="{esc(caption)}">'
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
-    )
 
 
 def bin_labels(baseline: Mapping[str, Any], live: drift.LiveFeature) -> list[str]:
@@ -128,7 +65,7 @@ def render_drift_report(report: Mapping[str, Any], charts: Mapping[str, Chart]) 
     """The drift report document of one model version as an HTML page."""
     title = f"Drift report: {report.get('model_id')}@{report.get('version')}"
     flagged = bool(report.get("flagged"))
-    summary = _summary(
+    summary = pages.summary_list(
         [
             ("Model", esc(report.get("model_id"))),
             ("Version", esc(report.get("version"))),
@@ -166,12 +103,12 @@ def render_drift_report(report: Mapping[str, Any], charts: Mapping[str, Chart]) 
         )
         for f in features
     )
-    table = _table(
+    table = pages.table(
         ["Feature", "Kind", "Rows", "PSI", "JS", "Test", "p", "Adjusted p", "Status"], rows
     )
     drifting = [str(name) for name in report.get("drifting", [])]
     figures = [
-        _figure(report_charts.shares_chart(name, *charts[name]), f"{name}: baseline vs live")
+        pages.figure(report_charts.shares_chart(name, *charts[name]), f"{name}: baseline vs live")
         for name in [*drifting, *sorted(set(charts) - set(drifting))]
         if name in charts
     ]
@@ -184,7 +121,7 @@ def render_drift_report(report: Mapping[str, Any], charts: Mapping[str, Chart]) 
         "<h2>Baseline and live shares</h2>",
         "\n".join(figures) or "<p>No drifting feature and no prediction with rows.</p>",
     ]
-    return _page(title, body)
+    return pages.page(title, body)
 
 
 OUTCOMES: dict[bool | None, tuple[str, str]] = {
@@ -271,7 +208,7 @@ def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[
                 ],
             )
         )
-    summary = _summary(
+    summary = pages.summary_list(
         [
             ("Scan", esc(scan.get("scan_id"))),
             ("Created", esc(scan.get("created_at"))),
@@ -292,7 +229,9 @@ def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[
             ),
         ]
     )
-    table = _table(["Rule", "Name", "Severity", "Result", "Entries", "Remediation"], rows, "rules")
+    table = pages.table(
+        ["Rule", "Name", "Severity", "Result", "Entries", "Remediation"], rows, "rules"
+    )
     recommendations = [
         f"<li><b>{esc(r.get('rule_id'))}</b> ({esc(r.get('severity'))}): "
         f"{esc(r.get('remediation'))}</li>"
@@ -308,9 +247,9 @@ def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[
         "<h2>Recommendations</h2>",
         f"<ol>{''.join(recommendations)}</ol>" if recommendations else "<p>None.</p>",
         f"<h2>History (last {len(scans)} scans)</h2>",
-        _figure(chart, "score and rule results per scan, oldest first"),
+        pages.figure(chart, "score and rule results per scan, oldest first"),
     ]
-    return _page(f"Compliance report: {scan.get('scan_id')}", body)
+    return pages.page(f"Compliance report: {scan.get('scan_id')}", body)
 
 
 def report_key(kind: ReportKind, name: str) -> str:
