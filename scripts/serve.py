@@ -92,7 +92,7 @@ def _banner(settings: Settings, base: str) -> str:
         f"-d {shlex.quote(body)}"
     )
     lines += [
-        "Try a prediction (this token may read models and predict for 24 hours; "
+        "Try a prediction (this token may read models, predict and explain for 24 hours; "
         "`make token` prints an admin token valid for an hour):",
         curl,
     ]

@@ -52,6 +52,7 @@ def export(built: BuiltModel, folder: Path) -> tuple[Path, Path]:
         "model_card": built.model_card,
         "golden_set": built.golden_set,
         "drift_baseline": built.drift_baseline,
+        "explanation_baseline": built.explanation_baseline,
         "example": built.example,
         "reports": built.reports,
         "gate": built.gate,

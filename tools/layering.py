@@ -24,6 +24,7 @@ LAYERS: tuple[str, ...] = (
     "core",
     "backends",
     "models",
+    "explain",
     "security",
     "registry",
     "experiments",

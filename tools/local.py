@@ -16,7 +16,7 @@ from common.core.config import Settings
 from common.security.auth import issue_token
 
 ALL_PERMISSIONS = ("admin",)
-DEMO_PERMISSIONS = ("model:read", "model:*:predict")
+DEMO_PERMISSIONS = ("model:read", "model:*:predict", "model:*:explain")
 
 
 def settings_or_exit(program: str) -> Settings:

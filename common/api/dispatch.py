@@ -51,6 +51,8 @@ log = logging.getLogger("ipo.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = "application/json"
+PREDICTION_OPERATIONS = ("predict", "explain")
+"""Operations whose bodies the audit keeps sealed: predictions and their explanations."""
 
 
 def request_id_of(request: Request) -> str:
@@ -209,7 +211,7 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
     if services is None:
         return response  # misconfigured: nothing to audit with, and already a 503
     body = response.get_data()
-    prediction = served.operation.startswith("predict") and served.status < 400
+    prediction = served.operation.startswith(PREDICTION_OPERATIONS) and served.status < 400
     event = AuditEvent(
         operation=served.operation,
         function=served.function,

@@ -12,7 +12,14 @@ from common.promotion.gate import spec_for
 from common.registry.records import ModelRecord, ModelVersion
 
 EVIDENCE = {"golden_set", "drift_baseline", "artifact_key", "artifact_uri"}
-SUMMARY_OMITS = {"input_schema", "example", "model_card", "reports", *EVIDENCE}
+SUMMARY_OMITS = {
+    "input_schema",
+    "example",
+    "explanation_baseline",
+    "model_card",
+    "reports",
+    *EVIDENCE,
+}
 
 
 def model_view(model: ModelRecord) -> dict[str, Any]:

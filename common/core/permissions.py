@@ -22,6 +22,7 @@ SHAPES: tuple[str, ...] = (
     ADMIN,
     "model:read",
     "model:{model}:predict",
+    "model:{model}:explain",
     "model:{model}:register",
     "model:{model}:promote",
     "model:{model}:rollback",

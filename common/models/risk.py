@@ -278,6 +278,22 @@ class RiskRuntime(ModelRuntime):
         # Another estimator (a user's pipeline): scikit-learn's own path, no explanations.
         return X, self._pipeline.predict_proba(X)[:, self._order]
 
+    def log_odds_terms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each class's centred log-odds, ``log p_k`` minus the mean log probability of the
+        classes, as one term per input (rows x CLASSES x FEATURES; the sector's one-hot
+        columns summed) plus a constant per class; None for a pipeline without the linear
+        numbers. The terms are what ``top_features`` ranks, and the log-odds are additive
+        in them, which makes their differences exact attributions."""
+        if self._linear is None or self._weights is None:
+            return None
+        parts = self._linear.scaled(X)[:, None, :] * self._weights[None, :, :]
+        terms = np.concatenate(
+            [parts[:, :, : len(SECTORS)].sum(axis=2, keepdims=True), parts[:, :, len(SECTORS) :]],
+            axis=2,
+        )
+        intercept = self._linear.intercept
+        return terms, (intercept - intercept.mean())[self._order]
+
     def predict(self, instances: Sequence[Any], parameters: Any) -> list[dict[str, Any]]:
         X = to_matrix(instances)
         scaled, proba = self._scaled_and_proba(X)

@@ -80,6 +80,9 @@ class ModelVersion(BaseModel):
     model_card: dict[str, Any] = Field(default_factory=dict)
     golden_set: list[dict[str, Any]] = Field(default_factory=list)
     drift_baseline: dict[str, Any] = Field(default_factory=dict)
+    explanation_baseline: dict[str, Any] | None = None
+    """The instance explanations are measured against (training medians or a reference
+    company); None when registered without one (docs/EXPLANATIONS.md)."""
     reports: dict[str, Any] = Field(default_factory=dict)
     stage: Stage = "development"
     stage_reason: str = ""
@@ -201,6 +204,7 @@ class Registry:
         model_card: dict[str, Any] | None = None,
         golden_set: list[dict[str, Any]] | None = None,
         drift_baseline: dict[str, Any] | None = None,
+        explanation_baseline: dict[str, Any] | None = None,
         reports: dict[str, Any] | None = None,
         gate: dict[str, Any] | None = None,
         stage_reason: str = "",
@@ -247,6 +251,7 @@ class Registry:
             model_card=model_card or {},
             golden_set=golden_set or [],
             drift_baseline=drift_baseline or {},
+            explanation_baseline=explanation_baseline or None,
             reports=reports or {},
             stage_reason=stage_reason,
             stage_changed_at=now if stage_reason else "",

@@ -121,6 +121,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "recordOutcome": {"exposure_id": "exp-1", "values": {"priced": 1}},
     "eraseSubject": {"subject": "user-1"},
     **{operation: {"instances": [{}]} for operation in predict_routes()},
+    **{r.operation_id: {"instances": [{}]} for r in all_routes() if r.handler == "explain"},
 }
 
 

@@ -16,7 +16,7 @@ from tests.support.fixtures import Stack, embedded_stack
 from tools.gateway import create_app
 
 MODELS = served_models()
-ACTIONS = ("predict", "register", "promote", "rollback")
+ACTIONS = ("predict", "explain", "register", "promote", "rollback")
 
 # What each operation needs, written out independently of openapi.yaml.
 NEEDS = {
@@ -40,12 +40,14 @@ NEEDS = {
     "eraseSubject": "admin",
     "driftScan": "job:drift-scan:run",
     **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
+    **{f"explain{m.capitalize()}": f"model:{m}:explain" for m in served_models()},
 }
 
 PERMISSION_SETS: list[tuple[str, ...]] = [
     (),
     ("model:read",),
     ("model:*:predict",),
+    ("model:*:explain",),
     ("model:*:register", "model:*:promote", "model:*:rollback"),
     ("experiment:read",),
     ("experiment:write",),

@@ -35,12 +35,14 @@ METADATA_FIELDS: dict[str, type] = {
     "model_card": dict,
     "golden_set": list,
     "drift_baseline": dict,
+    "explanation_baseline": dict,
     "example": dict,
     "reports": dict,
     "gate": dict,
 }
-"""What ``register --metadata`` may carry; ``metrics_fresh_sample``, ``reports`` and
-``gate`` (the first version's promotion criteria) are sent only when present."""
+"""What ``register --metadata`` may carry; ``metrics_fresh_sample``,
+``explanation_baseline``, ``reports`` and ``gate`` (the first version's promotion
+criteria) are sent only when present."""
 JSON_TYPE_NAMES: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
 CANARY_PERMISSIONS = ("model:*:predict",)
 CANARY_TOKEN_TTL_S = 600

@@ -56,6 +56,8 @@ class BuiltModel:
     metrics_fresh_sample: dict[str, float] = field(default_factory=dict)
     """The metrics again on a fresh sample from an independent seed, with ``n`` and ``seed``;
     empty when the data came from a file, which has no generator to draw again."""
+    explanation_baseline: dict[str, Any] | None = None
+    """The instance explanations are measured against; None when none fits the schema."""
 
 
 def fresh_seed(seed: int) -> int:
@@ -135,6 +137,38 @@ def drift_baseline(rows: Sequence[dict[str, Any]], bins: int = BASELINE_BINS) ->
     return baseline
 
 
+def median_instance(
+    rows: Sequence[dict[str, Any]], runtime_class: type[ModelRuntime]
+) -> dict[str, Any] | None:
+    """The training rows' typical instance, an explanation's default baseline: per field
+    the median of numbers (the lower median of integers, so a count stays a count) and the
+    most frequent value of categories and flags. A field missing or null in any row is
+    left out; None when what remains is not a valid instance."""
+    if not rows:
+        return None
+    out: dict[str, Any] = {}
+    for name in rows[0]:
+        values = [row.get(name) for row in rows]
+        if any(v is None for v in values):
+            continue
+        if all(isinstance(v, str | bool) for v in values):
+            kinds, counts = np.unique(
+                np.array(values, dtype=object).astype(str), return_counts=True
+            )
+            top = str(kinds[int(np.argmax(counts))])
+            out[name] = next(v for v in values if str(v) == top)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            ordered = sorted(int(v) for v in values if v is not None)
+            out[name] = ordered[(len(ordered) - 1) // 2]
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            out[name] = round(float(np.median(np.array(values, dtype=float))), 6)
+    try:
+        runtime_class.instances_adapter().validate_python([out])
+    except ValueError:
+        return None
+    return out
+
+
 def prediction_baseline(
     runtime: ModelRuntime,
     rows: Sequence[dict[str, Any]],
@@ -206,6 +240,7 @@ def finish(
     components: Mapping[str, Component] | None = None,
     gate: dict[str, Any] | None = None,
     metrics_fresh_sample: dict[str, float] | None = None,
+    explanation_baseline: dict[str, Any] | None = None,
 ) -> BuiltModel:
     """Load the artifact as serving will, then derive golden set, baselines (inputs from
     the training rows, predictions from the held-out rows) and latency."""
@@ -233,6 +268,7 @@ def finish(
         held_back=held_back,
         gate=gate or {},
         metrics_fresh_sample=metrics_fresh_sample or {},
+        explanation_baseline=explanation_baseline,
     )
 
 
@@ -267,6 +303,7 @@ def register_built(
         model_card=built.model_card,
         golden_set=built.golden_set,
         drift_baseline=built.drift_baseline,
+        explanation_baseline=built.explanation_baseline,
         reports=built.reports,
         gate=built.gate,
         stage_reason=built.held_back,

@@ -22,7 +22,7 @@ from common.models.cca_schema import (
     PeerSet,
     to_artifact,
 )
-from tools.training.base import BuiltModel, finish, model_card
+from tools.training.base import BuiltModel, finish, median_instance, model_card
 from tools.training.cca_peers import (
     MAX_MARKET_CAP_MUSD,
     SYNTHETIC_PROFILES,
@@ -192,6 +192,7 @@ def package(peer_set: PeerSet, *, seed: int, synthetic: bool) -> BuiltModel:
         held_out_rows=held_out,
         reports={"peer_set": summary(peer_set), "leave_one_out": per_sector},
         tags={"framework": "numpy", "peer_set": "synthetic" if synthetic else "csv"},
+        explanation_baseline=median_instance(targets[held:], CcaRuntime),
     )
 
 

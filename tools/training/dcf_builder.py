@@ -23,7 +23,7 @@ import numpy as np
 from common.core.validation import validate
 from common.models.dcf import ARTIFACT_FORMAT, DcfInstance, DcfRuntime
 from common.models.dcf_math import standard_normals
-from tools.training.base import BuiltModel, finish, model_card
+from tools.training.base import BuiltModel, finish, median_instance, model_card
 
 ASSUMPTIONS: dict[str, Any] = {
     "defaults": {
@@ -356,6 +356,7 @@ def build(seed: int, data: Path | None = None) -> list[BuiltModel]:
             reports={"promotion": report, "assumption_set": json.loads(body)},
             tags={"method": "fcff-dcf", "artifact_format": ARTIFACT_FORMAT},
             promote=bool(report["passed"]),
+            explanation_baseline=median_instance(training, DcfRuntime),
         )
     ]
 

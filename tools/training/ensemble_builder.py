@@ -147,5 +147,27 @@ def build(
             held_out_rows=rows,
             components=components,
             tags={"components": ",".join(f"{r}={c.version}" for r, c in components.items())},
+            explanation_baseline=explanation_baseline(registry, components),
         )
     ]
+
+
+REFERENCE_TEXT = "The company describes its business, its markets and the offering."
+"""The sentiment part of the ensemble's baseline: a text with no tone (score 0)."""
+
+
+def explanation_baseline(
+    registry: Registry, components: dict[str, Component]
+) -> dict[str, Any] | None:
+    """The components' own baselines made one company (``coherent_company``), with a
+    toneless text; None when a valuation or the risk component has none."""
+    parts = {
+        role: registry.get_version(c.model_id, c.version).explanation_baseline
+        for role, c in components.items()
+        if role != "sentiment"
+    }
+    if any(part is None for part in parts.values()):
+        return None
+    return coherent_company(
+        parts["dcf"] or {}, parts["cca"] or {}, parts["risk"] or {}, {"text": REFERENCE_TEXT}
+    )

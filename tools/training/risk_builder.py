@@ -26,7 +26,14 @@ from common.models.risk_schema import LINEAR_FORMAT
 from common.promotion.gate import CLASSIFIER_DEFAULTS
 from tools.training import synthetic
 from tools.training.artifact_check import ArtifactMismatchError, same_probabilities
-from tools.training.base import BuiltModel, finish, fresh_sample_record, fresh_seed, model_card
+from tools.training.base import (
+    BuiltModel,
+    finish,
+    fresh_sample_record,
+    fresh_seed,
+    median_instance,
+    model_card,
+)
 from tools.training.synthetic import RiskDataset
 
 FAIRNESS_MAX_GAP = 0.25
@@ -234,6 +241,7 @@ def train(
         },
         gate=gate(bool(fresh)),
         metrics_fresh_sample=fresh,
+        explanation_baseline=median_instance(rows_train, RiskRuntime),
     )
 
 

@@ -18,6 +18,7 @@ from common.api.calls import Call, Operation, Reply
 from common.api.views import model_view, version_view
 from common.core.errors import ForbiddenError, GoneError, InvalidValuesError, ServiceError
 from common.core.validation import StrictModel, field_name, problems_from
+from common.explain.engine import NEEDS_BASELINE
 from common.models import kinds, runtime_class
 from common.promotion.gate import GateSpec
 
@@ -69,6 +70,9 @@ class RegisterRequest(StrictModel):
     model_card: Shallow = Field(default_factory=dict)
     golden_set: list[GoldenCase] = Field(default_factory=list, max_length=MAX_GOLDEN_CASES)
     drift_baseline: Shallow = Field(default_factory=dict)
+    explanation_baseline: Shallow | None = Field(
+        None, description="The instance explanations are measured against (an instance)."
+    )
     example: Shallow = Field(default_factory=dict)
     reports: Shallow = Field(default_factory=dict)
     gate: GateSpec | None = Field(
@@ -122,7 +126,8 @@ def _is_json(data: bytes) -> bool:
 
 
 def _check_inputs(kind: str, body: RegisterRequest) -> None:
-    """The example and every golden input must be valid for the kind's schema."""
+    """The example, the explanation baseline and every golden input must be valid for the
+    kind's schema."""
     from pydantic import ValidationError
 
     runtime = runtime_class(kind)
@@ -130,6 +135,13 @@ def _check_inputs(kind: str, body: RegisterRequest) -> None:
     checks: list[tuple[list[str | int], Any]] = []
     if body.example:
         checks.append((["example"], body.example))
+    if body.explanation_baseline is not None:
+        if kind not in NEEDS_BASELINE:
+            raise InvalidValuesError(
+                f"a {kind} explanation takes no baseline (docs/EXPLANATIONS.md)",
+                details=[{"field": "explanation_baseline", "rule": "no_baseline"}],
+            )
+        checks.append((["explanation_baseline"], body.explanation_baseline))
     checks += [
         (["golden_set", i, "instance"], case.instance) for i, case in enumerate(body.golden_set)
     ]
@@ -143,7 +155,8 @@ def _check_inputs(kind: str, body: RegisterRequest) -> None:
                 problems.append(problem)
     if problems:
         raise InvalidValuesError(
-            "the example or golden set does not fit the model's input schema", details=problems
+            "the example, golden set or explanation baseline does not fit the model's input schema",
+            details=problems,
         )
 
 
@@ -213,6 +226,7 @@ def register_version(call: Call) -> Reply:
         model_card=body.model_card,
         golden_set=[case.model_dump() for case in body.golden_set],
         drift_baseline=body.drift_baseline,
+        explanation_baseline=body.explanation_baseline,
         reports=body.reports,
         gate=body.gate.model_dump() if body.gate else None,
     )

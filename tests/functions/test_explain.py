@@ -1,0 +1,232 @@
+"""``POST /v1/explain/<model>`` for every model, through its own prediction function:
+attributions that add up, that are zero where nothing moves, that agree with the DCF's
+sensitivity grid, reproducible, routed and audited like predictions, and bounded."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from common.api.routes import served_models
+from common.audit.trail import ENTRIES
+from tests.conftest import function_client
+from tests.support.fixtures import SEED, Stack, embedded_stack, serving, trained_risk
+from tools.training.base import register_built
+from tools.training.builders import build, build_order
+
+MODELS = served_models()
+ROWS = 4
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = embedded_stack(tmp_path_factory.mktemp("explain"))
+    register_built(stack.lifecycle, trained_risk(), version="1.0.0", created_by="tests")
+    for model_id in build_order(m for m in MODELS if m != "risk"):
+        for minor, built in enumerate(build(model_id, seed=SEED, registry=stack.registry)):
+            register_built(stack.lifecycle, built, version=f"1.{minor}.0", created_by="tests")
+    try:
+        yield stack
+    finally:
+        stack.services.close()
+
+
+@pytest.fixture
+def installed(full_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with serving(full_stack, monkeypatch.setenv) as stack:
+        yield stack
+
+
+def production(stack: Stack, model_id: str) -> Any:
+    version = stack.registry.get_model(model_id).production_version or ""
+    return stack.registry.get_version(model_id, version)
+
+
+def post(
+    stack: Stack, model_id: str, body: dict[str, Any], permissions: tuple[str, ...] = ("admin",)
+) -> Any:
+    client: FlaskClient = function_client(f"predict_{model_id}")
+    return client.post(f"/v1/explain/{model_id}", json=body, headers=stack.headers(permissions))
+
+
+def explained(stack: Stack, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = post(stack, model_id, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer: dict[str, Any] = response.get_json()
+    return answer
+
+
+def rows(stack: Stack, model_id: str) -> list[dict[str, Any]]:
+    return [g["instance"] for g in production(stack, model_id).golden_set[:ROWS]]
+
+
+def predicted_outputs(model_id: str, prediction: dict[str, Any]) -> list[float]:
+    """What each explained output is, read off the prediction a caller gets; risk's are
+    compared as the probabilities they give (softmax of the centred log-odds)."""
+    if model_id == "sentiment":
+        return [prediction["score"]]
+    if model_id == "risk":
+        return list(prediction["probabilities"].values())
+    return [prediction["value_per_share"]]
+
+
+def softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v - max(values)) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_attributions_add_up_to_the_prediction(installed: Stack, model_id: str) -> None:
+    answer = explained(installed, model_id, {"instances": rows(installed, model_id)})
+    assert answer["model_version"] == production(installed, model_id).version
+    assert answer["variant"] == "production"
+    assert len(answer["explanations"]) == len(answer["predictions"]) == ROWS
+    for prediction, explanation in zip(answer["predictions"], answer["explanations"], strict=True):
+        outputs = predicted_outputs(model_id, prediction)
+        explained_values = [a["instance_output_value"] for a in explanation["attributions"]]
+        if model_id == "risk":  # the answer rounds its probabilities to 6 decimals
+            explained_values = softmax(explained_values)
+        assert explained_values == pytest.approx(outputs, abs=1e-6 if model_id == "risk" else 1e-9)
+        for found in explanation["attributions"]:
+            total = found["baseline_output_value"] + sum(found["feature_attributions"].values())
+            assert abs(total - found["instance_output_value"]) <= (
+                found["approximation_error"] + 1e-9
+            )
+            # the sum is exact on every sampled path, not only within the sampling error
+            assert total == pytest.approx(found["instance_output_value"], rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_same_request_same_numbers(installed: Stack, model_id: str) -> None:
+    body = {"instances": rows(installed, model_id)[:2], "parameters": {"explanation": {"seed": 5}}}
+    first, again = explained(installed, model_id, body), explained(installed, model_id, body)
+    assert first["explanations"] == again["explanations"]
+    assert first["explanation_metadata"]["seed"] == (None if model_id == "risk" else 5)
+
+
+CHANGES: dict[str, tuple[str, str, Any]] = {
+    "cca": ("", "revenue_musd", 2.0),
+    "dcf": ("", "operating_margin", 1.5),
+    "risk": ("", "underwriter_rank", 0.5),
+    "ensemble": ("risk", "underwriter_rank", 0.5),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(CHANGES))
+def test_only_what_differs_from_the_baseline_is_attributed(installed: Stack, model_id: str) -> None:
+    baseline = production(installed, model_id).explanation_baseline
+    role, field, factor = CHANGES[model_id]
+    instance = {k: dict(v) if isinstance(v, dict) else v for k, v in baseline.items()}
+    target = instance[role] if role else instance
+    target[field] = round(target[field] * factor, 6)
+    answer = explained(installed, model_id, {"instances": [instance]})
+    name = f"{role}.{field}" if role else field
+    for found in answer["explanations"][0]["attributions"]:
+        others = {k: v for k, v in found["feature_attributions"].items() if k != name}
+        assert set(others.values()) == {0.0}
+        moved = found["instance_output_value"] - found["baseline_output_value"]
+        assert found["feature_attributions"][name] == pytest.approx(moved, abs=1e-12)
+    assert answer["explanation_metadata"]["baseline"] == "version"
+
+
+def test_a_sentence_without_tone_gets_zero(installed: Stack) -> None:
+    text = "Revenue grew strongly and margins improved. The office is in Leeds. Losses widened."
+    answer = explained(installed, "sentiment", {"instances": [{"text": text}]})
+    [found] = answer["explanations"][0]["attributions"]
+    assert found["baseline_output_value"] == 0.0
+    assert found["feature_attributions"]["sentence_2"] == 0.0
+    assert (
+        found["feature_attributions"]["sentence_1"]
+        > 0
+        > found["feature_attributions"]["sentence_3"]
+    )
+    assert answer["explanations"][0]["feature_values"]["sentence_2"] == "The office is in Leeds. "
+    assert answer["explanation_metadata"]["baseline"] == "absence"
+
+
+def test_dcf_attributions_agree_in_sign_with_its_sensitivity_grid(installed: Stack) -> None:
+    baseline = production(installed, "dcf").explanation_baseline
+    instance = {
+        **baseline,
+        "wacc": round(baseline["wacc"] + 0.02, 6),
+        "terminal_growth": round(baseline["terminal_growth"] - 0.005, 6),
+    }
+    answer = explained(installed, "dcf", {"instances": [instance]})
+    [found] = answer["explanations"][0]["attributions"]
+    grid = answer["predictions"][0]["sensitivity"]
+    rates = [row["discount_rate"] for row in grid["rows"]]
+    growths = grid["terminal_growths"]
+    r = min(range(len(rates)), key=lambda i: abs(rates[i] - instance["wacc"]))
+    g = min(range(len(growths)), key=lambda i: abs(growths[i] - instance["terminal_growth"]))
+    values = [row["value_per_share"] for row in grid["rows"]]
+    by_rate = values[r + 1][g] - values[r - 1][g]  # rates ascend
+    by_growth = values[r][g + 1] - values[r][g - 1]
+    attributions = found["feature_attributions"]
+    assert math.copysign(1, attributions["wacc"]) == math.copysign(1, by_rate * 0.02)
+    assert math.copysign(1, attributions["terminal_growth"]) == math.copysign(1, -by_growth)
+    assert attributions["wacc"] != 0
+    assert attributions["terminal_growth"] != 0
+
+
+def test_a_baseline_in_the_request_overrides_the_versions(installed: Stack) -> None:
+    [first, second] = rows(installed, "cca")[:2]
+    body = {"instances": [first], "parameters": {"explanation": {"baseline": second}}}
+    answer = explained(installed, "cca", body)
+    [found] = answer["explanations"][0]["attributions"]
+    assert answer["explanation_metadata"]["baseline"] == "request"
+    assert answer["explanation_metadata"]["baseline_instance"] == second
+    other = explained(installed, "cca", {"instances": [second]})
+    assert found["baseline_output_value"] == other["predictions"][0]["value_per_share"]
+
+
+def test_a_request_over_the_budget_is_a_422_naming_the_limit(installed: Stack) -> None:
+    instances = rows(installed, "cca")[:1] * 6
+    body = {"instances": instances, "parameters": {"explanation": {"paths": 200}}}
+    response = post(installed, "cca", body)
+    assert response.status_code == 422
+    message = response.get_json()["error"]["message"]
+    assert "6 instances x 200 paths = 1200" in message
+    assert "budget of 1000" in message
+
+
+@pytest.mark.parametrize("paths", [1, 201])
+def test_paths_outside_their_bounds_are_a_422(installed: Stack, paths: int) -> None:
+    body = {
+        "instances": rows(installed, "cca")[:1],
+        "parameters": {"explanation": {"paths": paths}},
+    }
+    response = post(installed, "cca", body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == "parameters.explanation.paths"
+
+
+def test_explaining_needs_the_explain_permission(installed: Stack) -> None:
+    body = {"instances": rows(installed, "risk")[:1]}
+    assert post(installed, "risk", body, ("model:*:predict",)).status_code == 403
+    assert post(installed, "risk", body, ("model:risk:explain",)).status_code == 200
+
+
+def test_an_explanation_is_audited_with_its_bodies_sealed(installed: Stack) -> None:
+    body = {"instances": rows(installed, "risk")[:1]}
+    response = post(installed, "risk", body)
+    assert response.status_code == 200
+    request_id = response.headers["X-Request-Id"]
+    stored = [
+        d
+        for d in installed.services.backends.documents.query(ENTRIES)
+        if d.data.get("request_id") == request_id
+    ]
+    [entry] = stored
+    assert entry.data["operation"] == "explainRisk"
+    assert "financial_data" not in entry.data  # sealed, never stored in clear
+    opened = installed.services.cipher.open(entry.id, entry.data["sealed"])
+    assert json.loads(opened["financial_data"]) == body
+    assert (
+        json.loads(opened["proprietary_metrics"])["explanations"]
+        == response.get_json()["explanations"]
+    )
