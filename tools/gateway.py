@@ -29,7 +29,7 @@ from flask import Flask, Request, Response
 
 from common.api import metrics
 from common.api.dispatch import error_response, find_route, request_id_of
-from common.api.routes import all_routes, functions
+from common.api.routes import all_routes, error_style, functions
 from common.backends.base import check_artifact_key
 from common.core import logs
 from common.core.errors import NotFoundError, ServiceError
@@ -133,7 +133,7 @@ def create_app(functions_dir: Path = FUNCTIONS_DIR) -> Flask:
                 subject=None,
                 labels={"error_code": exc.code},
             )
-            return error_response(exc, request_id)
+            return error_response(exc, request_id, error_style(request.path))
         return entries[route.function](request)
 
     def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

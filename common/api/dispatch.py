@@ -31,7 +31,8 @@ from flask import Request, Response
 from common.api import metrics
 from common.api.calls import Call, Reply, Served
 from common.api.operations import operation_of
-from common.api.routes import Route, routes_of
+from common.api.oip.errors import error_body as oip_error_body
+from common.api.routes import OIP_ERRORS, PLATFORM_ERRORS, Route, error_style, routes_of
 from common.audit.payload_log import KeptPrediction
 from common.audit.trail import AuditEvent, sha256_hex
 from common.core import logs
@@ -80,10 +81,16 @@ def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str
     return response
 
 
-def error_response(error: ServiceError, request_id: str) -> Response:
+def error_response(
+    error: ServiceError, request_id: str, errors: str = PLATFORM_ERRORS
+) -> Response:
+    """The error in the route's shape (``x-ipo-errors``): the platform's, or the Open
+    Inference Protocol's on its routes."""
     if not _REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex
-    return _json_response(error.body(request_id), error.status, request_id, error.headers)
+    body = oip_error_body(error, request_id) if errors == OIP_ERRORS else error.body(request_id)
+    return _json_response(body, error.status, request_id, error.headers)
+
 
 
 def find_route(routes: Iterable[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -149,6 +156,7 @@ class _Served:
     services: Services | None = None
     raw: bytes = b""
     labels: dict[str, Any] = field(default_factory=dict)
+    errors: str = PLATFORM_ERRORS
     served: Served | None = None
     """The prediction the handler answered, for the payload log."""
 
@@ -156,8 +164,10 @@ class _Served:
 def _serve(served: _Served, request: Request) -> Response:
     labels = served.labels
     try:
+        served.errors = error_style(request.path)
         services = served.services = get_services()
         route, params = find_route(routes_of(served.function), request.method, request.path)
+        served.errors = route.errors
         served.operation = labels["operation"] = route.operation_id
         operation = operation_of(route)
         served.raw = _read_body(request, services.settings.max_body_bytes)
@@ -196,12 +206,12 @@ def _serve(served: _Served, request: Request) -> Response:
                 exc.message,
                 extra={"request_id": served.request_id, "code": exc.code},
             )
-        return error_response(exc, served.request_id)
+        return error_response(exc, served.request_id, served.errors)
     except Exception:
         served.status = 500
         labels["error_code"] = "internal"
         log.exception("unhandled error", extra={"request_id": served.request_id})
-        return error_response(ServiceError("unhandled error"), served.request_id)
+        return error_response(ServiceError("unhandled error"), served.request_id, served.errors)
 
 
 def _audit(served: _Served, request: Request, response: Response) -> Response:
@@ -241,7 +251,7 @@ def _audit(served: _Served, request: Request, response: Response) -> Response:
         )
         served.status = exc.status
         served.labels["error_code"] = exc.code
-        return error_response(exc, served.request_id)
+        return error_response(exc, served.request_id, served.errors)
     return response
 
 

@@ -20,6 +20,9 @@ SPEC_PATH = Path(__file__).with_name("openapi.yaml")
 _METHODS = ("get", "put", "post", "delete", "patch")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SEGMENT = "[A-Za-z0-9_.@+-]{1,128}"  # no ':' - parameters fill permission strings
+PLATFORM_ERRORS, OIP_ERRORS = "platform", "oip"
+"""Error shapes (``x-ipo-errors``): the platform's ``{"error": {code, message, details},
+"request_id"}``, or the Open Inference Protocol's ``{"error": message, ...}``."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Route:
     path: str
     permission: str | None
     pattern: re.Pattern[str]
+    errors: str = PLATFORM_ERRORS
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path)
@@ -73,6 +77,7 @@ def all_routes(path: Path = SPEC_PATH) -> tuple[Route, ...]:
                     path=template,
                     permission=op.get("x-ipo-permission"),
                     pattern=_compile(template),
+                    errors=op.get("x-ipo-errors", PLATFORM_ERRORS),
                 )
             )
     return tuple(routes)
@@ -84,6 +89,11 @@ def routes_of(function: str, path: Path = SPEC_PATH) -> tuple[Route, ...]:
     if not found:
         raise LookupError(f"the OpenAPI file has no operation for function {function!r}")
     return found
+
+
+def error_style(path: str) -> str:
+    """The error shape of a request no route matched: the protocol's under ``/v2``."""
+    return OIP_ERRORS if path == "/v2" or path.startswith("/v2/") else PLATFORM_ERRORS
 
 
 def functions(path: Path = SPEC_PATH) -> set[str]:

@@ -15,7 +15,11 @@ def readme_rows() -> dict[str, str]:
     rows: dict[str, str] = {}
     for line in (ROOT / "README.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[0].startswith("`") and "/v1/" in cells[0]:
+        if (
+            len(cells) == 3
+            and cells[0].startswith("`")
+            and ("/v1/" in cells[0] or "/v2" in cells[0])
+        ):
             for route in re.findall(r"`([A-Z]+ /[^`]+)`", cells[0]):
                 rows[route] = cells[1].strip("`")
     return rows

@@ -20,7 +20,15 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 
-from common.api.routes import SPEC_PATH, Route, all_routes, load_spec, predict_routes, served_models
+from common.api.routes import (
+    OIP_ERRORS,
+    SPEC_PATH,
+    Route,
+    all_routes,
+    load_spec,
+    predict_routes,
+    served_models,
+)
 from common.backends.env_secrets import EnvSecretSource
 from common.core.config import Settings
 from common.security.auth import issue_token
@@ -122,6 +130,13 @@ BODIES: dict[str, dict[str, Any]] = {
     "eraseSubject": {"subject": "user-1"},
     **{operation: {"instances": [{}]} for operation in predict_routes()},
     **{r.operation_id: {"instances": [{}]} for r in all_routes() if r.handler == "explain"},
+    **{
+        route.operation_id: {
+            "inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]
+        }
+        for route in all_routes()
+        if route.errors == OIP_ERRORS and route.method == "POST"
+    },
 }
 
 
@@ -165,7 +180,11 @@ def test_every_protected_operation_is_401_without_credentials(
         assert response.status_code == 401, (body, response.text)
         assert response.headers["Content-Type"] == "application/json"
         answer = response.json()
+        assert answer["request_id"] == response.headers["X-Request-Id"]
+        if route.errors == OIP_ERRORS:  # the protocol's shape, the platform's fields beside
+            assert set(answer) == {"error", "code", "details", "request_id"}
+            assert (answer["code"], answer["details"]) == ("unauthenticated", [])
+            continue
         assert set(answer) == {"error", "request_id"}
         assert set(answer["error"]) == {"code", "message", "details"}
         assert answer["error"]["code"] == "unauthenticated"
-        assert answer["request_id"] == response.headers["X-Request-Id"]

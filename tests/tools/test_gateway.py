@@ -82,10 +82,13 @@ def test_discover_then_predict(gateway: Gateway) -> None:
 
 
 def test_unknown_route_is_404_in_the_error_shape(gateway: Gateway) -> None:
-    response = requests.get(f"{gateway.base}/v2/nothing", timeout=5)
+    response = requests.get(f"{gateway.base}/v3/nothing", timeout=5)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert response.headers["X-Request-Id"] == response.json()["request_id"]
+    protocol = requests.get(f"{gateway.base}/v2/nothing", timeout=5)  # the v2 error shape
+    assert (protocol.status_code, protocol.json()["code"]) == (404, "not_found")
+    assert protocol.json()["error"] == "no operation at GET /v2/nothing"
 
 
 def test_a_path_the_url_rules_cannot_match_is_404_in_the_error_shape(gateway: Gateway) -> None:

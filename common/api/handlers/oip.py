@@ -1,0 +1,216 @@
+"""The Open Inference Protocol (KServe V2) routes, on the same serving path as ``/v1``.
+
+Server routes (``/v2``, ``/v2/health/*``) run on ``list_models``. Each served model's
+routes (``/v2/models/<model>[/versions/{version}][/ready|/infer]``) run on its own
+``predict_<model>`` function, as ``/v1/predict/<model>`` does, since API Gateway routes by
+path: the model is read from the route's path in openapi.yaml, one list of models for both
+protocols. Inference decodes the tensors into the instances ``/v1/predict`` takes and goes
+through the same ``Predictor`` (routing, cache, counts, drift sampling, exposures).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from common.api.calls import Call, Operation, Reply
+from common.api.oip.codec import InferenceRequest, decode_request
+from common.api.oip.outputs import output_tensors
+from common.api.oip.readiness import server_problems
+from common.api.oip.signature import Signatures
+from common.api.routes import all_routes, load_spec
+from common.core.errors import ConflictError, NotFoundError, ServiceError
+from common.core.validation import validate
+from common.registry.records import ModelVersion, utcnow
+from common.services import Services
+from common.serving.pipeline import MAX_INSTANCES, PREDICT_REQUEST, ServingSnapshot
+
+SERVER_NAME = "ipo-valuation"
+HANDLER = "oip"
+INFERENCE_REQUEST = TypeAdapter(InferenceRequest)
+_MODEL_ROUTE = re.compile(
+    r"^/v2/models/(?P<model>[^/{}]+)(?:/versions/\{version\})?(?:/(?P<action>ready|infer))?$"
+)
+NOT_READY = 400
+"""Triton's status for "not ready": any non-2xx reads as not ready to tritonclient and to a
+Kubernetes probe, and not being ready is an answer, not a server error."""
+
+_signatures: tuple[Services, Signatures] | None = None
+_signatures_lock = threading.Lock()
+
+
+def signatures(services: Services) -> Signatures:
+    """The instance's signatures, built with its services (a test's new services get new)."""
+    global _signatures
+    with _signatures_lock:
+        if _signatures is None or _signatures[0] is not services:
+            _signatures = (services, Signatures(services.snapshots, services.pool))
+        return _signatures[1]
+
+
+# --- server ---------------------------------------------------------------------------------
+
+
+def server_live(call: Call) -> dict[str, Any]:
+    return {"live": True}
+
+
+def server_ready(call: Call) -> Any:
+    problems = server_problems(call.services.registry, call.services.backends.artifacts)
+    if problems:
+        return Reply({"ready": False, "details": problems}, status=NOT_READY)
+    return {"ready": True}
+
+
+def server_metadata(call: Call) -> dict[str, Any]:
+    """No protocol extension is offered: answers are JSON only, without binary tensors."""
+    return {"name": SERVER_NAME, "version": str(load_spec()["info"]["version"]), "extensions": []}
+
+
+# --- one model ------------------------------------------------------------------------------
+
+
+def serving_versions(snapshot: ServingSnapshot) -> list[str]:
+    """What a client may name without more checks: production, canary, running arms."""
+    found = [r.version for r in (snapshot.production, snapshot.canary) if r is not None]
+    experiment = snapshot.experiment
+    if experiment is not None and experiment.is_running(utcnow()):
+        found += [r.version for _, r in sorted(snapshot.experiment_versions.items())]
+    return list(dict.fromkeys(found))
+
+
+def _production(snapshot: ServingSnapshot) -> ModelVersion:
+    if snapshot.production is None:
+        raise NotFoundError(
+            f"model {snapshot.model_id!r} has no production version; promote one first"
+        )
+    return snapshot.production
+
+
+def model_metadata(model_id: str) -> Callable[[Call], dict[str, Any]]:
+    def handle(call: Call) -> dict[str, Any]:
+        services = call.services
+        snapshot = services.snapshots.get(model_id)
+        version = call.params.get("version")
+        record = (
+            _production(snapshot)
+            if version is None
+            else services.registry.get_version(model_id, version)
+        )
+        signature = signatures(services).of(record)
+        call.labels["model_version"] = record.version
+        return {
+            "name": model_id,
+            "versions": serving_versions(snapshot),
+            "platform": f"ipo_{record.kind}",
+            "inputs": [spec.metadata(inputs=True) for spec in signature.inputs],
+            "outputs": [spec.metadata(inputs=False) for spec in signature.outputs],
+        }
+
+    return handle
+
+
+def model_ready(model_id: str) -> Callable[[Call], Any]:
+    """Ready once the version (production, or the one named) may serve and is loaded with
+    its components; a version that may not serve, or fails to load, is not ready, saying
+    why (``NOT_READY``)."""
+
+    def handle(call: Call) -> Any:
+        services = call.services
+        version = call.params.get("version")
+        try:
+            snapshot = services.snapshots.get(model_id)
+            if version is None:
+                record = _production(snapshot)
+            else:
+                record, _, _ = services.predictor.version_for(snapshot, version)
+            services.predictor.load(record)
+        except (ConflictError, NotFoundError) as exc:
+            if version is not None and isinstance(exc, NotFoundError):
+                raise  # a version that does not exist is 404, not "not ready"
+            return _not_ready(model_id, exc)
+        except ServiceError as exc:
+            return _not_ready(model_id, exc)
+        call.labels["model_version"] = record.version
+        return {"name": model_id, "ready": True}
+
+    return handle
+
+
+def _not_ready(model_id: str, exc: ServiceError) -> Reply:
+    message = exc.public_message if exc.status >= 500 else exc.message
+    body = {"name": model_id, "ready": False, "details": [{"code": exc.code, "message": message}]}
+    return Reply(body, status=NOT_READY)
+
+
+def infer(model_id: str) -> Callable[[Call], dict[str, Any]]:
+    def handle(call: Call) -> dict[str, Any]:
+        services, request = call.services, call.body
+        version = call.params.get("version")
+        snapshot = services.snapshots.get(model_id)
+        if version is None:
+            record = _production(snapshot)
+        else:
+            record, _, _ = services.predictor.version_for(snapshot, version)
+        signature = signatures(services).of(record)
+        decoded = decode_request(request, signature.inputs, max_rows=MAX_INSTANCES)
+        body = validate(
+            PREDICT_REQUEST,
+            {"instances": decoded.instances, "parameters": decoded.parameters},
+            max_details=services.settings.max_error_details,
+        )
+        served = services.predictor.serve(
+            model_id,
+            body,
+            subject=call.principal.subject,
+            labels=call.labels,
+            version=version,
+        )
+        outputs = output_tensors(served.predictions, signature.outputs, decoded.outputs)
+        parameters: dict[str, Any] = {
+            "variant": served.variant,
+            "cache_hit": served.cache_hit,
+            "request_id": call.request_id,
+        }
+        for name in ("experiment_id", "exposure_id"):
+            value = getattr(served, name)
+            if value is not None:  # a parameter is a string, number or boolean: never null
+                parameters[name] = value
+        return {
+            "model_name": model_id,
+            "model_version": served.model_version,
+            "id": request.id if request.id is not None else call.request_id,
+            "parameters": parameters,
+            "outputs": outputs,
+        }
+
+    return handle
+
+
+def _operations() -> dict[str, Operation]:
+    table = {
+        "serverLive": Operation(server_live),
+        "serverReady": Operation(server_ready),
+        "serverMetadata": Operation(server_metadata),
+    }
+    for route in all_routes():
+        if route.handler != HANDLER or route.operation_id in table:
+            continue
+        match = _MODEL_ROUTE.fullmatch(route.path)
+        if match is None:
+            raise LookupError(f"{route.operation_id}: {route.path} is not a v2 model route")
+        model_id, action = match["model"], match["action"]
+        if action == "infer":
+            table[route.operation_id] = Operation(infer(model_id), body=INFERENCE_REQUEST)
+        elif action == "ready":
+            table[route.operation_id] = Operation(model_ready(model_id))
+        else:
+            table[route.operation_id] = Operation(model_metadata(model_id))
+    return table
+
+
+OPERATIONS: dict[str, Operation] = _operations()
