@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from tools.cli import experiment_output as xout
 from tools.cli import output as out
+from tools.cli import v2
 from tools.cli.client import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -174,6 +175,8 @@ def predict_body(source: str, stdin: TextIO) -> dict[str, Any]:
 
 def cmd_predict(ctx: Context, args: argparse.Namespace) -> int:
     body = predict_body(args.instances, ctx.stdin)
+    if args.protocol == "v2":
+        return ctx.emit(v2.predict(ctx.client, args.model, body), v2.answer)
     return ctx.emit(ctx.client.predict(args.model, body), out.prediction)
 
 

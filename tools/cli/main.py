@@ -227,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON array of instances, {'instances': [...]} or one instance; '-' for stdin",
     )
+    sub.add_argument(
+        "--protocol",
+        choices=("v1", "v2"),
+        default="v1",
+        help="v1: POST /v1/predict/MODEL; v2: the Open Inference Protocol, the instances "
+        "sent as named tensors (POST /v2/models/MODEL/infer, docs/API.md)",
+    )
 
     sub = command(
         "canary-check",
