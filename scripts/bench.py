@@ -5,6 +5,10 @@
         [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
         [--generator auto|wrk|python] [--cold-starts 5]
     python scripts/bench.py cold [--out bench-results/cold] [--cold-starts 5]
+    python scripts/bench.py explain [--out bench-results/explain] [--paths 25] [--batch 10]
+
+``explain``: an explanation's in-process time per instance for every model in production
+(scripts/bench_explain.py; docs/EXPLANATIONS.md), texts grown to 2 KB as for ``models``.
 
 ``models``: in-process time per instance of every model in production, at batch 1 and
 batch 100, as serving computes it (batch validation against the model's schema, then one
@@ -44,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_explain as bx
 import bench_function as bf
 import bench_http as h
 from bench_load import generator_version, resolve_generator
@@ -336,7 +341,22 @@ def main(argv: list[str] | None = None) -> int:
     cold = sub.add_parser("cold", help="cold starts of predict_risk alone and of the gateway")
     cold.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
     cold.add_argument("--cold-starts", type=int, default=5, help="starts; the median is shown")
+    explain = sub.add_parser("explain", help="in-process time of an explanation per instance")
+    explain.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    explain.add_argument("--paths", type=int, default=25, help="sampled Shapley paths")
+    explain.add_argument("--batch", type=int, default=10, help="instances per explanation")
+    explain.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown")
     args = parser.parse_args(argv)
+    if args.what == "explain":
+        settings, about = settings_or_exit("bench"), machine()
+        found = bx.bench_explain(
+            settings, paths=args.paths, batch=args.batch, repeats=args.repeats, prepare=sized_texts
+        )
+        table = bx.markdown(found, about)
+        print(table, end="")
+        if args.out:
+            write(args.out, table, {"machine": about, "explanations": found})
+        return 0 if found else 1
     if args.what == "cold":
         if args.cold_starts < 1:
             parser.error("--cold-starts must be at least 1")

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from common.api.routes import served_models
 from common.audit.trail import ENTRIES
-from tests.conftest import function_client
+from tests.conftest import ROOT, function_client
 from tests.support.fixtures import SEED, Stack, embedded_stack, serving, trained_risk
 from tools.training.base import register_built
 from tools.training.builders import build, build_order
@@ -230,3 +230,18 @@ def test_an_explanation_is_audited_with_its_bodies_sealed(installed: Stack) -> N
         json.loads(opened["proprietary_metrics"])["explanations"]
         == response.get_json()["explanations"]
     )
+
+
+def test_the_benchmark_times_every_model(installed: Stack) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_explain
+
+    rows = bench_explain.bench_explain(
+        installed.settings, paths=2, batch=1, repeats=1, prepare=lambda inputs: inputs
+    )
+    assert sorted(r["model"] for r in rows) == sorted(MODELS)
+    assert all(r["ms_per_instance"] > 0 for r in rows)
+    table = bench_explain.markdown(rows, {"cpu": "test cpu", "cores": 2, "python": "3.11"})
+    assert "| risk | 1.0.0 | exact_linear | - | 1 | 10 |" in table
