@@ -35,9 +35,10 @@ $(VENV)/.installed: $(VENV)/.runtime requirements-build.txt pyproject.toml
 	@$(PIP) install -q --no-deps --no-build-isolation -e . >&2
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt requirements-kserve.txt
 	@echo "Installing test dependencies into $(VENV) (hash-checked)..." >&2
 	@$(PIP) install -q --require-hashes -r requirements.txt -r requirements-dev.txt >&2
+	@$(PIP) install -q --no-deps --require-hashes -r requirements-kserve.txt >&2
 	@touch $@
 
 run: $(VENV)/.installed  ## Train and register the demo models if absent, then serve every function.

@@ -44,10 +44,8 @@ def columns(
             continue
         assert all(given), f"{spec['name']} is given by some rows only"
         if spec["datatype"] == "BYTES":
-            texts = [
-                v if spec["parameters"].get("content_type") == "str" else json.dumps(v)
-                for v in values
-            ]
+            content = (spec.get("parameters") or {}).get("content_type", "str")
+            texts = [v if content == "str" else json.dumps(v) for v in values]
             out[spec["name"]] = np.array(texts, dtype=np.object_)
         elif spec["datatype"] == "BOOL":
             out[spec["name"]] = np.array(values, dtype=bool)
