@@ -4,6 +4,7 @@ sensitivity grid, reproducible, routed and audited like predictions, and bounded
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Iterator
@@ -245,3 +246,39 @@ def test_the_benchmark_times_every_model(installed: Stack) -> None:
     assert all(r["ms_per_instance"] > 0 for r in rows)
     table = bench_explain.markdown(rows, {"cpu": "test cpu", "cores": 2, "python": "3.11"})
     assert "| risk | 1.0.0 | exact_linear | - | 1 | 10 |" in table
+
+
+def register(stack: Stack, model_id: str, version: str, **extra: Any) -> Any:
+    record = production(stack, model_id)
+    artifact = stack.registry.read_artifact(record)
+    body = {
+        "version": version,
+        "kind": record.kind,
+        "artifact_base64": base64.b64encode(artifact).decode(),
+        **extra,
+    }
+    return function_client("register_model").post(
+        f"/v1/models/{model_id}/versions", json=body, headers=stack.headers()
+    )
+
+
+def test_a_registered_baseline_is_kept_and_shown(installed: Stack) -> None:
+    baseline = rows(installed, "cca")[1]
+    response = register(installed, "cca", "9.0.0", explanation_baseline=baseline)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["explanation_baseline"] == baseline
+    assert installed.registry.get_version("cca", "9.0.0").explanation_baseline == baseline
+    bare = register(installed, "cca", "9.0.1")
+    assert bare.status_code == 201
+    assert bare.get_json()["explanation_baseline"] is None
+
+
+def test_a_registered_baseline_must_be_an_instance(installed: Stack) -> None:
+    baseline = {**rows(installed, "cca")[1], "sector": "mining"}
+    response = register(installed, "cca", "9.0.2", explanation_baseline=baseline)
+    assert response.status_code == 422
+    fields = [d["field"] for d in response.get_json()["error"]["details"]]
+    assert fields == ["explanation_baseline.sector"]
+    text = register(installed, "sentiment", "9.0.0", explanation_baseline={"text": "Fine."})
+    assert text.status_code == 422
+    assert "takes no baseline" in text.get_json()["error"]["message"]
