@@ -201,7 +201,7 @@ class Settings(BaseModel):
         10.0, ge=0, le=300, description="How long a serving snapshot is trusted in memory."
     )
     explain_budget: int = Field(
-        1000,
+        500,
         ge=2,
         le=100_000,
         description="Most instances x paths one explanation request may cost (422 above).",

@@ -30,6 +30,9 @@ DCF_STYLES: tuple[tuple[tuple[str, ...], str], ...] = (
 method) decides its style. Explicit growth rates fix the horizon, so a family that uses
 ``growth_rates`` on either side also switches as one."""
 
+MAX_PASSAGES = 32
+"""Most features a text is explained over: a longer text's sentences are grouped into this
+many runs, so a text's cost is bounded whatever its length (docs/EXPLANATIONS.md)."""
 _SENTENCE = re.compile(r"[^.;!?]*[.;!?]+\s*|[^.;!?]+$", re.DOTALL)
 """A sentence: up to and including its closing punctuation (``. ; ! ?``, the tokenizer's
 clause boundaries) and the space after it; the last may lack the punctuation."""
@@ -115,9 +118,16 @@ def sentences(text: str) -> list[str]:
 
 
 def sentence_coalitions(text: str) -> tuple[Coalitions, dict[str, str]]:
-    """Each sentence a feature against its absence; and each feature's sentence."""
-    parts = sentences(text)
-    names = tuple(f"sentence_{i + 1}" for i in range(len(parts)))
+    """Each sentence a feature against its absence, or, past ``MAX_PASSAGES`` sentences,
+    each of that many runs of consecutive sentences; and each feature's text."""
+    found = sentences(text)
+    if len(found) <= MAX_PASSAGES:
+        parts = found
+        names = tuple(f"sentence_{i + 1}" for i in range(len(parts)))
+    else:
+        runs = np.array_split(np.arange(len(found)), MAX_PASSAGES)
+        parts = ["".join(found[i] for i in run) for run in runs]
+        names = tuple(f"sentences_{run[0] + 1}-{run[-1] + 1}" for run in runs)
 
     def compose(mask: np.ndarray) -> str:
         return "".join(part for part, own in zip(parts, mask.tolist(), strict=True) if own)

@@ -9,7 +9,7 @@ import pytest
 
 from common.core.errors import InvalidValuesError
 from common.explain.engine import explain
-from common.explain.features import field_coalitions, sentences
+from common.explain.features import MAX_PASSAGES, field_coalitions, sentence_coalitions, sentences
 from common.explain.shapley import Coalitions, sampled_shapley
 from common.models.cca import CcaRuntime
 from tools.training.cca_builder import build as build_cca
@@ -116,3 +116,12 @@ def test_a_baseline_that_is_not_an_instance_is_a_422_naming_its_field(
     with pytest.raises(InvalidValuesError) as caught:
         explain(runtime, rows[:1], {**rows[1], "sector": "mining"})
     assert caught.value.details[0]["field"] == "parameters.explanation.baseline.sector"
+
+
+def test_a_long_text_is_explained_over_runs_of_sentences() -> None:
+    text = "".join(f"Sentence {i} rose. " for i in range(70))
+    coalitions, values = sentence_coalitions(text)
+    assert len(coalitions.names) == MAX_PASSAGES
+    assert coalitions.names[:2] == ("sentences_1-3", "sentences_4-6")
+    assert "".join(values.values()) == text
+    assert coalitions.compose(np.ones(MAX_PASSAGES, dtype=bool)) == text

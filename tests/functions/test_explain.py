@@ -192,7 +192,7 @@ def test_a_request_over_the_budget_is_a_422_naming_the_limit(installed: Stack) -
     assert response.status_code == 422
     message = response.get_json()["error"]["message"]
     assert "6 instances x 200 paths = 1200" in message
-    assert "budget of 1000" in message
+    assert "budget of 500" in message
 
 
 @pytest.mark.parametrize("paths", [1, 201])
