@@ -112,6 +112,12 @@ def test_each_wrong_tensor_is_named(tensor: dict[str, Any], message: str) -> Non
     assert caught.value.status == 400
 
 
+@pytest.mark.parametrize("body", [{"inputs": 5}, {"inputs": "x"}, [], {"inputs": [], "id": 3}])
+def test_a_body_that_is_no_inference_request_is_400(body: Any) -> None:
+    with pytest.raises(MalformedRequestError, match=r"^not an inference request: "):
+        InferenceRequest.model_validate(body)
+
+
 def test_too_many_rows_and_none_are_refused() -> None:
     names = {"name": "name", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]}
     with pytest.raises(MalformedRequestError, match="3 rows in one request; at most 2"):

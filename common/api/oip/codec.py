@@ -59,7 +59,8 @@ class InferenceRequest(StrictModel):
     def _malformed(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         """A body that is not an inference request is malformed (400), as the protocol
         says, with each problem named; a binary tensor gets its own message."""
-        for tensor in data.get("inputs") or [] if isinstance(data, dict) else []:
+        tensors = data.get("inputs") if isinstance(data, dict) else None
+        for tensor in tensors if isinstance(tensors, list) else []:
             params = tensor.get("parameters") if isinstance(tensor, dict) else None
             if isinstance(params, dict) and "binary_data_size" in params:
                 raise MalformedRequestError(
