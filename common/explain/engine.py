@@ -179,8 +179,10 @@ def _coalitions(
         tuple(f"dcf.{name}" for name in group)
         for group in dcf_groups(present(instance["dcf"]), present(baseline["dcf"]))
     ]
-    groups.append(tuple(k for k in (*x, *b) if k.startswith("sentiment.")))
-    names = list(dict.fromkeys([*x, *b]))
+    groups.append(tuple(sorted({k for k in (*x, *b) if k.startswith("sentiment.")})))
+    # in role order, then by field name: the features' order, which the seed's orders
+    # index, does not depend on the order a client wrote its keys in
+    names = sorted(dict.fromkeys([*x, *b]), key=lambda k: (ROLES.index(k.split(".")[0]), k))
     flat = field_coalitions(x, b, names, [tuple(dict.fromkeys(g)) for g in groups if g])
     return Coalitions(flat.names, flat.same, lambda mask: unflatten(flat.compose(mask), ROLES))
 

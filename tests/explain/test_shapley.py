@@ -125,3 +125,12 @@ def test_a_long_text_is_explained_over_runs_of_sentences() -> None:
     assert coalitions.names[:2] == ("sentences_1-3", "sentences_4-6")
     assert "".join(values.values()) == text
     assert coalitions.compose(np.ones(MAX_PASSAGES, dtype=bool)) == text
+
+
+def test_a_features_order_is_the_schemas_not_the_clients() -> None:
+    instance = {"c": 3.0, "unused": 5.0, "a": 1.0, "b": 2.0}
+    [[found]] = sampled_shapley(Counting(), [mixer(instance, ZERO)], ["f"], paths=5, seed=2)
+    in_order = {name: instance[name] for name in NAMES}
+    [[same]] = sampled_shapley(Counting(), [mixer(in_order, ZERO)], ["f"], paths=5, seed=2)
+    assert list(found.feature_attributions) == list(NAMES)
+    assert found == same

@@ -282,3 +282,21 @@ def test_a_registered_baseline_must_be_an_instance(installed: Stack) -> None:
     text = register(installed, "sentiment", "9.0.0", explanation_baseline={"text": "Fine."})
     assert text.status_code == 422
     assert "takes no baseline" in text.get_json()["error"]["message"]
+
+
+def test_the_ensembles_numbers_do_not_depend_on_key_order(installed: Stack) -> None:
+    [instance] = rows(installed, "ensemble")[:1]
+    reordered = {
+        role: dict(reversed(list(part.items()))) for role, part in reversed(instance.items())
+    }
+    answers = []
+    for sent in (instance, reordered):  # as written: the test client would sort the keys
+        response = function_client("predict_ensemble").post(
+            "/v1/explain/ensemble",
+            data=json.dumps({"instances": [sent]}),
+            content_type="application/json",
+            headers=installed.headers(),
+        )
+        assert response.status_code == 200
+        answers.append(response.get_json()["explanations"])
+    assert answers[0] == answers[1]
