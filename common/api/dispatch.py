@@ -81,9 +81,7 @@ def _json_response(body: Any, status: int, request_id: str, headers: Mapping[str
     return response
 
 
-def error_response(
-    error: ServiceError, request_id: str, errors: str = PLATFORM_ERRORS
-) -> Response:
+def error_response(error: ServiceError, request_id: str, errors: str = PLATFORM_ERRORS) -> Response:
     """The error in the route's shape (``x-ipo-errors``): the platform's, or the Open
     Inference Protocol's on its routes."""
     if not _REQUEST_ID.fullmatch(request_id):
