@@ -41,12 +41,14 @@ from tools.infra.terraform_reader import Terraform, unquote
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PREFIX = "/v1/jobs/"
 
-# Cron fields of each job's default schedule: daily, hourly, every 15 minutes, daily.
+# Cron fields of each job's default schedule: daily, hourly, every 15 minutes, daily,
+# every minute.
 SCHEDULES = {
     "compliance_scan": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
     "drift_scan": re.compile(r"^\d{1,2} \* \* \* \*$"),
     "warm_cache": re.compile(r"^\*/15 \* \* \* \*$"),
     "purge_retention": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
+    "run_batch_jobs": re.compile(r"^\* \* \* \* \*$"),
 }
 
 

@@ -7,7 +7,8 @@ locals {
   # follow the reference design (DCF: 2 CPU, 4 GiB, 30 s, 1 to 100 instances) and every
   # field can be overridden through var.functions. Cloud Run accepts 1, 2, 4, 6 or 8
   # whole CPUs above one, so the ensemble's 3-CPU ceiling becomes 2 CPUs with 6 GiB.
-  # Scheduled jobs take a whole instance each (concurrency 1) and run up to 540 s.
+  # Scheduled jobs take a whole instance each (concurrency 1) and run up to 540 s; the
+  # batch workers (run_batch_jobs, started every minute) overlap, up to max at once.
   function_defaults = {
     list_models        = { cpu = "1", memory = "1Gi", timeout = 30, min = 0, max = 20, concurrency = 40 }
     predict_dcf        = { cpu = "2", memory = "4Gi", timeout = 30, min = 1, max = 100, concurrency = 16 }
@@ -26,6 +27,8 @@ locals {
     drift_scan         = { cpu = "1", memory = "2Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
     compliance_scan    = { cpu = "1", memory = "2Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
     purge_retention    = { cpu = "1", memory = "1Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
+    batch_jobs         = { cpu = "2", memory = "4Gi", timeout = 60, min = 0, max = 10, concurrency = 4 }
+    run_batch_jobs     = { cpu = "2", memory = "4Gi", timeout = 540, min = 0, max = 10, concurrency = 1 }
   }
 
   function_sizes = {

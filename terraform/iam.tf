@@ -3,11 +3,14 @@ locals {
   # lists models) unless it is named below, so a new prediction function needs no entry;
   # "write" also creates objects (register_model's content-addressed artifacts, never
   # overwritten) and "reports" also creates and replaces objects under reports/ (a scan
-  # run again in the same hour replaces its report).
+  # run again in the same hour replaces its report); "batch" also creates objects under
+  # batch/ only (a batch job's outputs, create-only: never replaced).
   artifact_writers = {
     register_model  = "write"
     drift_scan      = "reports"
     compliance_scan = "reports"
+    batch_jobs      = "batch"
+    run_batch_jobs  = "batch"
   }
   artifact_access = {
     for name in keys(local.function_defaults) : name => lookup(local.artifact_writers, name, "read")
@@ -62,6 +65,20 @@ resource "google_storage_bucket_iam_member" "function_reports" {
     title       = "reports only"
     description = "Create and replace report pages under reports/."
     expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/reports/\")"
+  }
+}
+
+resource "google_storage_bucket_iam_member" "function_batch_outputs" {
+  for_each = { for name, access in local.artifact_access : name => access if access == "batch" }
+
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectCreator"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "batch outputs only"
+    description = "Create batch job outputs under batch/ (docs/BATCH.md)."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/batch/\")"
   }
 }
 

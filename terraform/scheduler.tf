@@ -7,6 +7,8 @@ locals {
     drift_scan      = { path = "/v1/jobs/drift-scan", schedule = var.schedules.drift_scan, body = { time_budget_s = 240 } }
     purge_retention = { path = "/v1/jobs/purge-retention", schedule = var.schedules.purge_retention, body = { time_budget_s = 240 } }
     warm_cache      = { path = "/v1/jobs/warm-cache", schedule = var.schedules.warm_cache, body = { time_budget_s = 120 } }
+    # Each call works for 240 s, so about four workers overlap (docs/BATCH.md).
+    run_batch_jobs = { path = "/v1/jobs/batch-jobs", schedule = var.schedules.run_batch_jobs, body = { time_budget_s = 240 } }
   }
 }
 

@@ -32,6 +32,7 @@ LAYERS: tuple[str, ...] = (
     "monitoring",
     "serving",
     "promotion",
+    "batch",
     "services",
     "api",
 )

@@ -230,6 +230,24 @@ class Settings(BaseModel):
     drift_min_samples: int = Field(
         100, ge=10, le=1_000_000, description="Fewer live rows than this: 'insufficient data'."
     )
+    batch_shard_rows: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Rows a batch job's shard holds (fewer at a file's end).",
+    )
+    batch_lease_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="How long a batch worker holds a shard before another may take it over.",
+    )
+    batch_submit_budget_s: float = Field(
+        20.0,
+        ge=0,
+        le=300,
+        description="Time the submitting call spends predicting shards before it answers.",
+    )
     retention_days: int = Field(
         365, ge=1, le=3650, description="Days records holding personal data are kept."
     )

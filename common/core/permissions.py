@@ -29,9 +29,11 @@ SHAPES: tuple[str, ...] = (
     "experiment:read",
     "experiment:write",
     "job:{job}:run",
+    "batch:submit",
 )
 """Every permission an operation can need: ``x-ipo-permission`` in common/api/openapi.yaml,
-and ``admin`` and ``experiment:write`` checked by handlers."""
+and ``admin``, ``experiment:write`` and a batch job's ``model:{model}:predict`` checked by
+handlers."""
 NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 """A model id or job name: the characters a path parameter may hold (common/api/routes.py),
 so every permission a route formats from its path parses."""

@@ -112,7 +112,12 @@ def test_every_answer_matches_the_spec(
 
 # --- without credentials -----------------------------------------------------------------
 
-PATH_VALUES = {"model_id": "risk", "version": "1.0.0", "experiment_id": "5" * 32}
+PATH_VALUES = {
+    "model_id": "risk",
+    "version": "1.0.0",
+    "experiment_id": "5" * 32,
+    "job_id": "5" * 32,
+}
 BODIES: dict[str, dict[str, Any]] = {
     "registerModelVersion": {"version": "9.0.0", "kind": "risk", "artifact_base64": "AAAA"},
     "setVersionStage": {"stage": "staging"},
@@ -128,6 +133,13 @@ BODIES: dict[str, dict[str, Any]] = {
     "assignVariant": {"user_id": "user-1"},
     "recordOutcome": {"exposure_id": "exp-1", "values": {"priced": 1}},
     "eraseSubject": {"subject": "user-1"},
+    "createBatchJob": {
+        "model": "risk",
+        "stage": "production",
+        "input_uri": "batch/in/",
+        "output_prefix": "batch/out/",
+    },
+    "runBatchJobs": {},
     **{operation: {"instances": [{}]} for operation in predict_routes()},
     **{r.operation_id: {"instances": [{}]} for r in all_routes() if r.handler == "explain"},
     **{

@@ -39,6 +39,10 @@ NEEDS = {
     "purgeRetention": "job:purge-retention:run",
     "eraseSubject": "admin",
     "driftScan": "job:drift-scan:run",
+    "createBatchJob": "batch:submit",
+    "getBatchJob": "batch:submit",
+    "cancelBatchJob": "batch:submit",
+    "runBatchJobs": "job:batch-jobs:run",
     **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
     **{f"explain{m.capitalize()}": f"model:{m}:explain" for m in served_models()},
 }
@@ -78,7 +82,12 @@ def cases() -> Iterator[tuple[str, str, str, str]]:
     for route in all_routes():
         models = MODELS if "{model_id}" in route.path else (None,)
         for model in models:
-            values = {"model_id": model or "", "version": "1.0.0", "experiment_id": "exp-1"}
+            values = {
+                "model_id": model or "",
+                "version": "1.0.0",
+                "experiment_id": "exp-1",
+                "job_id": "job-1",
+            }
             path = route.path.format(**values)
             yield route.operation_id, route.method, path, NEEDS[route.operation_id].format(**values)
 
