@@ -134,3 +134,11 @@ def test_a_features_order_is_the_schemas_not_the_clients() -> None:
     [[same]] = sampled_shapley(Counting(), [mixer(in_order, ZERO)], ["f"], paths=5, seed=2)
     assert list(found.feature_attributions) == list(NAMES)
     assert found == same
+
+
+def test_every_kind_has_an_explanation_plan() -> None:
+    from common.explain.engine import NEEDS_BASELINE, PLANS
+    from common.models import kinds
+
+    assert set(PLANS) == set(kinds())
+    assert set(NEEDS_BASELINE) <= set(kinds())
