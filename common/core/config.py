@@ -206,12 +206,6 @@ class Settings(BaseModel):
         le=100_000,
         description="Most instances x paths one explanation request may cost (422 above).",
     )
-    explain_budget: int = Field(
-        1000,
-        ge=2,
-        le=100_000,
-        description="Most instances x paths one explanation request may cost (422 above).",
-    )
     model_pool_size: int = Field(
         8, ge=1, le=256, description="Loaded models kept per instance (LRU)."
     )
