@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from tools.cli import batch
 from tools.cli.client import (
     DEFAULT_TIMEOUT_S,
     EXIT_USAGE,
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of simulated users, 1..{MAX_USERS}",
     )
     _add_experiment_commands(commands)
+    batch.add_commands(commands, lambda sub: _add_global_options(sub, top=False))
     return parser
 
 
