@@ -4,7 +4,6 @@ malformed tensor, in the protocol's error shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,31 +11,10 @@ from flask.testing import FlaskClient
 
 from common.api.routes import served_models
 from tests.conftest import function_client
-from tests.support.fixtures import SEED, Stack, embedded_stack, register_risk, serving, trained_risk
+from tests.support.fixtures import Stack, register_risk
 from tests.support.oip import columns, layout, request_inputs, rows_of, without_nulls
-from tools.training.base import register_built
-from tools.training.builders import build, build_order
 
 MODELS = served_models()
-
-
-@pytest.fixture(scope="module")
-def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = embedded_stack(tmp_path_factory.mktemp("oip"))
-    register_built(stack.lifecycle, trained_risk(), version="1.0.0", created_by="tests")
-    for model_id in build_order(m for m in MODELS if m != "risk"):
-        for minor, built in enumerate(build(model_id, seed=SEED, registry=stack.registry)):
-            register_built(stack.lifecycle, built, version=f"1.{minor}.0", created_by="tests")
-    try:
-        yield stack
-    finally:
-        stack.services.close()
-
-
-@pytest.fixture
-def installed(full_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    with serving(full_stack, monkeypatch.setenv) as stack:
-        yield stack
 
 
 def metadata(client: FlaskClient, model_id: str, headers: dict[str, str]) -> dict[str, Any]:
