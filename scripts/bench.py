@@ -5,10 +5,16 @@
         [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
         [--generator auto|wrk|python] [--cold-starts 5]
     python scripts/bench.py cold [--out bench-results/cold] [--cold-starts 5]
+    python scripts/bench.py batch [--out bench-results/batch] [--risk-rows 100000] \
+        [--dcf-rows 5000]
     python scripts/bench.py explain [--out bench-results/explain] [--paths 25] [--batch 10]
 
 ``explain``: an explanation's in-process time per instance for every model in production
 (scripts/bench_explain.py; docs/EXPLANATIONS.md), texts grown to 2 KB as for ``models``.
+
+``batch``: batch prediction rows/s on one process for risk and DCF, in a throw-away data
+folder (scripts/bench_batch.py; docs/BATCH.md), and what one million rows costs in
+function time.
 
 ``models``: in-process time per instance of every model in production, at batch 1 and
 batch 100, as serving computes it (batch validation against the model's schema, then one
@@ -48,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_batch as bb
 import bench_explain as bx
 import bench_function as bf
 import bench_http as h
@@ -346,7 +353,22 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--paths", type=int, default=25, help="sampled Shapley paths")
     explain.add_argument("--batch", type=int, default=10, help="instances per explanation")
     explain.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown")
+    batch = sub.add_parser("batch", help="batch prediction rows/s on one process")
+    batch.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
+    batch.add_argument("--risk-rows", type=int, default=100_000, help="rows of the risk job")
+    batch.add_argument("--dcf-rows", type=int, default=5_000, help="rows of the DCF job")
     args = parser.parse_args(argv)
+    if args.what == "batch":
+        if min(args.risk_rows, args.dcf_rows) < 1:
+            parser.error("--risk-rows and --dcf-rows must be at least 1")
+        about = machine()
+        with tempfile.TemporaryDirectory(prefix="ipo-bench-batch-") as folder:
+            found = bb.run_batch(Path(folder), {"risk": args.risk_rows, "dcf": args.dcf_rows})
+        table = bb.markdown(found, about, Settings.model_fields["batch_shard_rows"].default)
+        print(table, end="")
+        if args.out:
+            write(args.out, table, {"machine": about, "batch": found})
+        return 0
     if args.what == "explain":
         settings, about = settings_or_exit("bench"), machine()
         found = bx.bench_explain(
