@@ -195,8 +195,8 @@ class Leases:
                 limit = float(data["max_error_rate"]) * int(data["rows_total"])
                 if errors > limit:
                     reason = (
-                        f"{errors} rows refused, more than max_error_rate "
-                        f"{data['max_error_rate']} of {data['rows_total']} rows allows"
+                        f"{errors} of {data['rows_total']} rows refused, more than "
+                        f"max_error_rate {data['max_error_rate']} allows"
                     )
                     changes.update(_ended("failed", reason, now))
                 elif changes["shards_done"] == int(data["shards_total"]):

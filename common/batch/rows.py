@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from common.core.errors import InvalidValuesError, MalformedRequestError, ServiceError
 from common.core.validation import validate
 from common.models.base import Component, ModelRuntime
+from common.serving.pipeline import MAX_INSTANCES
 
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -86,20 +87,30 @@ def predict(
 ) -> list[Any]:
     """Each row's prediction (None for a row with an error, which is set on the row).
 
-    The batch is validated and predicted in one call; only when that refuses something
-    (422) are rows taken one by one, so one bad line costs its own shard a second pass,
-    not every shard. A fault of the service (5xx) is raised: the shard is retried."""
-    kind = type(runtime)
+    Rows go in batches of at most MAX_INSTANCES, the size a request may have, so every
+    per-request bound of a model holds (the DCF's draws x instances, say). A batch is
+    validated and predicted in one call; only when that refuses something (422) are its
+    rows taken one by one, so a bad line costs its own batch a second pass. A fault of the
+    service (5xx) is raised: the shard is given back and retried."""
     good = [row for row in rows if row.error is None]
+    found: dict[int, Any] = {}
+    for start in range(0, len(good), MAX_INSTANCES):
+        batch = good[start : start + MAX_INSTANCES]
+        outputs = _predict_batch(runtime, batch, components, max_details)
+        found.update(zip((id(r) for r in batch), outputs, strict=True))
+    return [found.get(id(row)) for row in rows]
+
+
+def _predict_batch(
+    runtime: ModelRuntime, batch: list[Row], components: Mapping[str, Component], max_details: int
+) -> list[Any]:
     try:
-        instances = kind.instances_adapter().validate_python([r.instance for r in good])
-        outputs = _predict(runtime, instances, components) if good else []
+        instances = type(runtime).instances_adapter().validate_python([r.instance for r in batch])
+        return _predict(runtime, instances, components)
     except (ValidationError, ServiceError) as exc:
         if isinstance(exc, ServiceError) and exc.status >= 500:
             raise
-        outputs = [_predict_one(runtime, row, components, max_details) for row in good]
-    found = dict(zip((id(r) for r in good), outputs, strict=True))
-    return [found.get(id(row)) for row in rows]
+        return [_predict_one(runtime, row, components, max_details) for row in batch]
 
 
 def _predict_one(

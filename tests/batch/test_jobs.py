@@ -114,7 +114,7 @@ def test_too_many_errors_fail_the_job_listing_the_first(batch_stack: Stack) -> N
 
     done = BatchJobs(batch_stack.services).get(job["job_id"], SUBMITTER)
     assert done["state"] == "failed"
-    assert "more than max_error_rate 0.0 of 8 rows allows" in done["reason"]
+    assert "1 of 8 rows refused, more than max_error_rate 0.0 allows" in done["reason"]
     (first,) = done["first_errors"]
     assert (first["source"], first["line"], first["error"]["code"]) == (
         "batch/strict/in.jsonl",
