@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from common.audit.payload_log import PayloadLog
 from common.audit.trail import AuditLog
@@ -95,7 +96,15 @@ class Services:
             rate=settings.drift_sample_rate,
             window_hours=settings.drift_window_hours,
         )
-        lifecycle = Lifecycle(registry, backends.documents, components)
+
+        def shadow_evidence(model_id: str, version: str) -> Mapping[str, Any] | None:
+            from common.shadow.report import evidence  # only promotion pays for its imports
+
+            return evidence(backends.documents, cipher, model_id, version)
+
+        lifecycle = Lifecycle(
+            registry, backends.documents, components, shadow_evidence=shadow_evidence
+        )
         predictor = Predictor(
             snapshots,
             pool,

@@ -42,13 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS_PREFIX = "/v1/jobs/"
 
 # Cron fields of each job's default schedule: daily, hourly, every 15 minutes, daily,
-# every minute.
+# every minute, every 15 minutes.
 SCHEDULES = {
     "compliance_scan": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
     "drift_scan": re.compile(r"^\d{1,2} \* \* \* \*$"),
     "warm_cache": re.compile(r"^\*/15 \* \* \* \*$"),
     "purge_retention": re.compile(r"^\d{1,2} \d{1,2} \* \* \*$"),
     "run_batch_jobs": re.compile(r"^\* \* \* \* \*$"),
+    "shadow_replay": re.compile(r"^\*/15 \* \* \* \*$"),
 }
 
 

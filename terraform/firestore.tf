@@ -20,6 +20,16 @@ locals {
       collection = "deployments"
       fields     = [["model_id", "ASCENDING"], ["created_at", "DESCENDING"]]
     }
+    # PayloadLog.history: model_id == X, ordered by created_at descending.
+    payload_log_changes_history = {
+      collection = "payload_log_changes"
+      fields     = [["model_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    # Shadow replay: a model's kept predictions after the shadow's checkpoint.
+    prediction_log_since = {
+      collection = "prediction_log"
+      fields     = [["model_id", "ASCENDING"], ["time", "ASCENDING"]]
+    }
     # Retention purge: entries older than the cutoff still holding personal data.
     audit_entries_personal = {
       collection = "audit_entries"

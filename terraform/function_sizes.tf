@@ -29,6 +29,7 @@ locals {
     purge_retention    = { cpu = "1", memory = "1Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
     batch_jobs         = { cpu = "2", memory = "4Gi", timeout = 60, min = 0, max = 10, concurrency = 4 }
     run_batch_jobs     = { cpu = "2", memory = "4Gi", timeout = 540, min = 0, max = 10, concurrency = 1 }
+    shadow_replay      = { cpu = "1", memory = "2Gi", timeout = 540, min = 0, max = 1, concurrency = 1 }
   }
 
   function_sizes = {

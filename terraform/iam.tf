@@ -9,6 +9,7 @@ locals {
     register_model  = "write"
     drift_scan      = "reports"
     compliance_scan = "reports"
+    shadow_replay   = "reports"
     batch_jobs      = "batch"
     run_batch_jobs  = "batch"
   }

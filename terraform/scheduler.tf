@@ -9,6 +9,7 @@ locals {
     warm_cache      = { path = "/v1/jobs/warm-cache", schedule = var.schedules.warm_cache, body = { time_budget_s = 120 } }
     # Each call works for 240 s, so about four workers overlap (docs/BATCH.md).
     run_batch_jobs = { path = "/v1/jobs/batch-jobs", schedule = var.schedules.run_batch_jobs, body = { time_budget_s = 240 } }
+    shadow_replay  = { path = "/v1/jobs/shadow-replay", schedule = var.schedules.shadow_replay, body = { time_budget_s = 240 } }
   }
 }
 

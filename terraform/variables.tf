@@ -228,6 +228,7 @@ variable "schedules" {
     paused          = optional(bool, false)
     purge_retention = optional(string, "30 3 * * *")
     run_batch_jobs  = optional(string, "* * * * *")
+    shadow_replay   = optional(string, "*/15 * * * *")
     time_zone       = optional(string, "Etc/UTC")
     warm_cache      = optional(string, "*/15 * * * *")
   })
@@ -235,7 +236,7 @@ variable "schedules" {
 
   validation {
     condition = alltrue([
-      for s in [var.schedules.compliance_scan, var.schedules.drift_scan, var.schedules.purge_retention, var.schedules.run_batch_jobs, var.schedules.warm_cache] :
+      for s in [var.schedules.compliance_scan, var.schedules.drift_scan, var.schedules.purge_retention, var.schedules.run_batch_jobs, var.schedules.shadow_replay, var.schedules.warm_cache] :
       length(split(" ", trimspace(s))) == 5
     ])
     error_message = "Each schedule must be a five-field cron expression, e.g. \"0 3 * * *\"."

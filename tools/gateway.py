@@ -7,7 +7,7 @@ method and path itself (no Flask routing or method handling), so answers match t
 deployed functions'.
 
 The gateway also serves the stored HTML reports (``common/monitoring/reports.py``) at
-``/reports/<drift|compliance>/<name>.html``, without a token: it binds 127.0.0.1 and is for
+``/reports/<drift|compliance|shadow>/<name>.html``, without a token: it binds 127.0.0.1 and is for
 a browser on the same machine. In the cloud reports stay artifacts in the bucket; API
 Gateway has no route to them. A report is served only if its path, with every symbolic
 link resolved, is a regular file under the artifact folder's ``reports/``: a link planted
@@ -33,7 +33,7 @@ from common.api.routes import all_routes, error_style, functions
 from common.backends.base import check_artifact_key
 from common.core import logs
 from common.core.errors import NotFoundError, ServiceError
-from common.monitoring.reports import report_key
+from common.monitoring.reports import KINDS, ReportKind, report_key
 from common.services import get_services
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
 
 FunctionEntry = Callable[[Request], Response]
 
-REPORT_PATH = re.compile(r"^/reports/(drift|compliance)/([A-Za-z0-9_.@+-]{1,200})\.html$")
+REPORT_PATH = re.compile(r"^/reports/(drift|compliance|shadow)/([A-Za-z0-9_.@+-]{1,200})\.html$")
 REPORT_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
     "X-Content-Type-Options": "nosniff",
@@ -69,9 +69,8 @@ def serve_report(request: Request) -> Response:
     try:
         if match is None:
             raise ValueError(request.path)
-        key = check_artifact_key(
-            report_key("drift" if match[1] == "drift" else "compliance", match[2])
-        )
+        kinds: dict[str, ReportKind] = {kind: kind for kind in KINDS}
+        key = check_artifact_key(report_key(kinds[match[1]], match[2]))
     except ValueError:
         return error_response(NotFoundError("no such report"), request_id)
     services = get_services()

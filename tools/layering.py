@@ -33,6 +33,7 @@ LAYERS: tuple[str, ...] = (
     "serving",
     "promotion",
     "batch",
+    "shadow",
     "services",
     "api",
 )

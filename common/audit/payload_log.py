@@ -325,12 +325,37 @@ class PayloadLog:
         if not docs:
             raise NotFoundError(f"no prediction with request id {request_id!r} is kept")
         doc = max(docs, key=lambda d: (str(d.data.get("time", "")), d.id))
-        opened = self._cipher.open(record_id(doc.id), doc.data)
-        inputs = opened.pop("financial_data", {}) or {}
-        outputs = opened.pop("proprietary_metrics", {}) or {}
+        inputs, predictions = self.open(doc.id, doc.data)
+        plain = {k: v for k, v in doc.data.items() if not isinstance(v, dict)}
         return {
-            **opened,
+            **plain,
             "instances": inputs.get("instances", []),
             "parameters": inputs.get("parameters", {}),
-            "predictions": outputs.get("predictions", []),
+            "predictions": predictions,
         }
+
+    # --- replaying ---------------------------------------------------------------------
+    def sampled(self, request_id: str, rate: float) -> bool:
+        """The same keyed decision as keeping: a shadow's share of the kept predictions."""
+        return sampled(self._sampling_key(), request_id, rate)
+
+    def since(
+        self, model_id: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """A model's kept predictions after ``(time, id)``, oldest first, still sealed."""
+        docs = self._documents.query(
+            PREDICTION_LOG,
+            [Filter("model_id", "==", model_id), Filter("time", ">=", after[0])],
+            [Order("time")],
+            limit + 50,  # records at the checkpoint's own time come back again
+        )
+        later = [(d.id, d.data) for d in docs if (str(d.data.get("time")), d.id) > after]
+        later.sort(key=lambda item: (str(item[1].get("time")), item[0]))
+        return later[:limit]
+
+    def open(self, doc_id: str, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """A kept prediction's inputs (instances, parameters) and its predictions."""
+        opened = self._cipher.open(record_id(doc_id), data)
+        inputs = opened.get("financial_data") or {}
+        outputs = opened.get("proprietary_metrics") or {}
+        return dict(inputs), list(outputs.get("predictions") or [])

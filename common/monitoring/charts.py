@@ -109,3 +109,22 @@ def _rules_of(scans: Sequence[Mapping[str, Any]]) -> list[str]:
         for result in scan.get("results", [])
         if isinstance(result, Mapping) and "rule_id" in result
     ]
+
+
+def interval_bars(
+    names: Sequence[str],
+    values: Sequence[float],
+    intervals: Sequence[Sequence[float] | None],
+    ylabel: str,
+) -> str:
+    """One bar per name with its interval as an error bar, as a PNG data URI."""
+    figure = _figure(max(5.0, 0.5 * len(names) + 2.0), 3.0)
+    axes = figure.subplots()
+    low = [v - (i[0] if i else v) for v, i in zip(values, intervals, strict=True)]
+    high = [(i[1] if i else v) - v for v, i in zip(values, intervals, strict=True)]
+    axes.bar(range(len(names)), values, yerr=[low, high], color=LIVE_COLOUR, capsize=3)
+    axes.set_xticks(
+        range(len(names)), [plain(n) for n in names], rotation=45, ha="right", fontsize=7
+    )
+    axes.set_ylabel(ylabel)
+    return png_data_uri(figure)

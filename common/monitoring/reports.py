@@ -25,8 +25,8 @@ from common.monitoring.html import esc, number
 if TYPE_CHECKING:
     from common.backends.base import ArtifactStore
 
-ReportKind = Literal["drift", "compliance"]
-KINDS: tuple[ReportKind, ...] = ("drift", "compliance")
+ReportKind = Literal["drift", "compliance", "shadow"]
+KINDS: tuple[ReportKind, ...] = ("drift", "compliance", "shadow")
 Chart = tuple[list[str], list[float], list[float]]
 """Bin labels, baseline shares, live shares."""
 DETAIL_CHARS = 300

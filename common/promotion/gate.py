@@ -33,6 +33,19 @@ class Criterion(BaseModel):
     threshold: float
 
 
+class ShadowCriterion(BaseModel):
+    """What a shadow evaluation of the candidate must show (common/shadow/): enough
+    instances compared, numeric outputs close to production's, classes in agreement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_n: int = Field(ge=1, le=10_000_000)
+    max_mean_abs_rel_diff: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+    """Bound on the largest mean |relative difference| over the numeric outputs."""
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0)
+    """Bound on the lowest agreement over the class outputs."""
+
+
 class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +56,8 @@ class GateSpec(BaseModel):
     regression on its success metrics."""
     max_fresh_sample_gap: dict[MetricName, Tolerance] = Field(default_factory=dict, max_length=50)
     """Metric -> largest allowed |test split - fresh sample|; both must be recorded."""
+    shadow: ShadowCriterion | None = None
+    """Also require a shadow evaluation of the candidate that meets these bounds."""
 
 
 CLASSIFIER_DEFAULTS = GateSpec(
@@ -64,7 +79,16 @@ def spec_for(kind: str, declared: Mapping[str, Any] | None) -> GateSpec:
     return GateSpec(criteria=(Criterion(metric="latency_p95_ms", op="<=", threshold=500.0),))
 
 
-__all__ = ["CLASSIFIER_DEFAULTS", "FRESH_GAP", "Criterion", "GateSpec", "evaluate", "spec_for"]
+__all__ = [
+    "CLASSIFIER_DEFAULTS",
+    "FRESH_GAP",
+    "Criterion",
+    "GateSpec",
+    "ShadowCriterion",
+    "evaluate",
+    "evaluate_shadow",
+    "spec_for",
+]
 
 
 def evaluate(
@@ -131,3 +155,35 @@ def _fresh_gap(
             }
         ),
     }
+
+
+def evaluate_shadow(
+    criterion: ShadowCriterion, summary: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One result per bound of the shadow criterion; no shadow evaluation fails them all."""
+    bounds: list[tuple[str, Op, float]] = [("n", ">=", float(criterion.min_n))]
+    if criterion.max_mean_abs_rel_diff is not None:
+        bounds.append(("max_mean_abs_rel_diff", "<=", criterion.max_mean_abs_rel_diff))
+    if criterion.min_agreement is not None:
+        bounds.append(("min_agreement", ">=", criterion.min_agreement))
+    results = []
+    for name, op, threshold in bounds:
+        value = None if summary is None else summary.get(name)
+        passed = (
+            isinstance(value, int | float) and math.isfinite(value) and _OPS[op](value, threshold)
+        )
+        result: dict[str, Any] = {
+            "criterion": f"shadow.{name}",
+            "op": op,
+            "threshold": threshold,
+            "value": value,
+            "passed": passed,
+        }
+        if summary is None:
+            result["message"] = "no shadow evaluation of this version"
+        elif value is None:
+            result["message"] = f"the shadow evaluation has no {name} (no such outputs compared)"
+        else:
+            result["shadow_id"] = summary.get("shadow_id")
+        results.append(result)
+    return results

@@ -65,6 +65,8 @@ PROMOTABLE: frozenset[str] = frozenset({"staging", "deprecated"})
 
 
 ComponentResolver = Callable[[Mapping[str, str]], dict[str, Component]]
+ShadowEvidence = Callable[[str, str], Mapping[str, Any] | None]
+"""(model id, version) -> the summary of that version's newest shadow evaluation, or None."""
 
 
 class Lifecycle:
@@ -74,11 +76,14 @@ class Lifecycle:
         documents: DocumentStore,
         resolve_components: ComponentResolver,
         clock: Callable[[], str] = utcnow,
+        *,
+        shadow_evidence: ShadowEvidence | None = None,
     ) -> None:
         self._registry = registry
         self._documents = documents
         self._resolve = resolve_components
         self._clock = clock
+        self._shadow_evidence = shadow_evidence
 
     @property
     def registry(self) -> Registry:
@@ -127,12 +132,15 @@ class Lifecycle:
 
         return self._documents.transaction(move)
 
-    def serving_problems(self, candidate: ModelVersion) -> list[dict[str, Any]]:
+    def serving_problems(
+        self, candidate: ModelVersion, *, shadow: bool = True
+    ) -> list[dict[str, Any]]:
         """The failed criteria keeping a staging version from an experiment's arm: the
         checks a canary passes (its gate's criteria, then verification), except the gate's
-        experiment requirement, which an experiment is how to meet."""
+        experiment requirement, which an experiment is how to meet. ``shadow=False`` also
+        leaves out the shadow criterion, for the shadow evaluation that is how to meet it."""
         model = self._registry.get_model(candidate.model_id)
-        spec, results = self._gate(model, candidate)
+        spec, results = self._gate(model, candidate, shadow=shadow)
         failed = [r for r in results if not r["passed"]]
         report = self._verify(candidate, spec)
         if not report["passed"]:
@@ -140,14 +148,20 @@ class Lifecycle:
             failed.append({"criterion": "verification", "passed": False, "message": message})
         return failed
 
-    @staticmethod
     def _gate(
-        model: ModelRecord, candidate: ModelVersion
+        self, model: ModelRecord, candidate: ModelVersion, *, shadow: bool = True
     ) -> tuple[gates.GateSpec, list[dict[str, Any]]]:
         """The model's gate (defaults of its kind where it declared none) and the
-        candidate's result on each criterion, the fresh-sample gaps included."""
+        candidate's result on each criterion, the fresh-sample gaps and the shadow
+        evaluation's bounds included."""
         spec = gates.spec_for(model.kind, model.gate)
-        return spec, gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
+        results = gates.evaluate(spec, candidate.metrics, candidate.metrics_fresh_sample)
+        if shadow and spec.shadow is not None:
+            found = None
+            if self._shadow_evidence is not None:
+                found = self._shadow_evidence(candidate.model_id, candidate.version)
+            results += gates.evaluate_shadow(spec.shadow, found)
+        return spec, results
 
     # --- promotion ---------------------------------------------------------------------
     def promote(

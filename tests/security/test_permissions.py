@@ -43,6 +43,13 @@ NEEDS = {
     "getBatchJob": "batch:submit",
     "cancelBatchJob": "batch:submit",
     "runBatchJobs": "job:batch-jobs:run",
+    "shadowReplay": "job:shadow-replay:run",
+    "startShadow": "model:{model_id}:promote",
+    "stopShadow": "model:{model_id}:promote",
+    "getShadowReport": "model:read",
+    "getPayloadLog": "model:read",
+    "setPayloadLog": "model:{model_id}:promote",
+    "getPrediction": "model:read",
     **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
     **{f"explain{m.capitalize()}": f"model:{m}:explain" for m in served_models()},
 }
@@ -87,6 +94,7 @@ def cases() -> Iterator[tuple[str, str, str, str]]:
                 "version": "1.0.0",
                 "experiment_id": "exp-1",
                 "job_id": "job-1",
+                "request_id": "req-1",
             }
             path = route.path.format(**values)
             yield route.operation_id, route.method, path, NEEDS[route.operation_id].format(**values)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from tools.cli import batch
+from tools.cli import batch, observe
 from tools.cli.client import (
     DEFAULT_TIMEOUT_S,
     EXIT_USAGE,
@@ -87,6 +87,17 @@ def _positive_seconds(value: str) -> float:
     if not 0 < seconds <= 3600:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 3600 seconds")
     return seconds
+
+
+def _share(value: str) -> float:
+    """A rate between 0 and 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
 
 
 def _metric_value(item: str) -> tuple[str, float | bool]:
@@ -252,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of simulated users, 1..{MAX_USERS}",
     )
     _add_experiment_commands(commands)
+    observe.add_commands(commands, lambda sub: _add_global_options(sub, top=False), _share)
     batch.add_commands(commands, lambda sub: _add_global_options(sub, top=False))
     return parser
 

@@ -1,0 +1,1 @@
+"""Shadow evaluation by replay: a candidate run on the inputs production served."""

@@ -1,0 +1,43 @@
+"""ipoctl's payload-log, prediction and shadow commands, in process against the functions."""
+
+from __future__ import annotations
+
+import json
+
+from tests.functions.test_shadow_api import other_risk, replay, staged, traffic
+from tests.support.cli import ipoctl
+from tests.support.fixtures import Stack
+
+
+def test_payload_log_then_a_kept_prediction_then_a_shadow_report(stack: Stack) -> None:
+    admin = stack.token(("admin",))
+    shown = ipoctl(admin, "payload-log", "show", "risk")
+    assert "enabled" in shown
+    assert "no" in shown.splitlines()[1]
+
+    changed = ipoctl(
+        admin, "payload-log", "set", "risk", "--enable", "--rate", "1", "--reason", "pilot"
+    )
+    assert "yes" in changed
+    history = ipoctl(admin, "payload-log", "show", "risk")
+    assert "pilot" in history
+    assert "tester" in history
+
+    staged(stack, "1.1.0", other_risk())
+    started = ipoctl(admin, "shadow", "start", "risk", "1.1.0", "--until", "2099-01-01T00:00:00Z")
+    assert "1.1.0" in started
+    assert "active" in started
+
+    traffic(stack, 3)
+    kept = ipoctl(admin, "prediction", "shadow-0")
+    assert "risk 1.0.0" in kept
+    assert "instance 1" in kept
+
+    replay(stack)
+    report = ipoctl(admin, "shadow", "report", "risk", "--tolerance", "0.1")
+    assert "risk_score" in report
+    assert "risk_class" in report
+    raw = json.loads(ipoctl(admin, "--json", "shadow", "report", "risk"))
+    assert raw["n"] == 6
+    stopped = ipoctl(admin, "shadow", "stop", "risk")
+    assert "stopped" in stopped
