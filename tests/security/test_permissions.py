@@ -50,8 +50,25 @@ NEEDS = {
     "getPayloadLog": "model:read",
     "setPayloadLog": "model:{model_id}:promote",
     "getPrediction": "model:read",
+    "explainPrediction": "model:read",
     **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
     **{f"explain{m.capitalize()}": f"model:{m}:explain" for m in served_models()},
+    # the Open Inference Protocol: server routes to readers, a model's routes to its users
+    "serverLive": "model:read",
+    "serverReady": "model:read",
+    "serverMetadata": "model:read",
+    **{
+        operation.format(m.capitalize()): f"model:{m}:predict"
+        for m in served_models()
+        for operation in (
+            "modelMetadata{}",
+            "modelMetadata{}Version",
+            "modelReady{}",
+            "modelReady{}Version",
+            "predict{}V2",
+            "predict{}VersionV2",
+        )
+    },
 }
 
 PERMISSION_SETS: list[tuple[str, ...]] = [

@@ -23,6 +23,10 @@ from common.core.errors import MalformedRequestError
 from common.core.validation import StrictModel, problems_from
 
 MAX_TENSORS = 500
+MAX_VALUES = 100_000
+"""Values in one tensor's ``data``: 1,000 rows of the longest array input, and then some;
+the body's 10 MiB limit bounds the rest."""
+MAX_PARAMETERS = 64
 PROTOCOL_PARAMETERS = frozenset({"binary_data_output", "content_type", "priority", "timeout"})
 """Request parameters a client library adds for the protocol itself: accepted and left out
 of the model's parameters (answers are always JSON, without binary tensor data)."""
@@ -37,20 +41,20 @@ class RequestInput(StrictModel):
     name: str = Field(min_length=1, max_length=256)
     shape: list[int] = Field(min_length=1, max_length=8)
     datatype: str = Field(min_length=1, max_length=16)
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
+    parameters: dict[str, Any] | None = Field(None, max_length=MAX_PARAMETERS)
+    data: list[Any] = Field(max_length=MAX_VALUES)
 
 
 class RequestOutput(StrictModel):
     name: str = Field(min_length=1, max_length=256)
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(None, max_length=MAX_PARAMETERS)
 
 
 class InferenceRequest(StrictModel):
     """The protocol's inference request; anything that is not one is a 400."""
 
     id: str | None = Field(None, max_length=256)
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(None, max_length=MAX_PARAMETERS)
     inputs: list[RequestInput] = Field(min_length=1, max_length=MAX_TENSORS)
     outputs: list[RequestOutput] | None = Field(None, max_length=MAX_TENSORS)
 
