@@ -70,3 +70,16 @@ resource "google_firestore_field" "ttl" {
   # The TTL field needs no index of its own.
   index_config {}
 }
+
+# A batch job's plan (a string of up to a few hundred KB), its file list and its first
+# errors are read with the job, never queried: no index entries for them, so a job's
+# record stays one cheap write (docs/BATCH.md).
+resource "google_firestore_field" "batch_unindexed" {
+  for_each = toset(["plan", "files", "first_errors", "components"])
+
+  database   = google_firestore_database.this.name
+  collection = "batch_jobs"
+  field      = each.value
+
+  index_config {}
+}

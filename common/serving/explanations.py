@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 from common.core.errors import InvalidValuesError
 from common.core.validation import validate
 from common.explain.engine import Explanation, ExplanationParameters, explain
+from common.registry.records import ModelVersion
 from common.serving.pipeline import PredictRequest, resolve_component
 from common.serving.predictor import Predictor
 
@@ -42,34 +43,13 @@ def explain_request(
         prefix=("parameters", "explanation"),
         max_details=predictor.max_details,
     )
-    cost = len(request.instances) * options.paths
-    if cost > budget:
-        raise InvalidValuesError(
-            f"{len(request.instances)} instances x {options.paths} paths = {cost} exceeds the "
-            f"explanation budget of {budget} per request (IPO_EXPLAIN_BUDGET); send fewer "
-            "instances or paths",
-            details=[{"field": "parameters.explanation.paths", "rule": "explain_budget"}],
-        )
+    check_budget(len(request.instances), options, budget)
     served = predictor.serve(
         model_id, PredictRequest(instances=request.instances, parameters=own), subject=subject
     )
     snapshot = predictor.snapshots.get(model_id)
     record, _, _ = predictor.version_for(snapshot, served.model_version)
-    loaded = predictor.pool.get(record)
-    components = {
-        role: resolve_component(component_id, predictor.snapshots, predictor.pool)
-        for role, component_id in loaded.runtime.components().items()
-    }
-    baseline = options.baseline if options.baseline is not None else record.explanation_baseline
-    found = explain(
-        loaded.runtime,
-        request.instances,
-        baseline,
-        paths=options.paths,
-        seed=options.seed,
-        components=components,
-        max_details=predictor.max_details,
-    )
+    explained = explain_version(predictor, record, request.instances, options)
     if labels is not None:
         labels.update(
             model_id=model_id,
@@ -78,9 +58,48 @@ def explain_request(
             instances=len(served.predictions),
             explanation_paths=options.paths,
         )
+    return {**served.body(request_id), **explained}
+
+
+def check_budget(instances: int, options: ExplanationParameters, budget: int) -> None:
+    """Refuse, before anything is computed, an explanation costing more than ``budget``
+    instances x paths."""
+    cost = instances * options.paths
+    if cost > budget:
+        raise InvalidValuesError(
+            f"{instances} instances x {options.paths} paths = {cost} exceeds the "
+            f"explanation budget of {budget} per request (IPO_EXPLAIN_BUDGET); send fewer "
+            "instances or paths",
+            details=[{"field": "parameters.explanation.paths", "rule": "explain_budget"}],
+        )
+
+
+def explain_version(
+    predictor: Predictor,
+    record: ModelVersion,
+    instances: list[dict[str, Any]],
+    options: ExplanationParameters,
+) -> dict[str, Any]:
+    """``explanations`` and ``explanation_metadata`` of ``instances`` under one version,
+    its components at their production versions: what an explain answer adds to the
+    predictions, and what a kept prediction is explained with again."""
+    loaded = predictor.pool.get(record)
+    components = {
+        role: resolve_component(component_id, predictor.snapshots, predictor.pool)
+        for role, component_id in loaded.runtime.components().items()
+    }
+    baseline = options.baseline if options.baseline is not None else record.explanation_baseline
+    found = explain(
+        loaded.runtime,
+        instances,
+        baseline,
+        paths=options.paths,
+        seed=options.seed,
+        components=components,
+        max_details=predictor.max_details,
+    )
     source = "request" if options.baseline is not None else "version"
     return {
-        **served.body(request_id),
         "explanations": _explanations(found),
         "explanation_metadata": {
             "method": found.method,

@@ -175,3 +175,60 @@ def test_a_kept_prediction_that_cannot_be_stored_withholds_the_answer_and_its_en
         assert [e for e in documents.query(ENTRIES) if e.data["request_id"] == "req-lost"] == []
     finally:
         reset_services()
+
+
+def explain_kept(stack: Stack, request_id: str, query: str = "", **kw: Any) -> Any:
+    perms = kw.pop("perms", ("model:read", "model:risk:explain"))
+    return function_client("list_models").get(
+        f"/v1/predictions/{request_id}/explanation{query}",
+        headers=stack.headers(perms, subject=kw.pop("subject", "analyst-1")),
+    )
+
+
+def test_a_kept_prediction_is_explained_again_with_the_same_numbers(stack: Stack) -> None:
+    configure(stack, enabled=True, sampling_rate=1.0)
+    answer = predict(stack, "req-explain")
+    first = explain_kept(stack, "req-explain")
+    assert first.status_code == 200, first.get_data(as_text=True)
+    body = first.get_json()
+    assert (body["model_id"], body["model_version"]) == ("risk", "1.0.0")
+    assert body["predictions"] == answer["predictions"]
+    assert len(body["explanations"]) == 2
+    assert body["explanation_metadata"]["baseline"] == "version"
+    again = explain_kept(stack, "req-explain").get_json()
+    assert again["explanations"] == body["explanations"]
+
+    # the same as explaining the same instances live, against the same version
+    example = stack.registry.get_version("risk", "1.0.0").example
+    live = (
+        function_client("predict_risk")
+        .post(
+            "/v1/explain/risk",
+            json={"instances": [example, {**example, "revenue_growth": 0.5}]},
+            headers=stack.headers(("model:risk:explain",)),
+        )
+        .get_json()
+    )
+    assert live["explanations"] == body["explanations"]
+
+    # each attribution set adds up to its output, as every explanation does
+    for explanation in body["explanations"]:
+        for item in explanation["attributions"]:
+            total = item["baseline_output_value"] + sum(item["feature_attributions"].values())
+            assert abs(total - item["instance_output_value"]) <= item["approximation_error"] + 1e-6
+
+
+def test_explaining_a_kept_prediction_needs_the_models_explain_permission(stack: Stack) -> None:
+    configure(stack, enabled=True, sampling_rate=1.0)
+    predict(stack, "req-explain-2")
+    assert_error(explain_kept(stack, "req-explain-2", perms=("model:read",)), 403, "forbidden")
+    assert_error(explain_kept(stack, "req-explain-2", subject="analyst-2"), 404, "not_found")
+    bad = explain_kept(stack, "req-explain-2", "?paths=1")
+    assert assert_error(bad, 422, "invalid_values")["error"]["details"][0]["field"] == "paths"
+
+
+def test_a_prediction_kept_without_some_fields_is_not_explained_on_a_guess(stack: Stack) -> None:
+    configure(stack, enabled=True, sampling_rate=1.0, redact_fields=["sector"])
+    predict(stack, "req-explain-3")
+    refused = explain_kept(stack, "req-explain-3")
+    assert "sector" in assert_error(refused, 422, "invalid_values")["error"]["message"]

@@ -32,6 +32,9 @@ def test_payload_log_then_a_kept_prediction_then_a_shadow_report(stack: Stack) -
     kept = ipoctl(admin, "prediction", "shadow-0")
     assert "risk 1.0.0" in kept
     assert "instance 1" in kept
+    explained = ipoctl(admin, "prediction", "shadow-0", "--explain")
+    assert "exact_linear" in explained
+    assert "ATTRIBUTION" in explained
 
     replay(stack)
     report = ipoctl(admin, "shadow", "report", "risk", "--tolerance", "0.1")

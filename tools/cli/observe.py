@@ -70,7 +70,41 @@ def payload_log(data: Mapping[str, Any]) -> str:
 # --- kept predictions ----------------------------------------------------------------------
 def cmd_prediction(ctx: Context, args: argparse.Namespace) -> int:
     path = f"/v1/predictions/{quote(args.request_id, safe='')}"
-    return ctx.emit(ctx.client.call("GET", path), prediction)
+    if not args.explain:
+        return ctx.emit(ctx.client.call("GET", path), prediction)
+    query = {k: v for k, v in (("paths", args.paths), ("seed", args.seed)) if v is not None}
+    path += "/explanation" + (f"?{urlencode(query)}" if query else "")
+    return ctx.emit(ctx.client.call("GET", path), explanation)
+
+
+def explanation(data: Mapping[str, Any]) -> str:
+    """Per instance and output: baseline, value, and each input's share of the change."""
+    meta = data.get("explanation_metadata") or {}
+    blocks = [
+        pairs(
+            [
+                ("request", data.get("request_id")),
+                ("model", f"{text(data.get('model_id'))} {text(data.get('model_version'))}"),
+                ("method", meta.get("method")),
+                ("scale", meta.get("output_scale")),
+                ("paths, seed", f"{text(meta.get('paths'))}, {text(meta.get('seed'))}"),
+            ]
+        )
+    ]
+    for i, item in enumerate(data.get("explanations") or []):
+        for output in item.get("attributions") or []:
+            rows = sorted(
+                (output.get("feature_attributions") or {}).items(),
+                key=lambda kv: -abs(kv[1]) if isinstance(kv[1], int | float) else 0,
+            )
+            head = (
+                f"instance {i}, {text(output.get('output_name'))}: "
+                f"{text(output.get('baseline_output_value'))} -> "
+                f"{text(output.get('instance_output_value'))} "
+                f"(error <= {text(output.get('approximation_error'))})"
+            )
+            blocks.append(head + "\n" + table(("INPUT", "ATTRIBUTION"), rows))
+    return "\n\n".join(blocks)
 
 
 def prediction(data: Mapping[str, Any]) -> str:
@@ -221,6 +255,9 @@ def add_commands(commands: Any, options: AddOptions, rate: Callable[[str], float
     options(sub)
     sub.set_defaults(handler=cmd_prediction)
     sub.add_argument("request_id", metavar="REQUEST_ID")
+    sub.add_argument("--explain", action="store_true", help="explain it again (same numbers)")
+    sub.add_argument("--paths", type=int, help="sampled Shapley's orders per instance")
+    sub.add_argument("--seed", type=int, help="seed of the orders (default 0)")
 
     actions = group("shadow", "Shadow evaluation: a candidate replayed on production traffic.")
     sub = action(actions, "start", cmd_shadow_start, "Start a shadow evaluation of a candidate.")

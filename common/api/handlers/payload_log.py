@@ -8,8 +8,9 @@ from pydantic import TypeAdapter
 
 from common.api.calls import Call, Operation
 from common.audit.payload_log import PayloadLogChange, model_input_fields
-from common.core.errors import NotFoundError
+from common.core.errors import InvalidValuesError, NotFoundError
 from common.core.permissions import ADMIN
+from common.core.validation import validate
 
 CHANGE = TypeAdapter(PayloadLogChange)
 
@@ -32,7 +33,7 @@ def set_settings(call: Call) -> dict[str, Any]:
     return result
 
 
-def get_prediction(call: Call) -> dict[str, Any]:
+def _kept(call: Call) -> dict[str, Any]:
     """A kept prediction, to the principal who made it or an admin: to anyone else it
     does not exist (404), so request ids cannot be probed."""
     request_id = call.params["request_id"]
@@ -44,8 +45,62 @@ def get_prediction(call: Call) -> dict[str, Any]:
     return kept
 
 
+def get_prediction(call: Call) -> dict[str, Any]:
+    return _kept(call)
+
+
+def _query_int(call: Call, name: str, default: int) -> Any:
+    text = call.query.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return text  # the options' schema refuses it with its own message
+
+
+def explain_prediction(call: Call) -> dict[str, Any]:
+    """The kept prediction explained again: its stored inputs, the version that served it,
+    that version's baseline, and the seed and path count asked for (default 0 and the
+    engine's default), so the same call gives the same numbers."""
+    from common.explain.engine import DEFAULT_PATHS
+    from common.serving.explanations import (
+        EXPLANATION_PARAMETERS,
+        check_budget,
+        explain_version,
+    )
+
+    kept = _kept(call)
+    model_id, version = str(kept["model_id"]), str(kept["model_version"])
+    call.principal.require(f"model:{model_id}:explain")
+    if kept.get("redacted_fields"):
+        fields = ", ".join(kept["redacted_fields"])
+        raise InvalidValuesError(
+            f"this prediction was kept without {fields} (the payload log's redact_fields), "
+            "so it cannot be explained again",
+            details=[{"field": "redacted_fields", "rule": "redacted", "message": fields}],
+        )
+    services = call.services
+    options = validate(
+        EXPLANATION_PARAMETERS,
+        {"paths": _query_int(call, "paths", DEFAULT_PATHS), "seed": _query_int(call, "seed", 0)},
+        max_details=services.settings.max_error_details,
+    )
+    check_budget(len(kept["instances"]), options, services.settings.explain_budget)
+    record = services.registry.get_version(model_id, version)
+    explained = explain_version(services.predictor, record, kept["instances"], options)
+    return {
+        "request_id": kept["request_id"],
+        "model_id": model_id,
+        "model_version": version,
+        "predictions": kept["predictions"],
+        **explained,
+    }
+
+
 OPERATIONS: dict[str, Operation] = {
     "getPayloadLog": Operation(get_settings),
     "setPayloadLog": Operation(set_settings, body=CHANGE),
     "getPrediction": Operation(get_prediction),
+    "explainPrediction": Operation(explain_prediction),
 }
