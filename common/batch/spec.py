@@ -8,6 +8,7 @@ before anything is listed or written.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -127,8 +128,6 @@ def output_key(prefix: str, what: Literal["predictions", "errors"], index: int) 
 def view(job: dict[str, Any], now_s: float) -> dict[str, Any]:
     """What ``GET /v1/batch-jobs/{id}`` shows: the record without its plan, with the
     rate and the time left estimated from the rows committed so far."""
-    from datetime import datetime
-
     shown = {k: v for k, v in job.items() if k not in {"plan", "next_shard"}}
     rows_done = int(job["rows_done"])
     started = datetime.fromisoformat(job["created_at"]).timestamp()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -144,4 +146,36 @@ def test_processes_racing_on_one_sqlite_file_and_folder_share_the_shards(
         if d.data["job_id"] == job_id
     }
     assert len(committers) == 2  # both processes committed shards
+    stack.services.close()
+
+
+def _stored_then_hang(environ: dict[str, str], job_id: str, stored: Any) -> None:
+    """A worker that stores one shard's outputs and is killed before it commits."""
+    stack = embedded_stack(Path(environ["IPO_DATA_DIR"]).parent, **environ)
+    runner = Runner(stack.services, owner="doomed")
+    lease = runner.leases.claim(job_id, runner.owner)
+    assert lease is not None
+    runner.process(lease)
+    stored.set()
+    time.sleep(600)
+
+
+def test_a_worker_process_killed_before_committing_is_taken_over(tmp_path: Path) -> None:
+    stack = embedded_stack(tmp_path, IPO_BATCH_SHARD_ROWS="4", IPO_BATCH_SUBMIT_BUDGET_S="0")
+    register_risk(stack.lifecycle)
+    job_id = _job(stack, "sigkill", 10)
+    spawn = multiprocessing.get_context("spawn")
+    stored = spawn.Event()
+    doomed = spawn.Process(target=_stored_then_hang, args=(stack.environ, job_id, stored))
+    doomed.start()
+    assert stored.wait(timeout=60)
+    os.kill(doomed.pid or 0, signal.SIGKILL)
+    doomed.join(timeout=30)
+    assert doomed.exitcode == -signal.SIGKILL
+
+    survivor = Runner(stack.services, owner="survivor", leases=_later(stack))
+    assert survivor.work(job_id, budget_s=60) == (3, 10)
+    done = BatchJobs(stack.services).get(job_id, SUBMITTER)
+    assert (done["state"], done["rows_done"], done["predicted"]) == ("succeeded", 10, 10)
+    _written_once(stack, "sigkill", 10)
     stack.services.close()
