@@ -142,3 +142,49 @@ def test_every_kind_has_an_explanation_plan() -> None:
 
     assert set(PLANS) == set(kinds())
     assert set(NEEDS_BASELINE) <= set(kinds())
+
+
+class SquaredPipeline:
+    """A risk estimator that is not linear in its inputs: scikit-learn's interface only."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        logits = np.column_stack([np.zeros(len(X)), X[:, 3] ** 2, X[:, 7] * X[:, 8] / 100])
+        exps = np.exp(logits - logits.max(axis=1, keepdims=True))
+        result: np.ndarray = exps / exps.sum(axis=1, keepdims=True)
+        return result
+
+
+def test_a_risk_pipeline_without_linear_numbers_is_explained_by_sampling() -> None:
+    from common.models.risk import CLASSES, RiskRuntime
+
+    runtime = RiskRuntime(CLASSES, None, pipeline=SquaredPipeline())
+    baseline = {
+        "sector": "retail",
+        "revenue_musd": 100.0,
+        "revenue_growth": 0.1,
+        "operating_margin": 0.1,
+        "debt_to_equity": 1.0,
+        "company_age_years": 10.0,
+        "offering_size_musd": 50.0,
+        "underwriter_rank": 5.0,
+        "market_volatility": 20.0,
+        "insider_ownership": 0.3,
+    }
+    instance = {**baseline, "operating_margin": 0.5, "underwriter_rank": 8.0, "sector": "finance"}
+    found = explain(runtime, [instance], baseline, paths=10, seed=4)
+    assert found.method == "sampled_shapley"
+    for attribution in found.attributions[0]:
+        values = attribution.feature_attributions
+        total = attribution.baseline_output_value + sum(values.values())
+        assert abs(total - attribution.instance_output_value) <= attribution.approximation_error
+        # the estimator ignores the sector and reads only these three inputs
+        assert {k for k, v in values.items() if v != 0} <= {
+            "operating_margin",
+            "underwriter_rank",
+            "market_volatility",
+        }
+        assert values["sector"] == 0.0
+    high = found.attributions[0][2]
+    logits = [0.0, 0.25, 8.0 * 20.0 / 100]
+    expected = logits[2] - sum(logits) / 3
+    assert high.instance_output_value == pytest.approx(expected, abs=1e-12)
