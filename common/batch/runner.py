@@ -110,10 +110,8 @@ class Runner:
         (shards committed, rows in them). A shard is started only inside the budget."""
         deadline = self._clock() + budget_s
         shards = rows = 0
-        while self._clock() < deadline:
-            lease = self.leases.claim(job_id, self.owner)
-            if lease is None:
-                break
+        lease = self.leases.claim(job_id, self.owner) if budget_s > 0 else None
+        while lease is not None:
             try:
                 outcome = self.process(lease)
             except ServiceError as exc:
@@ -126,8 +124,12 @@ class Runner:
                 break
             if outcome is None:
                 break
-            if self.leases.commit(lease, outcome):
+            in_time = self._clock() < deadline
+            counted, lease = self.leases.commit_and_claim(lease, outcome, claim_next=in_time)
+            if counted:
                 shards, rows = shards + 1, rows + outcome.predicted + outcome.errors
+            if lease is None and in_time:  # no unclaimed shard: an expired lease, if any
+                lease = self.leases.claim(job_id, self.owner)
         return shards, rows
 
     def process(self, lease: Lease) -> Outcome | None:

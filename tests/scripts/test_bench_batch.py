@@ -15,7 +15,9 @@ bench_batch = _script_module("bench_batch")
 def test_one_job_is_run_to_the_end_and_reported(stack: Stack) -> None:
     found = bench_batch.bench_model(stack.services, "risk", 30).report()
     assert (found["model"], found["rows"], found["shards"]) == ("risk", 30, 4)
-    assert found["million_rows_function_s"] == pytest.approx(1e6 / found["rows_per_s"], rel=0.01)
+    assert found["million_rows_function_s"] == pytest.approx(
+        1e6 / found["rows_per_s"], rel=0.01, abs=0.1
+    )
     table = bench_batch.markdown([found], {"cpu": "cpu", "cores": 2, "python": "3.11"}, 2000)
     assert "| risk | 30 | 4 |" in table
 
