@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from common.api.routes import all_routes
 from tests.conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("check_infra", ROOT / "scripts" / "check_infra.py")
@@ -79,10 +80,11 @@ def test_renaming_a_function_in_the_spec_only_names_the_spec(repo: Path) -> None
         lambda s: s.replace("x-ipo-function: predict_risk\n", "x-ipo-function: predict_risks\n"),
     )
     problems = check_infra.check(repo)
+    moved = ", ".join(f"{r.method} {r.path}" for r in all_routes() if r.function == "predict_risk")
     assert problems == [
         "common/api/openapi.yaml: no route has x-ipo-function: predict_risk "
         "(functions/predict_risk)",
-        "common/api/openapi.yaml: POST /v1/predict/risk routes to x-ipo-function `predict_risks`, "
+        f"common/api/openapi.yaml: {moved} routes to x-ipo-function `predict_risks`, "
         "which has no functions/predict_risks/main.py",
     ]
 
