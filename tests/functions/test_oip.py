@@ -263,3 +263,18 @@ def test_v2_routes_need_the_model_s_predict_permission(
     assert _error(server, 403)["code"] == "forbidden"
     unrouted = function_client("list_models").get("/v2/models/risk/extra", headers=reader)
     assert _error(unrouted, 404)["code"] == "not_found"
+
+
+def test_a_canary_named_by_version_is_served_as_the_canary(
+    stack: Stack, risk_client: FlaskClient
+) -> None:
+    register_risk(stack.lifecycle, "1.3.0", promote=False)
+    stack.lifecycle.set_stage("risk", "1.3.0", "staging")
+    stack.lifecycle.promote("risk", "1.3.0", actor="tests", traffic_percentage=10)
+    stack.services.snapshots.invalidate("risk")
+    headers = stack.headers()
+    url = "/v2/models/risk/versions/1.3.0/infer"
+    answer = risk_client.post(url, json=_risk_request(stack, 1), headers=headers).get_json()
+    assert (answer["model_version"], answer["parameters"]["variant"]) == ("1.3.0", "canary")
+    listed = risk_client.get("/v2/models/risk", headers=headers).get_json()
+    assert listed["versions"] == ["1.0.0", "1.3.0"]
