@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 CHECKOV_VENV ?= .venv-checkov
+BENCH_VENV ?= .venv-bench
 TF_DIR ?= terraform
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
@@ -12,7 +13,7 @@ PORT ?= 8080
 SUB ?= local-developer
 PERMS ?= admin
 
-.PHONY: help run serve train token test lint typecheck unit packages infra tf-fmt checkov cloudbuild check-infra lock clean
+.PHONY: help run serve train token test lint typecheck unit packages infra tf-fmt checkov cloudbuild check-infra lock clean bench-deps
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -102,6 +103,18 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	@$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check install -q --require-hashes -r requirements-checkov.txt >&2
 	@touch $@
 
+# The benchmark's reference server (MLServer, for `scripts/bench.py http --against mlserver`)
+# and py-spy have a virtual environment of their own: MLServer needs protobuf < 7 and
+# brings FastAPI, gevent and pandas, none of which the runtime or the tests use.
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	@$(REQUIRE_PY311) >&2
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV) >&2
+	@echo "Installing MLServer and py-spy into $(BENCH_VENV) (hash-checked)..." >&2
+	@$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check install -q --require-hashes -r requirements-bench.txt >&2
+	@touch $@
+
+bench-deps: $(BENCH_VENV)/.installed  ## MLServer and py-spy for the benchmark, in .venv-bench.
+
 TF_HINT := make tf-fmt: terraform is not on PATH; the format check of $(TF_DIR)/ needs Terraform >= 1.5
 
 # CHECKPOINT_DISABLE stops Terraform's own online version check.
@@ -145,6 +158,7 @@ lock:  ## Re-resolve requirements*.in into hash-pinned requirements*.txt.
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 	$(PIP_COMPILE) -o requirements-checkov.txt requirements-checkov.in
 	$(PIP_COMPILE) -o requirements-build.txt requirements-build.in
+	$(PIP_COMPILE) -o requirements-bench.txt requirements-bench.in
 
 clean:  ## Remove the virtual environments, local state and caches.
-	rm -rf $(VENV) $(CHECKOV_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) $(BENCH_VENV) .data .pytest_cache .mypy_cache .ruff_cache dist build *.egg-info

@@ -3,7 +3,8 @@
     python scripts/bench.py models [--out bench-results/models] [--repeats 200]
     python scripts/bench.py http [--out bench-results/http] [--duration 5] \
         [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
-        [--generator auto|wrk|python] [--cold-starts 5]
+        [--generator auto|wrk|python] [--cold-starts 5] [--ports 8591-8599]
+    python scripts/bench.py http --against mlserver [--rounds 2] [--concurrency 1,8,32]
     python scripts/bench.py cold [--out bench-results/cold] [--cold-starts 5]
     python scripts/bench.py batch [--out bench-results/batch] [--risk-rows 100000] \
         [--dcf-rows 5000]
@@ -30,6 +31,10 @@ installed (else a Python asyncio client): requests/s, latency percentiles, non-2
 responses, and the server's and the generator's CPU time per request; then the models
 section's batch-1 time as the in-process floor. The gateway is scripts/serve.py at its
 defaults with IPO_RATE_LIMIT_PER_MINUTE=0. Exits 1 if any request failed.
+
+``http --against mlserver``: uncached one-row risk on the gateway and on MLServer 1.7.1
+serving the same pipeline (``make bench-deps`` installs it), side by side in one run, the
+order alternated per round, with both cold starts (scripts/bench_versus.py).
 
 ``cold`` (and the end of ``http``): the cold start of ``predict_risk`` alone, as Cloud
 Functions runs it (its archive unpacked, ``functions-framework --target predict_risk``),
@@ -58,6 +63,7 @@ import bench_batch as bb
 import bench_explain as bx
 import bench_function as bf
 import bench_http as h
+import bench_versus as bv
 from bench_load import generator_version, resolve_generator
 
 from common.backends import build_backends
@@ -210,6 +216,8 @@ def run_http(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    if args.against == "mlserver":
+        return run_against(args, generator)
     about, load_start = machine(), os.getloadavg()[0]
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
@@ -260,6 +268,14 @@ def run_http(args: argparse.Namespace) -> int:
     if args.out:
         write(args.out, table, report)
     return 1 if any(r["errors"] for r in runs) else 0
+
+
+def run_against(args: argparse.Namespace, generator: str) -> int:
+    table, report = bv.run_report(args, generator, machine(), generator_version(generator))
+    print(table, end="")
+    if args.out:
+        write(args.out, table, report)
+    return 1 if any(r["errors"] for r in report["versus"]["runs"]) else 0
 
 
 def write(out: Path, table: str, report: dict[str, Any]) -> None:
@@ -344,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     http.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
     http.add_argument("--cold-starts", type=int, default=5, help="starts; the median is shown")
+    http.add_argument(
+        "--against", choices=("none", "mlserver"), default="none", help="a reference server"
+    )
+    http.add_argument("--rounds", type=int, default=2, help="rounds per concurrency (--against)")
+    http.add_argument("--ports", default="", help="servers' ports, e.g. 8591-8599 (default: any)")
     http.add_argument("--repeats", type=int, default=30, help="in-process floor repeats")
     cold = sub.add_parser("cold", help="cold starts of predict_risk alone and of the gateway")
     cold.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
@@ -392,8 +413,13 @@ def main(argv: list[str] | None = None) -> int:
             write(args.out, table, report)
         return 0
     if args.what == "http":
-        if args.cold_starts < 1 or args.duration <= 0 or args.warmup < 0:
-            parser.error("--cold-starts must be at least 1, --duration > 0, --warmup >= 0")
+        if args.cold_starts < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+            parser.error(
+                "--cold-starts and --rounds must be at least 1, --duration > 0, --warmup >= 0"
+            )
+        if args.ports:
+            low, _, high = args.ports.partition("-")
+            h.PORT_RANGE[:] = range(int(low), int(high or low) + 1)
         try:
             return run_http(args)
         except KeyboardInterrupt:

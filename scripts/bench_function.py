@@ -39,14 +39,6 @@ def unpack(function: str, folder: Path) -> Path:
     return source
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def function_environment(environ: dict[str, str], source: Path) -> dict[str, str]:
     """The archive's folder first on the path, as it is the only source in the cloud (an
     editable install of the checkout must not supply ``common``); one gunicorn worker."""
@@ -64,7 +56,7 @@ def cold_start_ms(
     timeout_s: float = 120.0,
 ) -> float:
     """Start the function; ms from process start to its first 200 on ``POST path``."""
-    port = _free_port()
+    port = h.free_port()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     command = [str(FRAMEWORK), "--target", function, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("a") as sink:
@@ -151,6 +143,22 @@ def function_cold_starts(
     log = folder / f"{FUNCTION}.log"
     return [
         round(cold_start_ms(FUNCTION, source, environ, ROUTE, body, token, log), 1)
+        for _ in range(runs)
+    ]
+
+
+BARE = "def bare(request):\n    return 'ok'\n"
+"""A function that only answers: what functions-framework itself costs to start."""
+
+
+def bare_function_cold_starts(environ: dict[str, str], runs: int, folder: Path) -> list[float]:
+    """functions-framework serving a one-line function, started ``runs`` times."""
+    source = folder / "bare"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "main.py").write_text(BARE)
+    log = folder / "bare.log"
+    return [
+        round(cold_start_ms("bare", source, environ, "/", b"{}", "unused", log), 1)
         for _ in range(runs)
     ]
 

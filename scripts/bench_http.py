@@ -176,10 +176,21 @@ def production_inputs(settings: Any) -> tuple[dict[str, Any], dict[str, dict[str
 # --- the gateway ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PORT_RANGE: list[int] = []
+"""Ports the servers started here may take (``bench.py http --ports``); empty: any free one."""
+
+
+def free_port(exclude: tuple[int, ...] = ()) -> int:
+    """A port nothing listens on: the first free one of PORT_RANGE, else one the kernel picks."""
+    for port in [p for p in PORT_RANGE if p not in exclude] or [0]:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[-1]}")
 
 
 def serve_defaults() -> dict[str, Any]:
@@ -219,10 +230,10 @@ def cpu_seconds(pids: list[int]) -> float:
 class Gateway:
     """scripts/serve.py on a free port in its own process group, logging to ``log``."""
 
-    def __init__(self, environ: dict[str, str], log: Path) -> None:
+    def __init__(self, environ: dict[str, str], log: Path, port: int = 0) -> None:
         self.environ, self.log = environ, log
         self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.fixed_port = self.port = port
 
     @property
     def base(self) -> str:
@@ -231,7 +242,7 @@ class Gateway:
     def start(self, token: str, body: bytes, timeout_s: float = 120.0) -> float:
         """Start it; ms from process start to the first 200 on POST /v1/predict/<model>."""
         self.stop()
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         with self.log.open("a") as sink:
             started = time.perf_counter()

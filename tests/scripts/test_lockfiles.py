@@ -15,6 +15,7 @@ LOCKS = (
     "requirements-dev.txt",
     "requirements-checkov.txt",
     "requirements-build.txt",
+    "requirements-bench.txt",
 )
 HASHED = (*LOCKS, "requirements-kserve.txt")
 """Every file pip installs from with --require-hashes: the locks, and the one line pinned by
