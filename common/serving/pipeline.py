@@ -109,6 +109,11 @@ class SnapshotCache:
     """After a failed reload, how long the last snapshot serves before the store is tried
     again: one caller per model pays for an outage, not every request."""
 
+    LOCKS = 64
+    """Reload locks, a model taking the one its id hashes to: a fixed number, so a stream
+    of requests naming models that do not exist leaves nothing behind (a lock per name
+    would grow with every name asked for). Two models sharing a lock only reload in turn."""
+
     def __init__(
         self,
         registry: Registry,
@@ -121,12 +126,10 @@ class SnapshotCache:
         self._ttl_s = ttl_s
         self._clock = clock
         self._snapshots: dict[str, ServingSnapshot] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = tuple(threading.Lock() for _ in range(self.LOCKS))
 
     def _lock_for(self, model_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(model_id, threading.Lock())
+        return self._locks[bucket(model_id) % self.LOCKS]
 
     def get(self, model_id: str) -> ServingSnapshot:
         snapshot = self._snapshots.get(model_id)

@@ -20,6 +20,7 @@ import redis
 from common.backends.redis_client import RedisHealth, connect_redis
 from common.core.config import Settings
 from common.serving.cache import KIND_TTLS_S, PredictionCache, cache_key
+from common.serving.l1 import entry_size
 from tests.support.services import RedisServer
 
 
@@ -142,7 +143,7 @@ def test_l1_hit_returns_a_copy_and_misses_are_left_out() -> None:
     assert (stats["l1_hits"], stats["l2_hits"], stats["misses"]) == (2, 0, 1)
     assert stats["l1_hit_ratio"] == pytest.approx(2 / 3)
     assert stats["l1_entries"] == 1
-    assert stats["l1_bytes"] == len(orjson.dumps({"score": 0.25, "tags": ["a"]}))
+    assert stats["l1_bytes"] == entry_size(key, orjson.dumps({"score": 0.25, "tags": ["a"]}))
 
 
 def test_l1_entries_expire_with_the_clock() -> None:
@@ -169,16 +170,17 @@ def test_l1_is_bounded_by_entries_evicting_the_least_recently_used() -> None:
     assert (stats["l1_entries"], stats["l1_evictions"]) == (3, 2)
 
 
-def test_l1_is_bounded_by_encoded_bytes() -> None:
+def test_l1_is_bounded_by_accounted_bytes() -> None:
     value = "x" * 38  # 40 bytes encoded, with the quotes
-    cache = local_cache(max_bytes=100)
     keys = keys_for(model_id(), 4)
+    one = entry_size(keys[0], orjson.dumps(value))  # every key here has the same length
+    cache = local_cache(max_bytes=2 * one + one // 2)
     cache.set_many({k: value for k in keys})
     stats = cache.stats()
-    assert (stats["l1_entries"], stats["l1_bytes"], stats["l1_evictions"]) == (2, 80, 2)
+    assert (stats["l1_entries"], stats["l1_bytes"], stats["l1_evictions"]) == (2, 2 * one, 2)
     assert set(cache.get_many(keys)) == set(keys[2:])
     (big,) = keys_for(model_id(), 1)
-    cache.set_many({big: "y" * 200})  # larger than the whole bound: not kept, evicts nothing
+    cache.set_many({big: "y" * 3 * one})  # larger than the whole bound: not kept, evicts nothing
     assert cache.get_many([big]) == {}
     assert cache.stats()["l1_entries"] == 2
     assert cache.stats()["l1_evictions"] == 2
