@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import gc
 import json
 import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 from typing import Any
 
@@ -35,6 +38,10 @@ from tools.local import (
 DEMO_MODEL = "risk"
 THREADS = 4
 """Threads per process: enough to overlap I/O (store, Redis) without GIL thrashing."""
+
+
+SWITCH_INTERVAL_S = 0.005
+"""How long a thread may hold the GIL while another waits for it (Python's default 5 ms)."""
 
 
 def default_processes() -> int:
@@ -107,6 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=default_processes(), help="server processes (default: cores)"
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=SWITCH_INTERVAL_S,
+        help="seconds a thread may hold the GIL while another waits (sys.setswitchinterval)",
+    )
+    parser.add_argument(
+        "--no-gc-freeze", action="store_true", help="leave start-up objects to the collector"
+    )
+    parser.add_argument(
+        "--stage-timers",
+        metavar="FILE",
+        help="profiling: time each stage of a request into FILE.<pid>.json (stage_timers.py)",
+    )
     args = parser.parse_args(argv)
 
     settings = settings_or_exit("serve")
@@ -124,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         "accesslog": None,
         "loglevel": "warning",
         "child_exit": _worker_exited,
-        "post_worker_init": _preload_models,
+        "post_worker_init": functools.partial(
+            _preload_models,
+            switch_interval_s=args.switch_interval,
+            freeze=not args.no_gc_freeze,
+            stage_timers=args.stage_timers,
+        ),
     }
     banner = _banner(settings, base)
     # Each worker writes its metrics here; /metrics sums them (common/api/metrics.py).
@@ -169,8 +195,13 @@ def _serve(options: dict[str, Any], banner: str, processes: int) -> int:
     return status
 
 
-def _preload_models(_worker: Any) -> None:
-    """Load the production models before the process accepts a connection."""
+def _preload_models(
+    worker: Any, *, switch_interval_s: float, freeze: bool, stage_timers: str | None = None
+) -> None:
+    """Load the production models before the process accepts a connection; then move
+    everything start-up made out of the collector's reach (``gc.freeze``), so a full
+    collection under load walks only what requests allocate, and set the GIL's switch
+    interval."""
     from common.services import get_services
     from common.serving.pipeline import preload
 
@@ -178,6 +209,14 @@ def _preload_models(_worker: Any) -> None:
     preload(
         services.snapshots, services.pool, [m.model_id for m in services.registry.list_models()]
     )
+    if stage_timers:
+        import stage_timers as timers
+
+        timers.install(worker.wsgi, services, stage_timers)
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    sys.setswitchinterval(switch_interval_s)
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:

@@ -1,0 +1,124 @@
+"""Where a request's time goes in a serving process: timers around each stage.
+
+``scripts/serve.py --stage-timers FILE`` installs these in every worker after start-up
+(a profiling run only: the wrappers cost a few microseconds per stage). Each stage's
+thread CPU time (``time.thread_time``: the GIL held or released in a system call, not
+waiting for it) and wall time are summed per process and written to ``FILE.<pid>.json``
+every 500 requests. ``scripts/bench.py http --stages`` reads them back.
+
+Stages, each exclusive of the ones inside it: the WSGI application as a whole (the rest
+is the HTTP server's), the body read, authentication, body parsing and validation, the
+instances' validation and the model (inside the handler), the response's encoding, the
+audit entry (hashes and event), the payload log's sampling and sealing, the audit
+append (MAC, seal, group commit: the wall time includes waiting for the batch's
+commit), the log line and the metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STAGES = (
+    "app",
+    "body read",
+    "auth",
+    "JSON parse",
+    "body validation",
+    "instance validation",
+    "model",
+    "response encode",
+    "audit event",
+    "payload log",
+    "audit append",
+    "log line",
+    "metrics",
+)
+DUMP_EVERY = 500
+
+_lock = threading.Lock()
+_cpu = dict.fromkeys(STAGES, 0.0)
+_wall = dict.fromkeys(STAGES, 0.0)
+_state = {"requests": 0}
+_local = threading.local()
+
+
+def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` with its time added to ``stage``, less what nested stages took."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        inner = getattr(_local, "inner", None)
+        _local.inner = [0.0, 0.0]
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent_cpu, spent_wall = time.thread_time() - cpu, time.perf_counter() - wall
+            nested = _local.inner
+            _local.inner = inner
+            if inner is not None:
+                inner[0] += spent_cpu
+                inner[1] += spent_wall
+            with _lock:
+                _cpu[stage] += spent_cpu - nested[0]
+                _wall[stage] += spent_wall - nested[1]
+                if stage == "app":
+                    _state["requests"] += 1
+                    if _state["requests"] % DUMP_EVERY == 0:
+                        _dump()
+
+    return wrapper
+
+
+def _dump() -> None:
+    path = Path(f"{os.environ['IPO_STAGE_TIMERS']}.{os.getpid()}.json")
+    path.write_text(
+        json.dumps({"requests": _state["requests"], "cpu_s": _cpu, "wall_s": _wall}) + "\n"
+    )
+
+
+def install(app: Any, services: Any, file: str) -> None:
+    """Wrap the stages of ``app`` (the gateway's Flask app) and ``services``."""
+    from common.api import dispatch, metrics
+    from common.core import logs
+    from common.serving import predictor
+
+    os.environ["IPO_STAGE_TIMERS"] = file
+    app.wsgi_app = _timed("app", app.wsgi_app)
+    for module, name, stage in (
+        (dispatch, "_read_body", "body read"),
+        (dispatch, "_parse_json", "JSON parse"),
+        (dispatch, "validate", "body validation"),
+        (predictor, "validate", "instance validation"),
+        (dispatch, "_json_response", "response encode"),
+        (dispatch, "_audit", "audit event"),
+        (dispatch, "_kept", "payload log"),
+        (logs, "request_line", "log line"),
+        (logs, "cache_stats_line", "log line"),
+        (metrics, "observe_request", "metrics"),
+    ):
+        setattr(module, name, _timed(stage, getattr(module, name)))
+    services.verifier.authenticate = _timed("auth", services.verifier.authenticate)
+    services.audit.append = _timed("audit append", services.audit.append)
+    from common.models.risk import RiskRuntime
+
+    RiskRuntime.predict = _timed("model", RiskRuntime.predict)  # type: ignore[method-assign]
+
+
+def read(file: str) -> dict[str, Any]:
+    """The stage totals of every process that wrote ``FILE.<pid>.json``, summed."""
+    total: dict[str, Any] = {"requests": 0, "cpu_s": {}, "wall_s": {}}
+    for part in Path(file).parent.glob(Path(file).name + ".*.json"):
+        found = json.loads(part.read_text())
+        total["requests"] += found["requests"]
+        for kind in ("cpu_s", "wall_s"):
+            for stage, value in found[kind].items():
+                total[kind][stage] = total[kind].get(stage, 0.0) + value
+    return total

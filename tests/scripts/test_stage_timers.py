@@ -1,0 +1,54 @@
+"""scripts/stage_timers.py: each stage's time excludes the stages inside it, and the
+per-process files are summed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _timers() -> ModuleType:
+    path = ROOT / "scripts" / "stage_timers.py"
+    spec = importlib.util.spec_from_file_location("stage_timers_under_test", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stage_timers_under_test"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_stage_excludes_the_stages_nested_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timers = _timers()
+    now = [0.0]
+    clock = SimpleNamespace(perf_counter=lambda: now[0], thread_time=lambda: now[0] / 2)
+    monkeypatch.setattr(timers, "time", clock)
+    monkeypatch.setenv("IPO_STAGE_TIMERS", str(tmp_path / "st"))
+    monkeypatch.setattr(timers, "DUMP_EVERY", 2)
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    model = timers._timed("model", lambda: advance(3.0))
+
+    def request() -> None:
+        advance(1.0)
+        model()
+
+    app = timers._timed("app", request)
+    app()
+    app()
+    found = timers.read(str(tmp_path / "st"))
+    assert found["requests"] == 2
+    assert found["wall_s"]["model"] == 6.0
+    assert found["wall_s"]["app"] == 2.0
+    assert found["cpu_s"]["app"] == 1.0
+    assert found["cpu_s"]["model"] == 3.0
