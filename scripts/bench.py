@@ -9,6 +9,10 @@
     python scripts/bench.py batch [--out bench-results/batch] [--risk-rows 100000] \
         [--dcf-rows 5000]
     python scripts/bench.py explain [--out bench-results/explain] [--paths 25] [--batch 10]
+    python scripts/bench.py memory [--out bench-results/memory] [--minutes 15] [--every 30]
+
+``memory``: the gateway's resident memory, per process, under a stream of distinct rows,
+sampled every --every seconds (scripts/bench_memory.py; docs/CONFIGURATION.md, memory).
 
 ``explain``: an explanation's in-process time per instance for every model in production
 (scripts/bench_explain.py; docs/EXPLANATIONS.md), texts grown to 2 KB as for ``models``.
@@ -63,6 +67,7 @@ import bench_batch as bb
 import bench_explain as bx
 import bench_function as bf
 import bench_http as h
+import bench_memory as bm
 import bench_versus as bv
 from bench_load import generator_version, resolve_generator
 
@@ -378,7 +383,18 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
     batch.add_argument("--risk-rows", type=int, default=100_000, help="rows of the risk job")
     batch.add_argument("--dcf-rows", type=int, default=5_000, help="rows of the DCF job")
+    bm.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.what == "memory":
+        try:
+            table, report = bm.run(args, machine())
+        except (RuntimeError, ValueError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(table, end="")
+        if args.out:
+            write(args.out, table, report)
+        return 0
     if args.what == "batch":
         if min(args.risk_rows, args.dcf_rows) < 1:
             parser.error("--risk-rows and --dcf-rows must be at least 1")

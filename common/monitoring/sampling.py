@@ -45,6 +45,10 @@ FLUSH_EVERY_S = 60.0
 PREDICTION = "prediction."
 LENGTH = ".length"
 MAX_PLANS = 256
+MAX_WINDOWS_HELD = 48
+"""Windows (model, version, hour) held in memory; reached only when the store refuses
+flushes for hours, and then the oldest are forgotten: they are statistics, and an
+outage must not grow the instance without end."""
 EDGE_DECIMALS = 9
 """Baseline edges are stored rounded to this many decimals (``tools/training/base.py``);
 live values are binned and kept at the same precision, so a value equal to an edge falls
@@ -235,10 +239,29 @@ class DriftSampler:
                     with self._lock:
                         kept = self._windows.setdefault(key, WindowCounts())
                         kept.absorb(tally, self._rng)
+                        for counts in kept.features.values():
+                            counts.fold_categories()
                         pending.pop(key)
+                        self._forget_oldest()
                     failed = failed or exc
             if failed is not None:
                 raise failed
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest hours past ``MAX_WINDOWS_HELD`` (the lock held)."""
+        excess = len(self._windows) - MAX_WINDOWS_HELD
+        if excess > 0:
+            for key in sorted(self._windows, key=lambda k: k[2])[:excess]:
+                dropped = self._windows.pop(key)
+                log.warning(
+                    "drift tallies forgotten: the store refused them for too long",
+                    extra={
+                        "model_id": key[0],
+                        "version": key[1],
+                        "window": key[2],
+                        "served": dropped.served,
+                    },
+                )
 
     def _merge(
         self,

@@ -19,6 +19,9 @@ MAX_SAMPLE = 500
 """Raw values kept per numeric feature, per window, per instance and per stored shard."""
 MAX_CATEGORIES = 200
 """Distinct values counted per categorical feature; the rest count as OTHER."""
+MAX_CATEGORY_CHARS = 200
+"""A longer value counts as OTHER: no category a baseline names is that long, and held
+values stay small however long what clients send."""
 OTHER = "(other)"
 
 Kind = Literal["numeric", "categorical"]
@@ -67,7 +70,9 @@ class FeatureCounts:
                 self.sample[slot] = value
 
     def add_category(self, value: str) -> None:
-        if value not in self.categories and len(self.categories) >= MAX_CATEGORIES:
+        if len(value) > MAX_CATEGORY_CHARS or (
+            value not in self.categories and len(self.categories) >= MAX_CATEGORIES
+        ):
             value = OTHER
         self.categories[value] = self.categories.get(value, 0) + 1
         self.n += 1
@@ -82,6 +87,15 @@ class FeatureCounts:
             self.categories[name] = self.categories.get(name, 0) + count
         self.sample = merge_samples(self.sample, self.n, other.sample, other.n, rng)
         self.n += other.n
+
+    def fold_categories(self, limit: int = MAX_CATEGORIES) -> None:
+        """Keep the ``limit`` most counted categories; the others' counts go to OTHER."""
+        if len(self.categories) <= limit:
+            return
+        ranked = sorted(self.categories.items(), key=lambda item: item[1], reverse=True)
+        kept = dict(ranked[: limit - 1])
+        kept[OTHER] = kept.get(OTHER, 0) + sum(count for _, count in ranked[limit - 1 :])
+        self.categories = kept
 
     def copy(self) -> FeatureCounts:
         return FeatureCounts(

@@ -16,8 +16,20 @@ from common.backends.sqlite_store import SQLiteDocumentStore
 from common.core.config import Settings
 from common.core.errors import UnavailableError
 from common.monitoring.compliance.checks import AUDIT_HOURS
-from common.monitoring.sampling import SHARDS, DriftSampler, prediction_leaves
-from common.monitoring.windows import COLLECTION, MAX_SAMPLE, WindowCounts, merge_samples
+from common.monitoring.sampling import (
+    MAX_WINDOWS_HELD,
+    SHARDS,
+    DriftSampler,
+    prediction_leaves,
+)
+from common.monitoring.windows import (
+    COLLECTION,
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
+    MAX_SAMPLE,
+    WindowCounts,
+    merge_samples,
+)
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 WINDOW = "2023-11-14T22"
@@ -342,3 +354,34 @@ def test_no_scan_still_reads_a_window_when_it_expires(store: Recording, hours: i
 def only_document(store: Recording) -> dict[str, Any]:
     (doc,) = store.inner.query(COLLECTION)
     return doc.data
+
+
+def test_held_tallies_stay_bounded_while_the_store_refuses_them(store: Recording) -> None:
+    """Distinct and long categories, hour after hour of refused flushes: the categories per
+    feature and the windows held stay within their bounds, the newest hours kept."""
+    clock = Clock()
+    s = sampler(store, clock=clock)
+    store.broken = True
+    hours = MAX_WINDOWS_HELD + 10
+    for hour in range(hours):
+        clock.now = T0 + hour * 3600
+        for flush in range(3):
+            rows = [row(0.5, sector=f"s{hour}-{flush}-{i}") for i in range(MAX_CATEGORIES)]
+            rows.append(row(0.5, sector="y" * (MAX_CATEGORY_CHARS + 1)))
+            s.observe("m", "1.0.0", BASELINE, rows, [answer(1.0)] * len(rows))
+            with pytest.raises(UnavailableError):
+                s.flush()
+        held = s._windows
+        assert len(held) <= MAX_WINDOWS_HELD
+        for tally in held.values():
+            categories = tally.features["sector"].categories
+            assert len(categories) <= MAX_CATEGORIES
+            assert max(len(name) for name in categories) <= MAX_CATEGORY_CHARS
+    newest = max(key[2] for key in s._windows)
+    assert newest == time_window(T0 + (hours - 1) * 3600)
+    sector = s._windows[("m", "1.0.0", newest)].features["sector"]
+    assert sum(sector.categories.values()) == 3 * (MAX_CATEGORIES + 1)  # folded, not lost
+
+
+def time_window(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H")
