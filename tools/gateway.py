@@ -33,7 +33,7 @@ from common.api.routes import all_routes, error_style, functions
 from common.backends.base import check_artifact_key
 from common.core import logs
 from common.core.errors import NotFoundError, ServiceError
-from common.monitoring.reports import KINDS, ReportKind, report_key
+from common.monitoring.html import KINDS, ReportKind, report_key
 from common.services import get_services
 
 if TYPE_CHECKING:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
+
+ReportKind = Literal["drift", "compliance", "shadow"]
+KINDS: tuple[ReportKind, ...] = ("drift", "compliance", "shadow")
+
+
+def report_key(kind: ReportKind, name: str) -> str:
+    """Where a report page is stored: ``reports/<kind>/<name>.html``."""
+    return f"reports/{kind}/{name}.html"
+
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#222}

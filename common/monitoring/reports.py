@@ -15,18 +15,16 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from common.monitoring import charts as report_charts
 from common.monitoring import drift
 from common.monitoring import html as pages
-from common.monitoring.html import esc, number
+from common.monitoring.html import KINDS, ReportKind, esc, number, report_key
 
 if TYPE_CHECKING:
     from common.backends.base import ArtifactStore
 
-ReportKind = Literal["drift", "compliance", "shadow"]
-KINDS: tuple[ReportKind, ...] = ("drift", "compliance", "shadow")
 Chart = tuple[list[str], list[float], list[float]]
 """Bin labels, baseline shares, live shares."""
 DETAIL_CHARS = 300
@@ -250,10 +248,6 @@ def render_compliance_report(scan: Mapping[str, Any], history: Sequence[Mapping[
         pages.figure(chart, "score and rule results per scan, oldest first"),
     ]
     return pages.page(f"Compliance report: {scan.get('scan_id')}", body)
-
-
-def report_key(kind: ReportKind, name: str) -> str:
-    return f"reports/{kind}/{name}.html"
 
 
 def store_report(artifacts: ArtifactStore, kind: ReportKind, name: str, html: str) -> str:

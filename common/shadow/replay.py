@@ -195,7 +195,8 @@ def _store_html(ctx: ReplayContext, shadow: Shadow) -> str | None:
     """The report page of the shadow as it stands; a page that fails is logged, and the
     replay it follows still counts."""
     from common.monitoring.reports import store_report
-    from common.shadow.report import render, report
+    from common.shadow.page import render
+    from common.shadow.report import report
 
     try:
         found = report(ctx.backends.documents, ctx.cipher, shadow)

@@ -125,6 +125,7 @@ PATH_VALUES = {
     "version": "1.0.0",
     "experiment_id": "5" * 32,
     "job_id": "5" * 32,
+    "request_id": "req-1",
 }
 BODIES: dict[str, dict[str, Any]] = {
     "registerModelVersion": {"version": "9.0.0", "kind": "risk", "artifact_base64": "AAAA"},
@@ -148,6 +149,9 @@ BODIES: dict[str, dict[str, Any]] = {
         "output_prefix": "batch/out/",
     },
     "runBatchJobs": {},
+    "setPayloadLog": {"enabled": True, "sampling_rate": 0.5},
+    "startShadow": {"version": "1.0.0", "until": "2099-01-01T00:00:00Z"},
+    "shadowReplay": {},
     **{operation: {"instances": [{}]} for operation in predict_routes()},
     **{r.operation_id: {"instances": [{}]} for r in all_routes() if r.handler == "explain"},
     **{

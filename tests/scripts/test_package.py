@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 from tests.support.fixtures import Stack
 
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py"))
-CHARTS = {"drift_scan", "compliance_scan"}  # the scans' report charts need matplotlib
+CHARTS = {"drift_scan", "compliance_scan", "shadow_replay"}  # report charts need matplotlib
 
 
 def _load(name: str) -> ModuleType:

@@ -1,4 +1,4 @@
-"""Shadow evaluations: start, stop, the report; and the ``shadow_replay`` job."""
+"""Shadow evaluations: start, stop, the report (the job: ``shadow_replay.py``)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _tolerance(call: Call) -> float:
 
 
 def report(call: Call) -> dict[str, Any]:
-    from common.monitoring.reports import report_key
+    from common.monitoring.html import report_key
     from common.shadow.report import report as build
 
     model_id = call.params["model_id"]
@@ -70,21 +70,8 @@ def report(call: Call) -> dict[str, Any]:
     return found
 
 
-def replay(call: Call) -> dict[str, Any]:
-    from common.shadow.replay import replay as run
-
-    return run(call.services, call.body)
-
-
-def _replay_request() -> TypeAdapter[Any]:
-    from common.shadow.replay import ReplayRequest
-
-    return TypeAdapter(ReplayRequest)
-
-
 OPERATIONS: dict[str, Operation] = {
     "startShadow": Operation(start, body=START),
     "stopShadow": Operation(stop),
     "getShadowReport": Operation(report),
-    "shadowReplay": Operation(replay, body=_replay_request()),
 }
