@@ -237,8 +237,15 @@ def test_only_admin_sets_a_gate_and_only_for_a_new_model(stack: Stack, empty_sta
     body = register_body(built_dcf(), "1.0.0", gate=gate)
     assert_error(register(empty_stack, "dcf", body, ("model:dcf:register",)), 403, "forbidden")
     assert register(empty_stack, "dcf", body, ("admin",)).status_code == 201
-    again = register(empty_stack, "dcf", register_body(built_dcf(), "1.1.0", gate=gate), ("admin",))
-    assert_error(again, 422, "invalid_values")
+    # a later version carrying the same gate (a builder's export does) changes nothing
+    same = register_body(built_dcf(), "1.1.0", gate=gate)
+    assert register(empty_stack, "dcf", same, ("model:dcf:register",)).status_code == 201
+    other = {"criteria": [{"metric": "latency_p95_ms", "op": "<=", "threshold": 900.0}]}
+    again = register(
+        empty_stack, "dcf", register_body(built_dcf(), "1.2.0", gate=other), ("admin",)
+    )
+    assert "differs" in assert_error(again, 422, "invalid_values")["error"]["message"]
+    assert empty_stack.registry.get_model("dcf").gate["criteria"][0]["threshold"] == 100.0
     empty = register_body(built_dcf(), "1.0.0", gate={"criteria": []})
     assert_error(register(stack, "dcf", empty, ("admin",)), 422, "invalid_values")
 

@@ -160,23 +160,31 @@ def _check_inputs(kind: str, body: RegisterRequest) -> None:
         )
 
 
-def _check_gate_change(call: Call, model_id: str) -> None:
-    """The gate decides what may serve: only admin sets it, and only for a new model."""
+def _gate_to_store(call: Call, model_id: str, gate: GateSpec) -> GateSpec | None:
+    """The gate decides what may serve: only admin sets it, and only for a new model. A
+    later version may carry the model's gate unchanged (a builder's export does): that
+    changes nothing and is accepted; a different one is refused."""
     from common.core.errors import NotFoundError
+    from common.promotion.gate import spec_for
 
+    try:
+        model = call.services.registry.get_model(model_id)
+    except NotFoundError:
+        model = None
+    if model is not None:
+        if spec_for(model.kind, model.gate) == gate:
+            return None
+        raise InvalidValuesError(
+            f"model {model_id!r} already has its promotion gate, set with its first version; "
+            "this version's gate differs from it (send the same gate, or none)",
+            details=[{"field": "gate", "rule": "first_version_only"}],
+        )
     if not call.principal.allows("admin"):
         raise ForbiddenError(
             "setting a model's promotion gate needs the admin permission",
             details=[{"required_permission": "admin"}],
         )
-    try:
-        call.services.registry.get_model(model_id)
-    except NotFoundError:
-        return
-    raise InvalidValuesError(
-        f"model {model_id!r} already has its promotion gate; it is set with the first version",
-        details=[{"field": "gate", "rule": "first_version_only"}],
-    )
+    return gate
 
 
 def register_version(call: Call) -> Reply:
@@ -190,8 +198,7 @@ def register_version(call: Call) -> Reply:
             "needs the admin permission",
             details=[{"required_permission": "admin"}],
         )
-    if body.gate is not None:
-        _check_gate_change(call, model_id)
+    gate = _gate_to_store(call, model_id, body.gate) if body.gate is not None else None
     if body.kind not in kinds():
         raise InvalidValuesError(
             f"unknown model kind {body.kind!r}",
@@ -228,7 +235,7 @@ def register_version(call: Call) -> Reply:
         drift_baseline=body.drift_baseline,
         explanation_baseline=body.explanation_baseline,
         reports=body.reports,
-        gate=body.gate.model_dump() if body.gate else None,
+        gate=gate.model_dump() if gate else None,
     )
     call.labels.update(model_id=model_id, model_version=record.version)
     return Reply(version_view(record), status=201)
