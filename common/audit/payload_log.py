@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from cachetools import TTLCache
 from pydantic import Field
 
 from common.backends.base import DocumentStore, Filter, Order, Transaction
@@ -41,6 +42,8 @@ SETTINGS = "payload_log_settings"
 CHANGES = "payload_log_changes"
 MAX_REDACT_FIELDS = 100
 HISTORY_LIMIT = 50
+MODELS_KEPT = 1024
+"""Models whose settings one instance keeps in memory (each for the snapshot TTL)."""
 
 
 FieldName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -159,15 +162,18 @@ class PayloadLog:
         self._sampling_key = sampling_key
         self._ttl_s = ttl_s
         self._clock = clock
-        self._cached: dict[str, tuple[PayloadLogSettings, float]] = {}
+        # per model, and at most MODELS_KEPT: entries of deleted models expire, not stay
+        self._cached: TTLCache[str, PayloadLogSettings] = TTLCache(
+            MODELS_KEPT, ttl=ttl_s if ttl_s > 0 else 1.0, timer=clock
+        )
         self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
     def settings_for(self, model_id: str) -> PayloadLogSettings:
-        now = self._clock()
-        cached = self._cached.get(model_id)
-        if cached is not None and now < cached[1]:
-            return cached[0]
+        with self._lock:
+            cached = self._cached.get(model_id)
+        if cached is not None:
+            return cached
         doc = self._documents.get(SETTINGS, model_id)
         settings = PayloadLogSettings.model_validate(
             {
@@ -176,8 +182,9 @@ class PayloadLog:
                 if k in PayloadLogSettings.model_fields
             }
         )
-        with self._lock:
-            self._cached[model_id] = (settings, now + self._ttl_s)
+        if self._ttl_s > 0:
+            with self._lock:
+                self._cached[model_id] = settings
         return settings
 
     def state(self, model_id: str) -> dict[str, Any]:

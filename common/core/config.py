@@ -216,7 +216,10 @@ class Settings(BaseModel):
         50_000, ge=0, le=10_000_000, description="Most predictions kept in one instance's L1."
     )
     cache_l1_bytes: int = Field(
-        64 * 1024 * 1024, ge=0, description="Most bytes (encoded size) kept in one instance's L1."
+        64 * 1024 * 1024,
+        ge=0,
+        description="Most bytes one instance's L1 holds, counting each entry's key, its encoded "
+        "value and 320 bytes of overhead.",
     )
     cache_l1_ttl_s: float = Field(
         300.0, gt=0, le=86400, description="How long an L1 entry lives; L2 keeps its own TTL."

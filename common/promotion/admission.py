@@ -14,9 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import TTLCache
+
 from common.core.errors import ConflictError
 from common.promotion.lifecycle import Lifecycle
 from common.registry.records import ModelVersion
+
+VERSIONS_KEPT = 256
+"""Staging versions whose outcome one instance keeps, each for the snapshot TTL."""
 
 
 class StagingAdmission:
@@ -29,7 +34,10 @@ class StagingAdmission:
         self._lifecycle = lifecycle
         self._ttl_s = ttl_s
         self._clock = clock
-        self._checked: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        # at most VERSIONS_KEPT: a version checked once is not held after its TTL
+        self._checked: TTLCache[tuple[str, str], list[dict[str, Any]]] = TTLCache(
+            VERSIONS_KEPT, ttl=ttl_s if ttl_s > 0 else 1.0, timer=clock
+        )
         self._lock = threading.Lock()
 
     def __call__(self, model_id: str, version: str) -> ModelVersion:
@@ -51,12 +59,12 @@ class StagingAdmission:
 
     def _problems(self, record: ModelVersion) -> list[dict[str, Any]]:
         key = (record.model_id, record.version)
-        now = self._clock()
         with self._lock:
             kept = self._checked.get(key)
-        if kept is not None and now < kept[0]:
-            return kept[1]
+        if kept is not None:
+            return kept
         problems = self._lifecycle.serving_problems(record)
-        with self._lock:
-            self._checked[key] = (now + self._ttl_s, problems)
+        if self._ttl_s > 0:
+            with self._lock:
+                self._checked[key] = problems
         return problems

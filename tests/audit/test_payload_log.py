@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from common.audit.payload_log import (
+    MODELS_KEPT,
+    PayloadLog,
     PayloadLogChange,
     input_fields,
     model_input_fields,
@@ -72,3 +74,21 @@ def test_a_change_names_only_input_fields_and_respects_its_generation(stack: Sta
         )
     assert [c["actor"] for c in log.history("risk")] == ["ops-1"]
     assert log.settings_for("risk").sampling_rate == 0.5
+
+
+def test_settings_kept_in_memory_are_bounded_and_expire(stack: Stack) -> None:
+    services = stack.services
+    now = [0.0]
+    log = PayloadLog(
+        services.backends.documents,
+        services.cipher,
+        lambda: b"k" * 32,
+        ttl_s=10.0,
+        clock=lambda: now[0],
+    )
+    for i in range(MODELS_KEPT + 50):
+        assert log.settings_for(f"model-{i}").enabled is False
+        assert len(log._cached) <= MODELS_KEPT
+    now[0] += 10.0
+    log.settings_for("model-0")
+    assert len(log._cached) == 1  # the others expired with the TTL
