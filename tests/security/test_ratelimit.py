@@ -339,3 +339,10 @@ def test_backoff_doubles_and_resets_on_success(ratelimit_log: pytest.LogCaptureF
     warnings = [r for r in ratelimit_log.records if r.levelno == logging.WARNING]
     assert [getattr(w, "redis_failures", None) for w in warnings] == [1, 2, 3, 4]
     assert limiter.stats() == {"redis_failures": 4, "fallback_checks": 7}
+
+
+def test_local_buckets_stay_bounded_under_distinct_subjects() -> None:
+    limiter = LocalTokenBuckets(3, clock=FakeClock(), max_subjects=100)
+    for i in range(1000):
+        limiter.check(f"subject-{i}")
+        assert len(limiter._buckets) <= 100

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from common.core.errors import UnavailableError
+from common.core.errors import NotFoundError, UnavailableError
 from common.serving.pipeline import PredictRequest, SnapshotCache
 from common.serving.predictor import Predictor
 from tests.support.fixtures import Stack, register_risk
@@ -99,3 +99,13 @@ def test_predict_response_shape(stack: Stack) -> None:
         "variant": "production",
         "instances": 2,
     }
+
+
+def test_names_of_models_that_do_not_exist_leave_nothing_behind(stack: Stack) -> None:
+    cache = SnapshotCache(stack.registry, ttl_s=10)
+    for i in range(500):
+        with pytest.raises(NotFoundError):
+            cache.get(f"no-such-model-{i}")
+    assert len(cache._locks) == SnapshotCache.LOCKS
+    assert cache._snapshots == {}
+    assert cache.get("risk").production is not None
