@@ -57,7 +57,9 @@ class _Metrics:
             "ipo_cache_l1_entries", "Rows held in L1.", multiprocess_mode="livesum"
         )
         self.cache_bytes = Gauge(
-            "ipo_cache_l1_bytes", "Encoded bytes held in L1.", multiprocess_mode="livesum"
+            "ipo_cache_l1_bytes",
+            "Bytes L1 accounts for: keys, encoded values and per-entry overhead.",
+            multiprocess_mode="livesum",
         )
         self.cache_evictions = Gauge(
             "ipo_cache_l1_evictions",
