@@ -30,8 +30,8 @@ from flask import Request, Response
 
 from common.api import metrics
 from common.api.calls import Call, Reply, Served
-from common.api.operations import operation_of
 from common.api.oip.errors import error_body as oip_error_body
+from common.api.operations import operation_of
 from common.api.routes import OIP_ERRORS, PLATFORM_ERRORS, Route, error_style, routes_of
 from common.audit.payload_log import KeptPrediction
 from common.audit.trail import AuditEvent, sha256_hex
@@ -88,7 +88,6 @@ def error_response(error: ServiceError, request_id: str, errors: str = PLATFORM_
         request_id = uuid.uuid4().hex
     body = oip_error_body(error, request_id) if errors == OIP_ERRORS else error.body(request_id)
     return _json_response(body, error.status, request_id, error.headers)
-
 
 
 def find_route(routes: Iterable[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
