@@ -232,3 +232,31 @@ def test_a_prediction_kept_without_some_fields_is_not_explained_on_a_guess(stack
     predict(stack, "req-explain-3")
     refused = explain_kept(stack, "req-explain-3")
     assert "sector" in assert_error(refused, 422, "invalid_values")["error"]["message"]
+
+
+def test_a_v2_inference_is_kept_as_v1_would_keep_it(stack: Stack) -> None:
+    """The payload log keeps the instances the tensors decoded to and the predictions."""
+    from tests.functions.test_oip import _risk_request
+
+    configure(stack, enabled=True, sampling_rate=1.0)
+    response = function_client("predict_risk").post(
+        "/v2/models/risk/infer",
+        json=_risk_request(stack, 2),
+        headers={**stack.headers(("model:risk:predict",)), "X-Request-Id": "req-v2"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    kept = read(stack, "req-v2", subject="tester", perms=("admin",)).get_json()
+    assert kept["operation"] == "predictRiskV2"
+    assert (kept["model_version"], kept["variant"]) == ("1.0.0", "production")
+    example = stack.registry.get_version("risk", "1.0.0").example
+    assert kept["instances"] == [example, example]
+    v1 = (
+        function_client("predict_risk")
+        .post(
+            "/v1/predict/risk",
+            json={"instances": [example, example]},
+            headers=stack.headers(("model:risk:predict",)),
+        )
+        .get_json()
+    )
+    assert kept["predictions"] == v1["predictions"]

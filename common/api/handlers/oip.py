@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from common.api.calls import Call, Operation, Reply
+from common.api.calls import Call, Operation, Reply, Served
 from common.api.oip.codec import InferenceRequest, decode_request
 from common.api.oip.outputs import output_tensors
 from common.api.oip.readiness import server_problems
@@ -147,8 +147,8 @@ def _not_ready(model_id: str, exc: ServiceError) -> Reply:
     return Reply(body, status=NOT_READY)
 
 
-def infer(model_id: str) -> Callable[[Call], dict[str, Any]]:
-    def handle(call: Call) -> dict[str, Any]:
+def infer(model_id: str) -> Callable[[Call], Reply]:
+    def handle(call: Call) -> Reply:
         services, request = call.services, call.body
         version = call.params.get("version")
         snapshot = services.snapshots.get(model_id)
@@ -180,13 +180,16 @@ def infer(model_id: str) -> Callable[[Call], dict[str, Any]]:
             value = getattr(served, name)
             if value is not None:  # a parameter is a string, number or boolean: never null
                 parameters[name] = value
-        return {
+        answer = {
             "model_name": model_id,
             "model_version": served.model_version,
             "id": request.id if request.id is not None else call.request_id,
             "parameters": parameters,
             "outputs": outputs,
         }
+        # the payload log keeps it as /v1 would: the same instances, the same predictions
+        kept = Served(body.instances, body.parameters, served.body(call.request_id))
+        return Reply(answer, served=kept)
 
     return handle
 
