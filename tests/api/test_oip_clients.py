@@ -108,7 +108,7 @@ def test_tritonclient_reads_the_server(
     assert client.get_server_metadata(headers=auth) == {
         "name": "ipo-valuation",
         "version": "1.0.0",
-        "extensions": [],
+        "extensions": ["explain"],
     }
     assert not client.is_server_live()  # no token: 401, which reads as not live
 

@@ -53,6 +53,7 @@ NEEDS = {
     "explainPrediction": "model:read",
     **{operation: f"model:{m}:predict" for operation, m in predict_routes().items()},
     **{f"explain{m.capitalize()}": f"model:{m}:explain" for m in served_models()},
+    **{f"explain{m.capitalize()}V2": f"model:{m}:explain" for m in served_models()},
     # the Open Inference Protocol: server routes to readers, a model's routes to its users
     "serverLive": "model:read",
     "serverReady": "model:read",

@@ -33,8 +33,14 @@ SERVER_NAME = "ipo-valuation"
 HANDLER = "oip"
 INFERENCE_REQUEST = TypeAdapter(InferenceRequest)
 _MODEL_ROUTE = re.compile(
-    r"^/v2/models/(?P<model>[^/{}]+)(?:/versions/\{version\})?(?:/(?P<action>ready|infer))?$"
+    r"^/v2/models/(?P<model>[^/{}]+)(?:/versions/\{version\})?"
+    r"(?:/(?P<action>ready|infer|explain))?$"
 )
+EXTENSIONS = ["explain"]
+"""``POST /v2/models/<model>/explain``: inference with attributions (docs/API.md)."""
+EXPLANATION_PARAMETERS = {"explanation_paths": "paths", "explanation_seed": "seed"}
+"""Request parameters that set the explanation (a v2 parameter is a scalar): the rest are
+the model's, as in inference."""
 NOT_READY = 400
 """Triton's status for "not ready": any non-2xx reads as not ready to tritonclient and to a
 Kubernetes probe, and not being ready is an answer, not a server error."""
@@ -67,8 +73,9 @@ def server_ready(call: Call) -> Any:
 
 
 def server_metadata(call: Call) -> dict[str, Any]:
-    """No protocol extension is offered: answers are JSON only, without binary tensors."""
-    return {"name": SERVER_NAME, "version": str(load_spec()["info"]["version"]), "extensions": []}
+    """The one extension is ``explain``; answers are JSON only, without binary tensors."""
+    version = str(load_spec()["info"]["version"])
+    return {"name": SERVER_NAME, "version": version, "extensions": EXTENSIONS}
 
 
 # --- one model ------------------------------------------------------------------------------
@@ -194,6 +201,81 @@ def infer(model_id: str) -> Callable[[Call], Reply]:
     return handle
 
 
+def explain(model_id: str) -> Callable[[Call], dict[str, Any]]:
+    """The ``explain`` extension: the tensors decoded as for inference, explained as
+    ``/v1/explain`` explains (same routing, versions, baselines, budget and numbers), the
+    predictions answered as output tensors beside Vertex AI's attribution fields.
+    ``explanation_paths``, ``explanation_seed`` and ``explanation_baseline`` (an instance as
+    a JSON string) in the request's parameters set the explanation."""
+
+    def handle(call: Call) -> dict[str, Any]:
+        from common.serving.explanations import explain_request
+
+        services, request = call.services, call.body
+        record = _production(services.snapshots.get(model_id))
+        signature = signatures(services).of(record)
+        decoded = decode_request(request, signature.inputs, max_rows=MAX_INSTANCES)
+        parameters = dict(decoded.parameters)
+        options: dict[str, Any] = {
+            field: parameters.pop(name)
+            for name, field in EXPLANATION_PARAMETERS.items()
+            if name in parameters
+        }
+        if "explanation_baseline" in parameters:
+            options["baseline"] = _baseline(parameters.pop("explanation_baseline"))
+        body = validate(
+            PREDICT_REQUEST,
+            {"instances": decoded.instances, "parameters": {**parameters, "explanation": options}},
+            max_details=services.settings.max_error_details,
+        )
+        found = explain_request(
+            services.predictor,
+            model_id,
+            body,
+            budget=services.settings.explain_budget,
+            request_id=call.request_id,
+            subject=call.principal.subject,
+            labels=call.labels,
+        )
+        outputs = output_tensors(found["predictions"], signature.outputs, decoded.outputs)
+        answer = {
+            "variant": found["variant"],
+            "request_id": call.request_id,
+            **{k: found[k] for k in ("experiment_id", "exposure_id") if found.get(k) is not None},
+        }
+        return {
+            "model_name": model_id,
+            "model_version": found["model_version"],
+            "id": request.id if request.id is not None else call.request_id,
+            "parameters": answer,
+            "outputs": outputs,
+            "explanations": found["explanations"],
+            "explanation_metadata": found["explanation_metadata"],
+        }
+
+    return handle
+
+
+def _baseline(text: Any) -> Any:
+    """``explanation_baseline``: an instance written as a JSON string (a parameter of the
+    protocol holds a string, a number or a boolean); the explanation checks it as an
+    instance of the model."""
+    import json
+
+    from common.core.errors import MalformedRequestError
+
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise MalformedRequestError(
+            "parameter explanation_baseline must be a JSON object written as a string, "
+            "an instance of the model"
+        )
+    return value
+
+
 def _operations() -> dict[str, Operation]:
     table = {
         "serverLive": Operation(server_live),
@@ -209,6 +291,8 @@ def _operations() -> dict[str, Operation]:
         model_id, action = match["model"], match["action"]
         if action == "infer":
             table[route.operation_id] = Operation(infer(model_id), body=INFERENCE_REQUEST)
+        elif action == "explain":
+            table[route.operation_id] = Operation(explain(model_id), body=INFERENCE_REQUEST)
         elif action == "ready":
             table[route.operation_id] = Operation(model_ready(model_id))
         else:
