@@ -26,7 +26,7 @@ from package import build, functions
 from package_deps import ROOT, locked_blocks
 
 FRAMEWORK = Path(sys.executable).with_name("functions-framework")
-THREADS = "16"  # predict_risk's concurrency in terraform/function_sizes.tf
+THREADS = "8"  # predict_risk's concurrency in terraform/function_sizes.tf
 
 
 def unpack(function: str, folder: Path) -> Path:

@@ -7,13 +7,15 @@ locals {
   # follow the reference design (DCF: 2 CPU, 4 GiB, 30 s, 1 to 100 instances) and every
   # field can be overridden through var.functions. Cloud Run accepts 1, 2, 4, 6 or 8
   # whole CPUs above one, so the ensemble's 3-CPU ceiling becomes 2 CPUs with 6 GiB.
+  # predict_risk takes 8 at once: 16 threads in one process cost 20 to 40% more CPU per
+  # request on the GIL than 8, measured (docs/PERFORMANCE.md, "The worker model").
   # Scheduled jobs take a whole instance each (concurrency 1) and run up to 540 s; the
   # batch workers (run_batch_jobs, started every minute) overlap, up to max at once.
   function_defaults = {
     list_models        = { cpu = "1", memory = "1Gi", timeout = 30, min = 0, max = 20, concurrency = 40 }
     predict_dcf        = { cpu = "2", memory = "4Gi", timeout = 30, min = 1, max = 100, concurrency = 16 }
     predict_cca        = { cpu = "1", memory = "2Gi", timeout = 30, min = 1, max = 50, concurrency = 16 }
-    predict_risk       = { cpu = "1", memory = "2Gi", timeout = 30, min = 1, max = 50, concurrency = 16 }
+    predict_risk       = { cpu = "1", memory = "2Gi", timeout = 30, min = 1, max = 50, concurrency = 8 }
     predict_sentiment  = { cpu = "1", memory = "2Gi", timeout = 30, min = 1, max = 50, concurrency = 16 }
     predict_ensemble   = { cpu = "2", memory = "6Gi", timeout = 60, min = 1, max = 50, concurrency = 8 }
     register_model     = { cpu = "1", memory = "2Gi", timeout = 120, min = 0, max = 5, concurrency = 4 }
