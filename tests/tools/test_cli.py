@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1060,6 +1062,66 @@ def test_requests_transport_reports_a_refused_connection() -> None:
         f"error: no gateway at http://127.0.0.1:{port}: start it with `make run`, "
         "or set IPOCTL_URL (or --url) to where it listens\n"
     )
+
+
+def _closing_server(closes: int) -> tuple[int, threading.Thread, list[bytes]]:
+    """An HTTP server on 127.0.0.1 that closes its first ``closes`` connections after
+    reading a request, without answering (a keep-alive connection closed while idle looks
+    the same to a client), and answers the next one with an empty model list."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(10)  # a connection that never comes ends the thread
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        with server, contextlib.suppress(TimeoutError):
+            for i in range(closes + 1):
+                connection, _ = server.accept()
+                with connection:
+                    seen.append(connection.recv(65536))
+                    if i < closes:
+                        continue
+                    body = b'{"models": []}'
+                    connection.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        + body
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread, seen
+
+
+def test_a_read_whose_connection_is_closed_unanswered_is_sent_once_more() -> None:
+    port, thread, seen = _closing_server(closes=1)
+    result = run(
+        "models", "--url", f"http://127.0.0.1:{port}", "--timeout", "5", real_transport=True
+    )
+    thread.join(10)
+    assert result.code == 0, result.err
+    assert len(seen) == 2
+
+
+def test_a_write_whose_connection_is_closed_is_not_sent_again_nor_called_no_gateway() -> None:
+    port, _, seen = _closing_server(closes=1)
+    result = run(
+        "stage",
+        "risk",
+        "1.0.0",
+        "staging",
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--timeout",
+        "5",
+        real_transport=True,
+    )
+    assert result.code == cli_client.EXIT_SERVER
+    assert result.err.startswith(
+        f"error: the gateway at http://127.0.0.1:{port} closed the connection without an answer"
+    )
+    assert len(seen) == 1
 
 
 def test_script_entry_point() -> None:

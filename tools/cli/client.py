@@ -7,6 +7,7 @@ answer that is not the API's own shape becomes an error with an exit code.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -106,6 +107,31 @@ class Transport(Protocol):
     ) -> RawResponse: ...
 
 
+READS = frozenset({"GET", "HEAD"})
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether nothing listens there (the connection was never made), as opposed to a
+    connection that was made and then closed."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror) or type(seen).__name__ in (
+            "NewConnectionError",
+            "NameResolutionError",
+        ):
+            return True
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        reason = getattr(seen, "reason", None)
+        seen = (
+            reason
+            if isinstance(reason, BaseException)
+            else nested or seen.__cause__ or seen.__context__
+        )
+    return False
+
+
 class RequestsTransport:
     """The real transport: one keep-alive session, no redirects followed."""
 
@@ -121,28 +147,39 @@ class RequestsTransport:
         body: bytes | None,
         timeout: float,
     ) -> RawResponse:
-        try:
-            response = self._session.request(
-                method,
-                url,
-                headers=dict(headers),
-                data=body,
-                timeout=timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            raise TransportError(f"no answer from {url} within {timeout:g} s") from None
-        except requests.exceptions.SSLError as exc:
-            raise TransportError(f"cannot reach {url}: {exc}") from None
-        except requests.ConnectionError:
-            # one sentence instead of urllib3's chain of exceptions
-            parts = urlsplit(url)
-            raise TransportError(
-                f"no gateway at {parts.scheme}://{parts.netloc}: start it with `make run`, "
-                f"or set {URL_VARIABLE} (or --url) to where it listens"
-            ) from None
-        except requests.RequestException as exc:
-            raise TransportError(f"cannot reach {url}: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    data=body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+                break
+            except requests.Timeout:
+                raise TransportError(f"no answer from {url} within {timeout:g} s") from None
+            except requests.exceptions.SSLError as exc:
+                raise TransportError(f"cannot reach {url}: {exc}") from None
+            except requests.ConnectionError as exc:
+                parts = urlsplit(url)
+                where = f"{parts.scheme}://{parts.netloc}"
+                if _refused(exc):  # one sentence instead of urllib3's chain of exceptions
+                    raise TransportError(
+                        f"no gateway at {where}: start it with `make run`, "
+                        f"or set {URL_VARIABLE} (or --url) to where it listens"
+                    ) from None
+                # A kept-alive connection the server closed while idle: a read is sent
+                # again on a new one; a write may have been made, so it is not.
+                if method in READS and attempt == 1:
+                    continue
+                raise TransportError(
+                    f"the gateway at {where} closed the connection without an answer "
+                    f"({method} {parts.path})"
+                ) from None
+            except requests.RequestException as exc:
+                raise TransportError(f"cannot reach {url}: {exc}") from None
         return RawResponse(response.status_code, response.content, dict(response.headers))
 
 
