@@ -7,8 +7,8 @@ locals {
   # follow the reference design (DCF: 2 CPU, 4 GiB, 30 s, 1 to 100 instances) and every
   # field can be overridden through var.functions. Cloud Run accepts 1, 2, 4, 6 or 8
   # whole CPUs above one, so the ensemble's 3-CPU ceiling becomes 2 CPUs with 6 GiB.
-  # predict_risk takes 8 at once: 16 threads in one process cost 20 to 40% more CPU per
-  # request on the GIL than 8, measured (docs/PERFORMANCE.md, "The worker model").
+  # predict_risk takes 8 at once: 16 threads in one process cost about 20% more CPU per
+  # request than 8, and a p99 two to three times higher (docs/PERFORMANCE.md, "The worker model").
   # Scheduled jobs take a whole instance each (concurrency 1) and run up to 540 s; the
   # batch workers (run_batch_jobs, started every minute) overlap, up to max at once.
   function_defaults = {
