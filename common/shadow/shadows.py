@@ -163,6 +163,23 @@ def latest(documents: DocumentStore, model_id: str, version: str | None = None) 
     return max(found, key=lambda s: (s.created_at, s.shadow_id))
 
 
+def named(documents: DocumentStore, model_id: str, shadow_id: str) -> Shadow:
+    """One shadow of the model by id; 404 for another model's or an unknown one."""
+    doc = documents.get(SHADOWS, shadow_id) if shadow_id.isalnum() else None
+    if doc is None or doc.data.get("model_id") != model_id:
+        raise NotFoundError(f"{model_id} has no shadow evaluation {shadow_id!r}")
+    return Shadow.model_validate(doc.data)
+
+
+def every(documents: DocumentStore, model_id: str) -> list[Shadow]:
+    """The model's shadows, newest first."""
+    found = [
+        Shadow.model_validate(d.data)
+        for d in documents.query(SHADOWS, [Filter("model_id", "==", model_id)])
+    ]
+    return sorted(found, key=lambda s: (s.created_at, s.shadow_id), reverse=True)
+
+
 def stop(documents: DocumentStore, model_id: str, *, clock: Callable[[], str] = utcnow) -> Shadow:
     running = active(documents, model_id)
     if not running:

@@ -47,6 +47,7 @@ NEEDS = {
     "startShadow": "model:{model_id}:promote",
     "stopShadow": "model:{model_id}:promote",
     "getShadowReport": "model:read",
+    "listShadows": "model:read",
     "getPayloadLog": "model:read",
     "setPayloadLog": "model:{model_id}:promote",
     "getPrediction": "model:read",

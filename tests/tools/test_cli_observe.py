@@ -19,6 +19,13 @@ def test_payload_log_then_a_kept_prediction_then_a_shadow_report(stack: Stack) -
         admin, "payload-log", "set", "risk", "--enable", "--rate", "1", "--reason", "pilot"
     )
     assert "yes" in changed
+    # only what is given changes: a field redacted, then the rate moved, keeps the field
+    ipoctl(admin, "payload-log", "set", "risk", "--redact", "sector")
+    moved = ipoctl(admin, "payload-log", "set", "risk", "--rate", "0.5")
+    assert "sector" in moved
+    assert "0.5" in moved
+    cleared = ipoctl(admin, "payload-log", "set", "risk", "--no-redact", "--rate", "1")
+    assert "sector" not in cleared
     history = ipoctl(admin, "payload-log", "show", "risk")
     assert "pilot" in history
     assert "tester" in history
@@ -44,3 +51,38 @@ def test_payload_log_then_a_kept_prediction_then_a_shadow_report(stack: Stack) -
     assert raw["n"] == 6
     stopped = ipoctl(admin, "shadow", "stop", "risk")
     assert "stopped" in stopped
+    first = raw["shadow"]["shadow_id"]
+    ipoctl(admin, "shadow", "start", "risk", "1.1.0", "--until", "2099-01-01T00:00:00Z")
+    listed = ipoctl(admin, "shadow", "list", "risk")
+    assert first in listed
+    assert len(listed.strip().splitlines()) == 3  # header and two shadows
+    again = json.loads(ipoctl(admin, "--json", "shadow", "report", "risk", "--shadow-id", first))
+    assert again["n"] == 6  # the first shadow's report, after a newer one started
+
+
+def test_turning_the_log_on_without_a_rate_is_refused_before_anything_is_sent(
+    stack: Stack,
+) -> None:
+    import io
+
+    from tests.support.cli import URL, transport
+    from tools.cli import main as cli
+
+    err = io.StringIO()
+    code = cli.main(
+        [
+            "--url",
+            URL,
+            "--token",
+            stack.token(("admin",)),
+            "payload-log",
+            "set",
+            "risk",
+            "--enable",
+        ],
+        transport=transport,
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert code == 2
+    assert "--rate" in err.getvalue()

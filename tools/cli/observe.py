@@ -5,6 +5,7 @@ docs/SHADOW.md)."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,16 +28,30 @@ def cmd_payload_log_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_payload_log_set(ctx: Context, args: argparse.Namespace) -> int:
-    if args.enable == args.disable:
-        raise UsageError("say --enable or --disable")
+    """Change only what is given: the settings are read first, and sent back with the
+    generation they were read at, so a change made meanwhile is refused (409), not lost."""
+    if args.enable and args.disable:
+        raise UsageError("say --enable or --disable, not both")
+    path = _model(args.model) + "/payload-log"
+    current = ctx.client.call("GET", path).data
+    enabled = True if args.enable else False if args.disable else bool(current.get("enabled"))
+    rate = args.rate if args.rate is not None else float(current.get("sampling_rate") or 0.0)
+    if enabled and rate == 0.0:
+        raise UsageError("the payload log would keep nothing: give --rate R (0 < R <= 1)")
+    redact = list(current.get("redact_fields") or [])
+    if args.no_redact:
+        redact = []
+    if args.redact:
+        redact = sorted({*redact, *args.redact})
     body: dict[str, Any] = {
-        "enabled": bool(args.enable),
-        "sampling_rate": args.rate,
-        "redact_fields": list(args.redact or []),
+        "enabled": enabled,
+        "sampling_rate": rate,
+        "redact_fields": redact,
+        "expected_generation": current.get("generation", 0),
     }
     if args.reason:
         body["reason"] = args.reason
-    answer = ctx.client.call("PUT", _model(args.model) + "/payload-log", body)
+    answer = ctx.client.call("PUT", path, body)
     return ctx.emit(answer, lambda data: payload_log(data.get("settings") or {}))
 
 
@@ -125,7 +140,8 @@ def prediction(data: Mapping[str, Any]) -> str:
     for i, (instance, answer) in enumerate(
         zip(data.get("instances") or [], data.get("predictions") or [], strict=False)
     ):
-        blocks.append(f"instance {i}\n  in:  {nested(instance)}\n  out: {nested(answer)}")
+        full = json.dumps(instance, sort_keys=True), json.dumps(answer, sort_keys=True)
+        blocks.append(f"instance {i}\n  in:  {full[0]}\n  out: {full[1]}")
     return "\n\n".join(blocks)
 
 
@@ -147,9 +163,35 @@ def cmd_shadow_stop(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_report(ctx: Context, args: argparse.Namespace) -> int:
-    query = {k: v for k, v in (("version", args.version), ("tolerance", args.tolerance)) if v}
+    chosen = (
+        ("version", args.version),
+        ("shadow_id", args.shadow_id),
+        ("tolerance", args.tolerance),
+    )
+    query = {k: v for k, v in chosen if v}
     path = _model(args.model) + "/shadow/report" + (f"?{urlencode(query)}" if query else "")
     return ctx.emit(ctx.client.call("GET", path), shadow_report)
+
+
+def cmd_shadow_list(ctx: Context, args: argparse.Namespace) -> int:
+    return ctx.emit(ctx.client.call("GET", _model(args.model) + "/shadows"), shadow_list)
+
+
+def shadow_list(data: Mapping[str, Any]) -> str:
+    rows = [
+        (
+            s.get("shadow_id"),
+            s.get("version"),
+            s.get("production_version"),
+            s.get("status"),
+            when(s.get("created_at")),
+            s.get("replayed"),
+        )
+        for s in data.get("shadows") or []
+    ]
+    if not rows:
+        return "no shadow evaluations"
+    return table(("SHADOW", "CANDIDATE", "AGAINST", "STATUS", "STARTED", "REPLAYED"), rows)
 
 
 def shadow(data: Mapping[str, Any]) -> str:
@@ -167,6 +209,11 @@ def shadow(data: Mapping[str, Any]) -> str:
     )
 
 
+def _page(key: Any) -> str | None:
+    """Where the page is: a key of the artifact store, served by the local gateway."""
+    return f"{key} (local gateway: /{key})" if key else None
+
+
 def shadow_report(data: Mapping[str, Any]) -> str:
     def ci(value: Any) -> str:
         return f"[{value[0]:.4g}, {value[1]:.4g}]" if isinstance(value, list) else "-"
@@ -177,10 +224,12 @@ def shadow_report(data: Mapping[str, Any]) -> str:
         pairs(
             [
                 ("compared", data.get("n")),
+                ("tolerance", data.get("tolerance")),
+                ("gate reads", nested(data.get("summary"))),
                 ("candidate errors", f"{data.get('candidate_errors')} of {data.get('rows')}"),
                 ("production ms/instance", latency.get("production")),
                 ("candidate ms/instance", latency.get("candidate")),
-                ("report page", data.get("report_html")),
+                ("report page", _page(data.get("report_html"))),
             ]
         ),
     ]
@@ -205,12 +254,20 @@ def shadow_report(data: Mapping[str, Any]) -> str:
             )
         )
     classes = [
-        (name, o.get("n"), f"{o.get('agreement')} {ci(o.get('agreement_ci95'))}")
+        (
+            name,
+            o.get("n"),
+            f"{o.get('agreement')} {ci(o.get('agreement_ci95'))}",
+            "; ".join(
+                f"{p} -> " + ", ".join(f"{c} {n}" for c, n in row.items())
+                for p, row in (o.get("confusion") or {}).items()
+            ),
+        )
         for name, o in outputs.items()
         if o.get("type") == "class"
     ]
     if classes:
-        blocks.append(table(("OUTPUT", "N", "AGREEMENT"), classes))
+        blocks.append(table(("OUTPUT", "N", "AGREEMENT", "PRODUCTION -> CANDIDATE"), classes))
     segments = [
         (s.get("field"), s.get("value"), s.get("n"), s.get("mean_difference"))
         for s in data.get("segments") or []
@@ -238,12 +295,20 @@ def add_commands(commands: Any, options: AddOptions, rate: Callable[[str], float
 
     actions = group("payload-log", "What the payload log keeps of a model's predictions.")
     action(actions, "show", cmd_payload_log_show, "Show the settings and their changes.")
-    sub = action(actions, "set", cmd_payload_log_set, "Change the settings (recorded).")
+    sub = action(
+        actions, "set", cmd_payload_log_set, "Change the settings given; the rest stay (recorded)."
+    )
     sub.add_argument("--enable", action="store_true", help="keep predictions")
     sub.add_argument("--disable", action="store_true", help="keep none")
-    sub.add_argument("--rate", type=rate, default=0.0, metavar="R", help="share kept, 0..1")
+    sub.add_argument("--rate", type=rate, metavar="R", help="share kept, 0..1 (default: unchanged)")
     sub.add_argument(
-        "--redact", action="append", metavar="FIELD", help="an input field never kept (repeatable)"
+        "--redact",
+        action="append",
+        metavar="FIELD",
+        help="also never keep this input field (repeatable; the fields already redacted stay)",
+    )
+    sub.add_argument(
+        "--no-redact", action="store_true", help="redact nothing (before any --redact given)"
     )
     sub.add_argument("--reason", default="", metavar="TEXT", help="why (kept with the change)")
 
@@ -266,6 +331,8 @@ def add_commands(commands: Any, options: AddOptions, rate: Callable[[str], float
     sub.add_argument("--rate", type=rate, default=1.0, metavar="R", help="share replayed, 0..1")
     sub.add_argument("--reason", default="", metavar="TEXT")
     action(actions, "stop", cmd_shadow_stop, "Stop the model's shadow evaluation.")
+    action(actions, "list", cmd_shadow_list, "List the model's shadows, newest first.")
     sub = action(actions, "report", cmd_shadow_report, "Compare the candidate with production.")
     sub.add_argument("--version", help="this candidate's newest shadow")
+    sub.add_argument("--shadow-id", help="this shadow (see `shadow list`)")
     sub.add_argument("--tolerance", help="relative difference counted as within (default 0.05)")

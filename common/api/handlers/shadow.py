@@ -63,15 +63,29 @@ def report(call: Call) -> dict[str, Any]:
     model_id = call.params["model_id"]
     services = call.services
     services.registry.get_model(model_id)
-    shadow = shadows.latest(services.backends.documents, model_id, call.query.get("version"))
+    documents = services.backends.documents
+    shadow_id = call.query.get("shadow_id")
+    shadow = (
+        shadows.named(documents, model_id, shadow_id)
+        if shadow_id
+        else shadows.latest(documents, model_id, call.query.get("version"))
+    )
     found = build(services.backends.documents, services.cipher, shadow, tolerance=_tolerance(call))
     html = report_key("shadow", shadow.shadow_id)
     found["report_html"] = html if services.backends.artifacts.exists(html) else None
     return found
 
 
+def list_shadows(call: Call) -> dict[str, Any]:
+    model_id = call.params["model_id"]
+    call.services.registry.get_model(model_id)
+    found = shadows.every(call.services.backends.documents, model_id)
+    return {"shadows": [s.model_dump(mode="json") for s in found]}
+
+
 OPERATIONS: dict[str, Operation] = {
     "startShadow": Operation(start, body=START),
     "stopShadow": Operation(stop),
     "getShadowReport": Operation(report),
+    "listShadows": Operation(list_shadows),
 }
