@@ -81,3 +81,39 @@ def test_wait_follows_the_workers_and_exits_1_when_the_job_fails(
     assert "first errors:\n  batch/slow/in.jsonl:10 [T00009]  invalid_values:" in shown
     status = ipoctl(token, "batch", "status", submitted["job_id"])
     assert "shards    3 / 3" in status
+
+
+def test_wait_says_when_no_worker_moves_the_job_and_cancel_ends_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_input(stack.services.backends.artifacts, "batch/idle/in.jsonl", companies(8))
+    settings = stack.settings.model_copy(
+        update={"batch_submit_budget_s": 0.0, "batch_shard_rows": 4}
+    )
+    use_services(replace(stack.services, settings=settings), close_previous=False)
+    token = stack.token(SUBMIT)
+    submitted = json.loads(
+        ipoctl(
+            token, "--json", "batch", "submit", "risk", "--version", "1.0.0",
+            "--input", "batch/idle/in.jsonl", "--output", "batch/idle/out/",
+        )
+    )  # fmt: skip
+    job_id = submitted["job_id"]
+    polls: list[float] = []
+
+    def nobody_works(seconds: float) -> None:  # no scheduled run: after a minute, cancel
+        polls.append(seconds)
+        if len(polls) == 4:
+            ipoctl(token, "batch", "cancel", job_id)
+
+    monkeypatch.setattr(batch, "sleep", nobody_works)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = cli.main(
+        ["--url", URL, "--token", token, "batch", "wait", job_id, "--interval", "20"],
+        transport=transport,
+        stdout=stdout,
+        stderr=stderr,
+    )
+    assert code == 1
+    assert stderr.getvalue().count("no row done for 60 s") == 1
+    assert "cancelled" in stdout.getvalue()

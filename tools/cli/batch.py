@@ -1,13 +1,15 @@
-"""``ipoctl batch submit|status|wait``: batch prediction jobs (docs/BATCH.md).
+"""``ipoctl batch submit|status|wait|cancel``: batch prediction jobs (docs/BATCH.md).
 
 ``wait`` polls the job until it ends, with a progress bar of rows done on a terminal, and
-exits 0 when it succeeded, 1 when it failed or was cancelled.
+exits 0 when it succeeded, 1 when it failed or was cancelled. A job no worker moves for a
+minute gets one line on stderr saying what runs the workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,8 @@ from tools.progress import bar
 
 FINAL = ("succeeded", "failed", "cancelled")
 DEFAULT_INTERVAL_S = 2.0
+STALLED_S = 60.0
+"""How long wait sees no row done before it says no worker seems to be running."""
 sleep: Callable[[float], None] = time.sleep
 """How wait pauses between polls; tests replace it."""
 
@@ -87,6 +91,8 @@ def add_commands(
     sub = action("wait", cmd_batch_wait, "Wait for a job to end, showing its progress.")
     sub.add_argument("id", metavar="ID", help="batch job id")
     _add_interval(sub)
+    sub = action("cancel", cmd_batch_cancel, "Cancel a job; rows already written stay.")
+    sub.add_argument("id", metavar="ID", help="batch job id")
 
 
 def _add_interval(sub: argparse.ArgumentParser) -> None:
@@ -130,15 +136,29 @@ def cmd_batch_wait(ctx: Context, args: argparse.Namespace) -> int:
     return wait(ctx, ctx.client.call("GET", _path(args.id)).data, args.interval)
 
 
+def cmd_batch_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    return ctx.emit(ctx.client.call("POST", _path(args.id, "cancel")), render)
+
+
 def wait(ctx: Context, job: dict[str, Any], interval: float) -> int:
     """Poll until the job ends; the bar counts rows done (on a terminal only)."""
     answer = None
     with bar(total=job["rows_total"], unit="rows", desc=job["job_id"][:8]) as progress:
         progress.update(job["rows_done"])
+        still, told = 0.0, False
         while job["state"] not in FINAL:
             sleep(interval)
             answer = ctx.client.call("GET", _path(job["job_id"]))
-            progress.update(answer.data["rows_done"] - job["rows_done"])
+            moved = answer.data["rows_done"] - job["rows_done"]
+            progress.update(moved)
+            still = 0.0 if moved else still + interval
+            if still >= STALLED_S and not told:
+                told = True
+                (ctx.stderr or sys.stderr).write(
+                    f"note: no row done for {still:.0f} s: workers run every minute on Cloud "
+                    "Scheduler; on a laptop run one with `curl -X POST .../v1/jobs/batch-jobs` "
+                    "(docs/BATCH.md)\n"
+                )
             job = answer.data
     if ctx.json:
         ctx.stdout.write(json.dumps(job) + "\n")

@@ -61,6 +61,8 @@ class Context:
     stdin: TextIO
     stdout: TextIO
     minter: Callable[[], Minter]
+    stderr: TextIO | None = None
+    """Notes that are not the answer; None: the process's stderr."""
 
     def emit(self, answer: Answer, render: Callable[[Any], str]) -> int:
         if self.json:

@@ -348,6 +348,7 @@ def main(
             stdin=stdin or sys.stdin,
             stdout=stdout or sys.stdout,
             minter=minter or (lambda: local_minter(env)),
+            stderr=err,
         )
         handler: Callable[[Context, argparse.Namespace], int] = args.handler
         return handler(ctx, args)
