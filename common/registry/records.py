@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from common.models import kinds
 
 MODELS = "models"
 VERSIONS = "model_versions"
+GATE_CHANGES = "gate_changes"
 
 Stage = Literal["development", "staging", "production", "deprecated", "retired"]
 
@@ -285,3 +287,36 @@ class Registry:
 
         self._documents.transaction(commit)
         return record
+
+    def change_gate(
+        self,
+        model_id: str,
+        gate: dict[str, Any],
+        *,
+        actor: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Replace a model's promotion gate and keep the record of the change (who, when,
+        from what, to what, why) in the same transaction; the serving state is untouched."""
+        now = self._clock()
+        change_id = uuid.uuid4().hex
+
+        def write(tx: Transaction) -> dict[str, Any]:
+            doc = tx.get(MODELS, model_id) if MODEL_ID.match(model_id) else None
+            if doc is None:
+                raise NotFoundError(f"model {model_id!r} is not registered")
+            record = {
+                "change_id": change_id,
+                "model_id": model_id,
+                "actor": actor,
+                "created_at": now,
+                "from": doc.data.get("gate") or {},
+                "to": gate,
+                "reason": reason,
+            }
+            tx.update(MODELS, model_id, {"gate": gate, "updated_at": now})
+            tx.create(GATE_CHANGES, change_id, record)
+            return record
+
+        result: dict[str, Any] = self._documents.transaction(write)
+        return result

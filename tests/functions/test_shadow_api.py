@@ -238,3 +238,48 @@ def test_stop_ends_the_replay_and_keeps_the_report(stack: Stack) -> None:
         "/v1/models/risk/shadow/stop", headers=stack.headers(("admin",))
     )
     assert_error(again, 409, "conflict")
+
+
+def test_an_admin_adds_the_shadow_criterion_to_an_existing_model(stack: Stack) -> None:
+    shown = (
+        function_client("list_models")
+        .get("/v1/models/risk", headers=stack.headers(("model:read",)))
+        .get_json()
+    )
+    gate = {**shown["gate"], "shadow": {"min_n": 4}}
+    body = {"gate": gate, "reason": "candidates are shadowed first"}
+    refused = function_client("promote_model").put(
+        "/v1/models/risk/gate", json=body, headers=stack.headers(("model:risk:promote",))
+    )
+    assert_error(refused, 403, "forbidden")
+    unexplained = function_client("promote_model").put(
+        "/v1/models/risk/gate", json={"gate": gate}, headers=stack.headers(("admin",))
+    )
+    assert_error(unexplained, 422, "invalid_values")
+    changed = function_client("promote_model").put(
+        "/v1/models/risk/gate", json=body, headers=stack.headers(("admin",), subject="cro")
+    )
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    record = changed.get_json()["change"]
+    assert (record["actor"], record["reason"]) == ("cro", "candidates are shadowed first")
+    assert record["from"] == {}  # the kind's defaults were in force
+    assert changed.get_json()["model"]["gate"]["shadow"] == {
+        "min_n": 4,
+        "max_mean_abs_rel_diff": None,
+        "min_agreement": None,
+    }
+
+    payload_log(stack)
+    staged(stack, "1.1.0", other_risk())
+    promote = function_client("promote_model").post(
+        "/v1/models/risk/promote", json={"version": "1.1.0"}, headers=stack.headers(("admin",))
+    )
+    details = assert_error(promote, 422, "invalid_values")["error"]["details"]
+    assert [d["criterion"] for d in details] == ["shadow.n"]
+    assert start(stack).status_code == 201
+    traffic(stack, 2)
+    replay(stack)
+    done = function_client("promote_model").post(
+        "/v1/models/risk/promote", json={"version": "1.1.0"}, headers=stack.headers(("admin",))
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)

@@ -48,6 +48,7 @@ NEEDS = {
     "stopShadow": "model:{model_id}:promote",
     "getShadowReport": "model:read",
     "listShadows": "model:read",
+    "changeGate": "admin",
     "getPayloadLog": "model:read",
     "setPayloadLog": "model:{model_id}:promote",
     "getPrediction": "model:read",

@@ -86,3 +86,14 @@ def test_turning_the_log_on_without_a_rate_is_refused_before_anything_is_sent(
     )
     assert code == 2
     assert "--rate" in err.getvalue()
+
+
+def test_ipoctl_gate_replaces_a_models_gate_with_a_reason(stack: Stack) -> None:
+    gate = {"criteria": [{"metric": "accuracy", "op": ">=", "threshold": 0.8}]}
+    shown = ipoctl(
+        stack.token(("admin",)), "gate", "risk", "--gate", "-", "--reason", "pilot gate",
+        stdin=json.dumps(gate),
+    )  # fmt: skip
+    assert "accuracy >= 0.8" in shown
+    assert "pilot gate" in shown
+    assert stack.registry.get_model("risk").gate["criteria"][0]["threshold"] == 0.8

@@ -277,6 +277,32 @@ def shadow_report(data: Mapping[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+# --- a model's gate ------------------------------------------------------------------------
+def cmd_gate(ctx: Context, args: argparse.Namespace) -> int:
+    """Replace a model's promotion gate (admin): the new gate from a JSON file, a reason."""
+    from tools.cli.commands import _read_json
+    from tools.cli.gate_output import gate_inline
+
+    gate = _read_json(args.gate, ctx.stdin, "gate")
+    if not isinstance(gate, dict):
+        raise UsageError(f"gate {args.gate} must be a JSON object")
+    body = {"gate": gate, "reason": args.reason}
+    answer = ctx.client.call("PUT", _model(args.model) + "/gate", body)
+
+    def render(data: Mapping[str, Any]) -> str:
+        change = data.get("change") or {}
+        return pairs(
+            [
+                ("model", change.get("model_id")),
+                ("gate", gate_inline((data.get("model") or {}).get("gate"))),
+                ("changed", f"{when(change.get('created_at'))} by {text(change.get('actor'))}"),
+                ("reason", change.get("reason")),
+            ]
+        )
+
+    return ctx.emit(answer, render)
+
+
 # --- the parser ----------------------------------------------------------------------------
 def add_commands(commands: Any, options: AddOptions, rate: Callable[[str], float]) -> None:
     """Register the three groups on ``commands`` (the top-level subparsers)."""
@@ -323,6 +349,17 @@ def add_commands(commands: Any, options: AddOptions, rate: Callable[[str], float
     sub.add_argument("--explain", action="store_true", help="explain it again (same numbers)")
     sub.add_argument("--paths", type=int, help="sampled Shapley's orders per instance")
     sub.add_argument("--seed", type=int, help="seed of the orders (default 0)")
+
+    sub = commands.add_parser(
+        "gate",
+        help="Replace a model's promotion gate (admin; recorded).",
+        description="Replace a model's promotion gate (admin; recorded with the reason).",
+    )
+    options(sub)
+    sub.set_defaults(handler=cmd_gate)
+    sub.add_argument("model")
+    sub.add_argument("--gate", required=True, metavar="FILE", help="JSON gate; '-' for stdin")
+    sub.add_argument("--reason", required=True, metavar="TEXT", help="why (required)")
 
     actions = group("shadow", "Shadow evaluation: a candidate replayed on production traffic.")
     sub = action(actions, "start", cmd_shadow_start, "Start a shadow evaluation of a candidate.")
