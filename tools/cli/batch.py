@@ -37,7 +37,8 @@ def _interval(value: str) -> float:
     return seconds
 
 
-def _rate(value: str) -> float:
+def rate(value: str) -> float:
+    """A share between 0 and 1, for an argument."""
     try:
         rate = float(value)
     except ValueError:
@@ -79,7 +80,7 @@ def add_commands(
     sub.add_argument("--key-field", metavar="FIELD", help="a field naming each row in the outputs")
     sub.add_argument(
         "--max-error-rate",
-        type=_rate,
+        type=rate,
         default=0.0,
         metavar="R",
         help="fail once more than this share of rows is refused (0..1, default 0)",

@@ -89,17 +89,6 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
-def _share(value: str) -> float:
-    """A rate between 0 and 1."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
-    return number
-
-
 def _metric_value(item: str) -> tuple[str, float | bool]:
     """``NAME=NUMBER`` or ``NAME=true|false``: one outcome value of ``experiment outcome``."""
     name, sep, raw = item.partition("=")
@@ -263,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of simulated users, 1..{MAX_USERS}",
     )
     _add_experiment_commands(commands)
-    observe.add_commands(commands, lambda sub: _add_global_options(sub, top=False), _share)
+    observe.add_commands(commands, lambda sub: _add_global_options(sub, top=False), batch.rate)
     batch.add_commands(commands, lambda sub: _add_global_options(sub, top=False))
     return parser
 
