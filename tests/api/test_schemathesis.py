@@ -152,6 +152,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "setPayloadLog": {"enabled": True, "sampling_rate": 0.5},
     "startShadow": {"version": "1.0.0", "until": "2099-01-01T00:00:00Z"},
     "shadowReplay": {},
+    "changeGate": {
+        "gate": {"criteria": [{"metric": "accuracy", "op": ">=", "threshold": 0.5}]},
+        "reason": "schema check",
+    },
     **{operation: {"instances": [{}]} for operation in predict_routes()},
     **{r.operation_id: {"instances": [{}]} for r in all_routes() if r.handler == "explain"},
     **{
