@@ -103,7 +103,9 @@ class LocalArtifactStore(ArtifactStore):
             key=key, uri=target.as_uri(), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
         )
 
-    def get(self, key: str) -> bytes:
+    def _open_regular(self, key: str) -> int:
+        """A read-only descriptor of the regular file behind ``key``, in blocking mode; the
+        caller closes it. NotFoundError for a missing key, a link or anything not a file."""
         missing = NotFoundError(f"artifact {key!r} does not exist")
         path = self._unlinked(key)
         if path is None:
@@ -122,6 +124,17 @@ class LocalArtifactStore(ArtifactStore):
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise missing
             os.set_blocking(fd, True)
+        except OSError as exc:
+            os.close(fd)
+            raise self._unavailable(exc) from None
+        except NotFoundError:
+            os.close(fd)
+            raise
+        return fd
+
+    def get(self, key: str) -> bytes:
+        fd = self._open_regular(key)
+        try:
             with os.fdopen(fd, "rb", closefd=False) as handle:
                 return handle.read()
         except OSError as exc:
@@ -139,22 +152,8 @@ class LocalArtifactStore(ArtifactStore):
     def read_range(self, key: str, start: int, end: int) -> bytes:
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range {start}..{end}")
-        missing = NotFoundError(f"artifact {key!r} does not exist")
-        path = self._unlinked(key)
-        if path is None:
-            raise missing
+        fd = self._open_regular(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise missing from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise missing from None
-            raise self._unavailable(exc) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise missing
-            os.set_blocking(fd, True)
             return os.pread(fd, end - start, start)
         except OSError as exc:
             raise self._unavailable(exc) from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,31 +15,10 @@ from flask.testing import FlaskClient
 from common.api.routes import served_models
 from common.audit.trail import ENTRIES
 from tests.conftest import ROOT, function_client
-from tests.support.fixtures import SEED, Stack, embedded_stack, serving, trained_risk
-from tools.training.base import register_built
-from tools.training.builders import build, build_order
+from tests.support.fixtures import Stack
 
 MODELS = served_models()
 ROWS = 4
-
-
-@pytest.fixture(scope="module")
-def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = embedded_stack(tmp_path_factory.mktemp("explain"))
-    register_built(stack.lifecycle, trained_risk(), version="1.0.0", created_by="tests")
-    for model_id in build_order(m for m in MODELS if m != "risk"):
-        for minor, built in enumerate(build(model_id, seed=SEED, registry=stack.registry)):
-            register_built(stack.lifecycle, built, version=f"1.{minor}.0", created_by="tests")
-    try:
-        yield stack
-    finally:
-        stack.services.close()
-
-
-@pytest.fixture
-def installed(full_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    with serving(full_stack, monkeypatch.setenv) as stack:
-        yield stack
 
 
 def production(stack: Stack, model_id: str) -> Any:
