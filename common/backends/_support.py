@@ -34,7 +34,10 @@ def check_document(data: Mapping[str, Any]) -> None:
     """ValueError unless ``data`` is a JSON object every store can hold."""
     if not isinstance(data, Mapping):
         raise ValueError("a document must be a dict")
-    _check_value(data, "", in_array=False)
+    try:
+        _check_value(data, in_array=False)
+    except _Refused as refused:
+        raise ValueError(str(refused)) from None
     if EXPIRE_AT in data:
         parse_expiry(data[EXPIRE_AT])
 
@@ -62,31 +65,61 @@ def format_expiry(moment: datetime) -> str:
     return rfc3339(datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=UTC))  # drops nanos
 
 
-def _check_value(value: Any, where: str, *, in_array: bool) -> None:
-    label = where or "document"
-    if value is None or isinstance(value, bool | str):
+class _Refused(ValueError):
+    """A value no store can hold; ``path`` is filled in as it propagates outwards, so the
+    labels of the fields checked are built only for the one that failed."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.path = problem, path
+
+    def within(self, step: str) -> _Refused:
+        return _Refused(self.problem, step + self.path)
+
+    def __str__(self) -> str:
+        return f"{self.path.removeprefix('.') or 'document'}: {self.problem}"
+
+
+def _check_value(value: Any, *, in_array: bool) -> None:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:  # the common cases, by identity
+        return
+    if kind is float or isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Refused("NaN and infinity are not JSON")
+        return
+    if isinstance(value, bool | str):
         return
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
-            raise ValueError(f"{label}: integer outside the 64-bit range")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{label}: NaN and infinity are not JSON")
+            raise _Refused("integer outside the 64-bit range")
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"{label}: keys must be non-empty strings, got {key!r}")
-            _check_value(item, f"{where}.{key}" if where else key, in_array=False)
+            if (type(key) is not str and not isinstance(key, str)) or not key:
+                raise _Refused(f"keys must be non-empty strings, got {key!r}")
+            kind = type(item)  # the common fields are checked here, without a call
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is float and math.isfinite(item):
+                continue
+            if kind is int and -_INT64 <= item < _INT64:
+                continue
+            try:
+                _check_value(item, in_array=False)
+            except _Refused as refused:
+                raise refused.within(f".{key}") from None
         return
     if isinstance(value, list | tuple):
         if in_array:
-            raise ValueError(f"{label}: arrays cannot directly contain arrays (Firestore)")
+            raise _Refused("arrays cannot directly contain arrays (Firestore)")
         for index, item in enumerate(value):
-            _check_value(item, f"{label}[{index}]", in_array=True)
+            try:
+                _check_value(item, in_array=True)
+            except _Refused as refused:
+                raise refused.within(f"[{index}]") from None
         return
-    raise ValueError(f"{label}: {type(value).__name__} is not a JSON value")
+    raise _Refused(f"{type(value).__name__} is not a JSON value")
 
 
 def check_changes(changes: Mapping[str, Any]) -> None:
@@ -128,7 +161,10 @@ def _check_filter_values(flt: Filter) -> None:
 def check_scalar(value: Any) -> None:
     if not isinstance(value, bool | int | float | str):
         raise ValueError(f"filter values are str, int, float, bool or None, got {value!r}")
-    _check_value(value, "filter value", in_array=False)
+    try:
+        _check_value(value, in_array=False)
+    except _Refused as refused:
+        raise ValueError(f"filter value: {refused.problem}") from None
 
 
 def check_limit(limit: int | None) -> None:

@@ -14,20 +14,21 @@ skips documents without the field) so the two stores answer alike.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import orjson
 
 from common.backends import _support, local_files
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
 from common.backends.sqlite_query import build_select
+from common.backends.sqlite_transaction import SQLiteTransaction, document_text
 from common.core.errors import (
     ConflictError,
     NotFoundError,
@@ -58,69 +59,11 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc)
 
 
-def _dumps(data: dict[str, Any]) -> str:
-    _support.check_document(data)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 class _Connection(sqlite3.Connection):
     """A connection that remembers its process and can be weakly referenced, so one
     left behind by a finished thread is closed by garbage collection, not kept open."""
 
     pid: int
-
-
-class _SQLiteTransaction(Transaction):
-    """Runs inside ``BEGIN IMMEDIATE``; a failed write dooms the commit, as in Firestore."""
-
-    def __init__(self, store: SQLiteDocumentStore, conn: sqlite3.Connection) -> None:
-        self._store = store
-        self._conn: sqlite3.Connection | None = conn
-        self._wrote = False
-        self.failure: Exception | None = None
-
-    def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the transaction has finished")
-        return self._conn
-
-    def close(self) -> None:
-        self._conn = None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._live()
-        self._wrote = True
-        try:
-            yield conn
-        except Exception as exc:
-            self.failure = exc
-            raise
-
-    def get(self, collection: str, doc_id: str) -> Document | None:
-        conn = self._live()
-        if self._wrote:
-            raise ValueError("transaction reads must come before its writes")
-        return self._store._read(conn, collection, doc_id)
-
-    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._store._create(conn, collection, doc_id, data)
-
-    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        check_name("collection", collection)
-        check_name("document id", doc_id)
-        text = _dumps(data)
-        with self._write() as conn:  # nothing is returned, so the row is not read back
-            self._store._write_text(conn, collection, doc_id, text)
-
-    def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._store._update(conn, collection, doc_id, changes, None)
-
-    def delete(self, collection: str, doc_id: str) -> None:
-        with self._write() as conn:
-            self._store._delete(conn, collection, doc_id, None)
 
 
 class SQLiteDocumentStore(DocumentStore):
@@ -274,33 +217,40 @@ class SQLiteDocumentStore(DocumentStore):
             "SELECT data, revision FROM documents WHERE collection = ? AND id = ?",
             (collection, doc_id),
         ).fetchone()
-        return None if row is None else Document(doc_id, json.loads(row[0]), str(row[1]))
+        return None if row is None else Document(doc_id, orjson.loads(row[0]), str(row[1]))
 
     def _write_row(
         self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
     ) -> Document:
         """Store ``data`` under a new store-wide revision, so a revision is never reused,
         even after delete and re-create; return exactly what was stored."""
-        text = _dumps(data)
+        text = document_text(data)
         revision = self._write_text(conn, collection, doc_id, text)
-        return Document(doc_id, json.loads(text), revision)
+        return Document(doc_id, orjson.loads(text), revision)
 
     def _write_text(self, conn: sqlite3.Connection, collection: str, doc_id: str, text: str) -> str:
-        (revision,) = conn.execute(
-            "UPDATE revision_counter SET value = value + 1 WHERE one = 1 RETURNING value"
+        return self._write_texts(conn, [(collection, doc_id, text)])[-1]
+
+    def _write_texts(self, conn: sqlite3.Connection, rows: list[tuple[str, str, str]]) -> list[str]:
+        """Write each (collection, id, text) in order under consecutive new revisions: one
+        counter update and one statement for all of them."""
+        (last,) = conn.execute(
+            "UPDATE revision_counter SET value = value + ? WHERE one = 1 RETURNING value",
+            (len(rows),),
         ).fetchone()
-        conn.execute(
+        first = last - len(rows) + 1
+        conn.executemany(
             "INSERT INTO documents (collection, id, data, revision) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (collection, id) DO UPDATE"
             " SET data = excluded.data, revision = excluded.revision",
-            (collection, doc_id, text, revision),
+            [(c, d, text, first + i) for i, (c, d, text) in enumerate(rows)],
         )
-        return str(revision)
+        return [str(first + i) for i in range(len(rows))]
 
     def _create(
         self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
     ) -> Document:
-        _dumps(data)  # invalid data is a ValueError even when the id is taken
+        document_text(data)  # invalid data is a ValueError even when the id is taken
         if self._read(conn, collection, doc_id) is not None:
             raise ConflictError(f"{collection}/{doc_id} already exists")
         return self._write_row(conn, collection, doc_id, data)
@@ -373,7 +323,7 @@ class SQLiteDocumentStore(DocumentStore):
     ) -> list[Document]:
         sql, params = build_select(collection, filters, order_by, limit)
         rows = self._read_only(lambda conn: conn.execute(sql, params).fetchall())
-        return [Document(row[0], json.loads(row[1]), str(row[2])) for row in rows]
+        return [Document(row[0], orjson.loads(row[1]), str(row[2])) for row in rows]
 
     def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 20) -> T:
         """The write lock is taken before ``fn`` runs, so ``fn`` never sees a rival write.
@@ -385,11 +335,12 @@ class SQLiteDocumentStore(DocumentStore):
         return self._atomic(lambda conn: self._run(conn, fn), max_attempts)
 
     def _run(self, conn: sqlite3.Connection, fn: Callable[[Transaction], T]) -> T:
-        txn = _SQLiteTransaction(self, conn)
+        txn = SQLiteTransaction(self, conn)
         try:
             result = fn(txn)
             if txn.failure is not None:
                 raise txn.failure
+            txn.flush()
             return result
         finally:
             txn.close()

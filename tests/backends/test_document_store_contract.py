@@ -396,6 +396,43 @@ def test_transaction_update_missing_fails_whole_transaction(
     assert document_store.get(C, "written") is None
 
 
+def test_transaction_writes_apply_in_the_order_they_were_made(
+    document_store: DocumentStore,
+) -> None:
+    document_store.create(C, "kept", {"v": 0})
+    before = {doc.id: doc.revision for doc in document_store.query(C)}
+
+    def write(txn: Transaction) -> None:
+        txn.set(C, "a", {"v": 1})
+        txn.set(C, "a", {"v": 2})  # the later set of one document wins
+        txn.set(C, "gone", {"v": 1})
+        txn.delete(C, "gone")
+        txn.set(C, "b", {"v": 1})
+        txn.update(C, "b", {"w": 2})  # sees the set before it
+        txn.update(C, "kept", {"v": 3})
+        txn.set(C, "c", {"x": [1.5, {"y": None}]})
+
+    document_store.transaction(write)
+    stored = {doc.id: doc for doc in document_store.query(C)}
+    assert {k: d.data for k, d in stored.items()} == {
+        "a": {"v": 2},
+        "b": {"v": 1, "w": 2},
+        "c": {"x": [1.5, {"y": None}]},
+        "kept": {"v": 3},
+    }
+    assert stored["kept"].revision != before["kept"]
+
+
+def test_a_refused_set_in_a_transaction_writes_nothing(document_store: DocumentStore) -> None:
+    def write(txn: Transaction) -> None:
+        txn.set(C, "fine", {"v": 1})
+        txn.set(C, "bad", {"v": float("nan")})
+
+    with pytest.raises(ValueError, match="v"):
+        document_store.transaction(write)
+    assert document_store.query(C) == []
+
+
 def test_transaction_reads_must_precede_writes(document_store: DocumentStore) -> None:
     def read_after_write(txn: Transaction) -> None:
         txn.set(C, "a", {"v": 1})

@@ -65,6 +65,14 @@ def test_revisions_are_unique_across_the_store(tmp_path: Path) -> None:
     revisions.add(store.update("c", "d0", {"i": 9}).revision)
     assert len(revisions) == 6
 
+    def batch(txn: Transaction) -> None:  # the sets of one transaction go in one statement
+        for i in range(3):
+            txn.set("c", f"t{i}", {"i": i})
+
+    store.transaction(batch)
+    revisions |= {doc.revision for doc in store.query("c") if doc.id.startswith("t")}
+    assert len(revisions) == 9
+
 
 def test_expire_at_is_stored_as_the_string_written(tmp_path: Path) -> None:
     """The embedded store deletes nothing on its own: expire_at is plain JSON text."""
