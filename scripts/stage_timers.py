@@ -4,7 +4,8 @@
 (a profiling run only: the wrappers cost a few microseconds per stage). Each stage's
 thread CPU time (``time.thread_time``: the GIL held or released in a system call, not
 waiting for it) and wall time are summed per process and written to ``FILE.<pid>.json``
-every 500 requests. ``scripts/bench.py http --stages`` reads them back.
+every 500 requests. ``python scripts/stage_timers.py FILE`` sums them and prints the table
+per request.
 
 Stages, each exclusive of the ones inside it: the WSGI application as a whole (the rest
 is the HTTP server's), the body read, authentication, body parsing and validation, the
@@ -122,3 +123,22 @@ def read(file: str) -> dict[str, Any]:
             for stage, value in found[kind].items():
                 total[kind][stage] = total[kind].get(stage, 0.0) + value
     return total
+
+
+def table(total: dict[str, Any]) -> str:
+    """Milliseconds per request of each stage, CPU and wall, as a markdown table."""
+    requests = max(int(total["requests"]), 1)
+    lines = ["| stage | CPU ms | wall ms |", "|---|---|---|"]
+    for stage in STAGES:
+        cpu = total["cpu_s"].get(stage, 0.0) * 1000.0 / requests
+        wall = total["wall_s"].get(stage, 0.0) * 1000.0 / requests
+        lines.append(f"| {stage} | {cpu:.3f} | {wall:.3f} |")
+    return f"{requests} requests\n\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python scripts/stage_timers.py FILE (the file given to --stage-timers)")
+    print(table(read(sys.argv[1])))

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.audit.macs import (
@@ -109,8 +109,10 @@ class AuditLog:
 
     Group commit: a request that finds no commit in progress becomes the leader and writes
     every entry waiting at that moment (up to ``batch_max``) in one transaction; requests
-    that arrive meanwhile wait for the next batch, whose first waiter leads it. Under load
-    one store round trip serves many requests; alone, a request pays one round trip.
+    that arrive meanwhile wait for the next batch. When a batch is stored, the leader wakes
+    exactly the requests it stored and hands the lead to the oldest request still waiting,
+    so no thread wakes only to find its entry not yet written. Under load one store round
+    trip serves many requests; alone, a request pays one round trip.
     """
 
     def __init__(
@@ -131,7 +133,7 @@ class AuditLog:
         self._timeout_s = commit_timeout_s
         self._batch_max = batch_max
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._committing = False
         self._pid = -1
@@ -161,40 +163,55 @@ class AuditLog:
         stored within the commit timeout, and then nothing of it is kept."""
         self._get_keys()  # a missing secret is a configuration fault, reported now
         slot = _Slot(event, self._clock() + self._timeout_s)
-        with self._cond:
+        with self._lock:
             if self._pid != os.getpid():  # a forked worker starts a chain of its own
                 self._pid = os.getpid()
                 self._waiting, self._committing = [], False
                 self._new_chain()
             self._waiting.append(slot)
-            while True:
+            if not self._committing:
+                self._committing = slot.leads = True
+        while True:
+            if not slot.leads:
+                slot.woken.wait(max(0.0, slot.deadline - self._clock()))
+            with self._lock:
+                slot.woken.clear()
                 if slot.state == "done":
                     return
                 if slot.state == "failed":
                     self.refused += 1
                     raise _refusal(slot.reason)
-                batch: list[_Slot] = []
-                if slot.state == "waiting" and not self._committing:
+                batch: list[_Slot] | None = None
+                if slot.leads:
+                    slot.leads = False
                     batch = self._take_batch()
-                if batch:
-                    self._committing = True
-                    self._cond.release()
-                    try:
-                        self._lead(batch)
-                    finally:
-                        self._cond.acquire()
-                        self._committing = False
-                        self._cond.notify_all()
-                    continue
-                remaining = slot.deadline - self._clock()
-                if remaining <= 0:
+                elif slot.deadline <= self._clock():
                     # Refused even if its batch lands later: an entry without an answer is
                     # harmless, an answer without an entry is what must never happen.
                     if slot.state == "waiting":
                         self._waiting.remove(slot)
                     slot.fail("timed out waiting for the store")
                     continue
-                self._cond.wait(remaining)
+            if batch is not None:
+                try:
+                    if batch:
+                        self._lead(batch)
+                finally:
+                    self._hand_over(batch)
+
+    def _hand_over(self, batch: list[_Slot]) -> None:
+        """Wake the requests of a finished batch, and the oldest waiting one to lead next."""
+        with self._lock:
+            for done in batch:
+                if done.state == "writing":  # _lead ended without settling it: never stored
+                    done.fail("the audit writer stopped")
+                done.woken.set()
+            if self._waiting:
+                successor = self._waiting[0]
+                successor.leads = True
+                successor.woken.set()
+            else:
+                self._committing = False
 
     def _take_batch(self) -> list[_Slot]:
         """The waiting slots for one transaction, oldest first; expired ones fail now."""
@@ -204,6 +221,7 @@ class AuditLog:
             slot = self._waiting.pop(0)
             if slot.deadline <= now:
                 slot.fail("timed out waiting for its batch")
+                slot.woken.set()
             else:
                 slot.state = "writing"
                 batch.append(slot)
@@ -340,6 +358,9 @@ class _Slot:
     deadline: float
     state: Literal["waiting", "writing", "done", "failed"] = "waiting"
     reason: str = ""
+    leads: bool = False
+    """Set (under the log's lock) when this request is to write the next batch."""
+    woken: threading.Event = field(default_factory=threading.Event)
 
     def fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason

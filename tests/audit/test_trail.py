@@ -235,6 +235,47 @@ def test_concurrent_requests_share_transactions_and_each_returns_once_stored(
     assert report.chains == 1
 
 
+def test_requests_arriving_during_a_commit_are_stored_together_by_one_successor(
+    stack: Stack,
+) -> None:
+    documents = stack.services.backends.documents
+    store = _Counting(documents)
+    audit = audit_log(stack, documents=store)
+    inside, release = threading.Event(), threading.Event()
+    held = store.transaction
+
+    def first_commit_waits(fn: Any, **kw: Any) -> Any:
+        if store.transactions == 0:
+            inside.set()
+            release.wait(10)
+        return held(fn, **kw)
+
+    store.transaction = first_commit_waits  # type: ignore[method-assign]
+    returned: list[int] = []
+
+    def one(n: int) -> None:
+        audit.append(event(n))
+        returned.append(n)
+
+    leader = threading.Thread(target=one, args=(0,))
+    leader.start()
+    assert inside.wait(10)
+    followers = [threading.Thread(target=one, args=(n,)) for n in range(1, 6)]
+    for thread in followers:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(audit._waiting) < 5 and time.monotonic() < deadline:  # all queued behind it
+        time.sleep(0.005)
+    assert returned == []  # nobody is answered before its entry is stored
+    release.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert sorted(returned) == list(range(6))
+    assert store.transactions == 2  # the five waiting were written in one batch
+    assert len(entries(stack)) == 6
+    assert verify(stack).ok
+
+
 def test_a_store_that_stays_down_refuses_within_the_timeout_and_keeps_nothing(
     stack: Stack,
 ) -> None:
