@@ -11,6 +11,7 @@ import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
+from common.api import collector
 from common.core.config import Settings
 from common.services import reset_services, use_services
 from tests.support.fixtures import Stack, embedded_stack, register_risk
@@ -36,6 +37,13 @@ def _restore_environment() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_start_up_freeze() -> None:
+    """The suite's process is not a serving process: its first answer must not freeze
+    every fixture alive at that moment (tests/api/test_collector.py undoes this)."""
+    collector._frozen_in = os.getpid()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from flask import Request, Response
 
-from common.api import metrics
+from common.api import collector, metrics
 from common.api.calls import Call, Reply, Served
 from common.api.oip.errors import error_body as oip_error_body
 from common.api.operations import operation_of
@@ -316,4 +316,5 @@ def dispatch(function: str, request: Request) -> Response:
             )
         except Exception:
             log.exception("metrics not recorded", extra={"request_id": served.request_id})
+    collector.freeze_after(response, served.status)
     return response
