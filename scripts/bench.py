@@ -57,7 +57,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +67,12 @@ import bench_explain as bx
 import bench_function as bf
 import bench_http as h
 import bench_memory as bm
+import bench_models as bmod
 import bench_versus as bv
 from bench_load import generator_version, resolve_generator
 
-from common.backends import build_backends
 from common.core.config import Settings
-from common.models.base import predict_rows
-from common.registry.records import Registry
-from common.serving.pipeline import SnapshotCache, resolve_component
-from common.serving.pool import ModelPool
 from tools.local import settings_or_exit
-
-BATCHES = (1, 100)
 
 
 def machine() -> dict[str, Any]:
@@ -97,108 +90,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
-
-
-TEXT_BYTES = 2048
-
-
-def sized_texts(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Texts grown to 2 KB (the size the sentiment target names) from the golden texts."""
-    if not inputs or "text" not in inputs[0]:
-        return inputs
-    pool = " ".join(str(i["text"]) for i in inputs)
-    out = []
-    for i, item in enumerate(inputs):
-        text = ""
-        start = (i * 97) % max(len(pool), 1)
-        while len(text.encode()) < TEXT_BYTES:
-            text += pool[start:] + " " + pool[:start]
-        out.append({**item, "text": text.encode()[:TEXT_BYTES].decode(errors="ignore")})
-    return out
-
-
-def _per_instance_ms(call: Any, batch: int, repeats: int) -> float:
-    call()  # warm: first-call costs are cold start, measured elsewhere
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000.0 / batch)
-    return statistics.median(samples)
-
-
-def bench_models(
-    settings: Settings, repeats: int, batches: tuple[int, ...] = BATCHES
-) -> list[dict[str, Any]]:
-    backends = build_backends(settings)
-    registry = Registry(backends.documents, backends.artifacts)
-    pool = ModelPool(registry, size=16)
-    snapshots = SnapshotCache(registry, ttl_s=3600)
-    rows = []
-    try:
-        for model in registry.list_models():
-            record = snapshots.get(model.model_id).production
-            if record is None:
-                continue
-            runtime = pool.get(record).runtime
-            components = {
-                role: resolve_component(model_id, snapshots, pool)
-                for role, model_id in runtime.components().items()
-            } or None
-            inputs = sized_texts([g["instance"] for g in record.golden_set] or [record.example])
-            row: dict[str, Any] = {"model": model.model_id, "version": record.version}
-            for batch in batches:
-                instances = [inputs[i % len(inputs)] for i in range(batch)]
-                row[f"batch_{batch}_ms_per_instance"] = round(
-                    _per_instance_ms(
-                        lambda r=runtime, b=instances, c=components: predict_rows(r, b, c),
-                        batch,
-                        repeats,
-                    ),
-                    4,
-                )
-                if components:  # the same inputs through each component on its own
-                    row[f"batch_{batch}_parts_ms_per_instance"] = round(
-                        sum(
-                            _per_instance_ms(
-                                lambda r=c.runtime, b=[x[role] for x in instances]: predict_rows(
-                                    r, b
-                                ),
-                                batch,
-                                repeats,
-                            )
-                            for role, c in components.items()
-                        ),
-                        4,
-                    )
-            rows.append(row)
-    finally:
-        backends.close()
-    return rows
-
-
-def markdown(rows: list[dict[str, Any]], about: dict[str, Any]) -> str:
-    lines = [
-        f"In-process time per instance (median of runs), {about['cpu']}, "
-        f"{about['cores']} cores, Python {about['python']}.",
-        "",
-        "| model | version | batch 1 (ms/instance) | batch 100 (ms/instance) |",
-        "|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(f"| {row['model']} | {row['version']} | {_cell(row, 1)} | {_cell(row, 100)} |")
-    if any("batch_1_parts_ms_per_instance" in row for row in rows):
-        lines += [
-            "",
-            "A composite's parts, in brackets, are its components run on the same inputs.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(row: dict[str, Any], batch: int) -> str:
-    cell = f"{row[f'batch_{batch}_ms_per_instance']:.3f}"
-    parts = row.get(f"batch_{batch}_parts_ms_per_instance")
-    return cell if parts is None else f"{cell} (parts {parts:.3f})"
 
 
 def run_http(args: argparse.Namespace) -> int:
@@ -246,7 +137,7 @@ def run_http(args: argparse.Namespace) -> int:
             )
         finally:
             gateway.stop()
-        floor = bench_models(settings, args.repeats, batches=(1,))
+        floor = bmod.bench_models(settings, args.repeats, batches=(1,))
         archives = bf.archive_sizes(Path(tmp) / "archives")
     report = {
         "date": date,
@@ -409,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "explain":
         settings, about = settings_or_exit("bench"), machine()
         found = bx.bench_explain(
-            settings, paths=args.paths, batch=args.batch, repeats=args.repeats, prepare=sized_texts
+            settings,
+            paths=args.paths,
+            batch=args.batch,
+            repeats=args.repeats,
+            prepare=bmod.sized_texts,
         )
         table = bx.markdown(found, about)
         print(table, end="")
@@ -446,11 +341,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
     about = machine()
-    rows = bench_models(settings_or_exit("bench"), args.repeats)
+    rows = bmod.bench_models(settings_or_exit("bench"), args.repeats)
     if not rows:
         print("no model in production; run `make run` or scripts/train_models.py first")
         return 1
-    table = markdown(rows, about)
+    table = bmod.markdown(rows, about)
     print(table, end="")
     if args.out:
         write(args.out, table, {"machine": about, "models": rows})

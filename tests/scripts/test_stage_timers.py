@@ -52,3 +52,18 @@ def test_a_stage_excludes_the_stages_nested_in_it(
     assert found["wall_s"]["app"] == 2.0
     assert found["cpu_s"]["app"] == 1.0
     assert found["cpu_s"]["model"] == 3.0
+
+
+def test_the_table_shows_each_stage_per_request(tmp_path: Path) -> None:
+    timers = _timers()
+    (tmp_path / "st.1.json").write_text(
+        '{"requests": 3, "cpu_s": {"model": 0.003}, "wall_s": {"model": 0.006}}'
+    )
+    (tmp_path / "st.2.json").write_text(
+        '{"requests": 1, "cpu_s": {"model": 0.001, "auth": 0.002}, "wall_s": {"model": 0.002}}'
+    )
+    table = timers.table(timers.read(str(tmp_path / "st")))
+    assert table.startswith("4 requests")
+    assert "| model | 1.000 | 2.000 |" in table  # 4 ms of CPU and 8 ms of wall over 4
+    assert "| auth | 0.500 | 0.000 |" in table
+    assert "| metrics | 0.000 | 0.000 |" in table  # a stage no process timed
