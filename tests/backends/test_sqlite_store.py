@@ -73,6 +73,15 @@ def test_revisions_are_unique_across_the_store(tmp_path: Path) -> None:
     revisions |= {doc.revision for doc in store.query("c") if doc.id.startswith("t")}
     assert len(revisions) == 9
 
+    def many(txn: Transaction) -> None:  # a large batch, in order
+        for i in range(450):
+            txn.set("m", f"m{i:03d}", {"i": i})
+
+    store.transaction(many)
+    stored = store.query("m")
+    assert [doc.data["i"] for doc in stored] == list(range(450))
+    assert len({doc.revision for doc in stored} | revisions) == 459
+
 
 def test_expire_at_is_stored_as_the_string_written(tmp_path: Path) -> None:
     """The embedded store deletes nothing on its own: expire_at is plain JSON text."""
