@@ -4,7 +4,7 @@
 (a profiling run only: the wrappers cost a few microseconds per stage). Each stage's
 thread CPU time (``time.thread_time``: the GIL held or released in a system call, not
 waiting for it) and wall time are summed per process and written to ``FILE.<pid>.json``
-every 500 requests. ``python scripts/stage_timers.py FILE`` sums them and prints the table
+every 100 requests. ``python scripts/stage_timers.py FILE`` sums them and prints the table
 per request.
 
 Stages, each exclusive of the ones inside it: the WSGI application as a whole (the rest
@@ -41,7 +41,7 @@ STAGES = (
     "log line",
     "metrics",
 )
-DUMP_EVERY = 500
+DUMP_EVERY = 100
 
 _lock = threading.Lock()
 _cpu = dict.fromkeys(STAGES, 0.0)
@@ -127,7 +127,9 @@ def read(file: str) -> dict[str, Any]:
 
 def table(total: dict[str, Any]) -> str:
     """Milliseconds per request of each stage, CPU and wall, as a markdown table."""
-    requests = max(int(total["requests"]), 1)
+    if not total["requests"]:
+        return "nothing recorded yet: each process writes its file every 100 requests"
+    requests = int(total["requests"])
     lines = ["| stage | CPU ms | wall ms |", "|---|---|---|"]
     for stage in STAGES:
         cpu = total["cpu_s"].get(stage, 0.0) * 1000.0 / requests

@@ -67,3 +67,8 @@ def test_the_table_shows_each_stage_per_request(tmp_path: Path) -> None:
     assert "| model | 1.000 | 2.000 |" in table  # 4 ms of CPU and 8 ms of wall over 4
     assert "| auth | 0.500 | 0.000 |" in table
     assert "| metrics | 0.000 | 0.000 |" in table  # a stage no process timed
+
+
+def test_no_file_yet_says_so_instead_of_a_table_of_zeros(tmp_path: Path) -> None:
+    timers = _timers()
+    assert timers.table(timers.read(str(tmp_path / "st"))).startswith("nothing recorded yet")
