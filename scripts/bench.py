@@ -160,18 +160,21 @@ def run_http(args: argparse.Namespace) -> int:
         "floor": floor,
     }
     table = http_markdown(report)
-    print(table, end="")
-    if args.out:
-        write(args.out, table, report)
+    emit(args.out, table, report)
     return 1 if any(r["errors"] for r in runs) else 0
 
 
 def run_against(args: argparse.Namespace, generator: str) -> int:
     table, report = bv.run_report(args, generator, machine(), generator_version(generator))
-    print(table, end="")
-    if args.out:
-        write(args.out, table, report)
+    emit(args.out, table, report)
     return 1 if any(r["errors"] for r in report["versus"]["runs"]) else 0
+
+
+def emit(out: Path | None, table: str, report: dict[str, Any]) -> None:
+    """Print the table; with --out, also write it and the report."""
+    print(table, end="")
+    if out:
+        write(out, table, report)
 
 
 def write(out: Path, table: str, report: dict[str, Any]) -> None:
@@ -282,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, ValueError) as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
-        print(table, end="")
-        if args.out:
-            write(args.out, table, report)
+        emit(args.out, table, report)
         return 0
     if args.what == "batch":
         if min(args.risk_rows, args.dcf_rows) < 1:
@@ -293,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="ipo-bench-batch-") as folder:
             found = bb.run_batch(Path(folder), {"risk": args.risk_rows, "dcf": args.dcf_rows})
         table = bb.markdown(found, about, Settings.model_fields["batch_shard_rows"].default)
-        print(table, end="")
-        if args.out:
-            write(args.out, table, {"machine": about, "batch": found})
+        emit(args.out, table, {"machine": about, "batch": found})
         return 0
     if args.what == "explain":
         settings, about = settings_or_exit("bench"), machine()
@@ -307,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare=bmod.sized_texts,
         )
         table = bx.markdown(found, about)
-        print(table, end="")
-        if args.out:
-            write(args.out, table, {"machine": about, "explanations": found})
+        emit(args.out, table, {"machine": about, "explanations": found})
         return 0 if found else 1
     if args.what == "cold":
         if args.cold_starts < 1:
@@ -319,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
-        print(table, end="")
-        if args.out:
-            write(args.out, table, report)
+        emit(args.out, table, report)
         return 0
     if args.what == "http":
         if args.cold_starts < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
@@ -346,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no model in production; run `make run` or scripts/train_models.py first")
         return 1
     table = bmod.markdown(rows, about)
-    print(table, end="")
-    if args.out:
-        write(args.out, table, {"machine": about, "models": rows})
+    emit(args.out, table, {"machine": about, "models": rows})
     return 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import http.client
 import json
 import shutil
 import statistics
@@ -70,23 +69,18 @@ def cold_start_ms(
             start_new_session=True,
         )
     try:
-        while True:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-            try:
-                connection.request("POST", path, body, headers)
-                response = connection.getresponse()
-                response.read()
-                if response.status == 200:
-                    return (time.perf_counter() - started) * 1000.0
-                raise RuntimeError(f"{function} answered {response.status} on {path}")
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            if process.poll() is not None or time.perf_counter() - started > timeout_s:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                raise RuntimeError(f"{function} did not answer {path}:\n{tail}")
-            time.sleep(0.005)
+        return h.first_200_ms(
+            process,
+            port,
+            path,
+            body,
+            headers,
+            started=started,
+            timeout_s=timeout_s,
+            log=log,
+            what=function,
+            only_200=True,
+        )
     finally:
         h.stop_group(process)
 

@@ -227,6 +227,43 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def first_200_ms(
+    process: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    started: float,
+    timeout_s: float,
+    log: Path,
+    what: str,
+    poll_s: float = 0.005,
+    only_200: bool = False,
+) -> float:
+    """Ms from ``started`` to the first 200 on ``POST path`` from a server just started;
+    RuntimeError with the tail of ``log`` if the process exits or ``timeout_s`` passes
+    first (or, with ``only_200``, at any other status)."""
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        try:
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                return (time.perf_counter() - started) * 1000.0
+            if only_200:
+                raise RuntimeError(f"{what} answered {response.status} on {path}")
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        if process.poll() is not None or time.perf_counter() - started > timeout_s:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"{what} did not answer {path}:\n{tail}")
+        time.sleep(poll_s)
+
+
 class Gateway:
     """scripts/serve.py on a free port in its own process group, logging to ``log``."""
 
@@ -254,24 +291,21 @@ class Gateway:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = started + timeout_s
-        while True:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
-            try:
-                connection.request("POST", f"/v1/predict/{COLD_START_MODEL}", body, headers)
-                response = connection.getresponse()
-                response.read()
-                if response.status == 200:
-                    return (time.perf_counter() - started) * 1000.0
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            if self.process.poll() is not None or time.perf_counter() > deadline:
-                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-                self.stop()
-                raise RuntimeError(f"the gateway did not answer a prediction:\n{tail}")
-            time.sleep(0.005)
+        try:
+            return first_200_ms(
+                self.process,
+                self.port,
+                f"/v1/predict/{COLD_START_MODEL}",
+                body,
+                headers,
+                started=started,
+                timeout_s=timeout_s,
+                log=self.log,
+                what="the gateway",
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def pids(self) -> list[int]:
         return process_tree(self.process.pid) if self.process is not None else []

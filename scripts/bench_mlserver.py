@@ -10,7 +10,6 @@ on its path so the pickle finds ``common.models.risk.engineer_features``.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -172,25 +171,22 @@ class MLServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = started + timeout_s
-        headers = {"Content-Type": "application/json"}
-        while True:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
-            try:
-                connection.request("POST", self.path, body, headers)
-                response = connection.getresponse()
-                response.read()
-                if response.status == 200:
-                    return (time.perf_counter() - started) * 1000.0
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            if self.process.poll() is not None or time.perf_counter() > deadline:
-                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-                self.stop()
-                raise RuntimeError(f"MLServer did not answer a prediction:\n{tail}")
-            time.sleep(0.02)
+        try:
+            return h.first_200_ms(
+                self.process,
+                self.port,
+                self.path,
+                body,
+                {"Content-Type": "application/json"},
+                started=started,
+                timeout_s=timeout_s,
+                log=self.log,
+                what="MLServer",
+                poll_s=0.02,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def pids(self) -> list[int]:
         return h.process_tree(self.process.pid) if self.process is not None else []
