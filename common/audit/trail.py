@@ -3,7 +3,7 @@
 Each instance writes its own chain (a random chain id per process): entry ``n`` carries
 the MAC of entry ``n - 1``, and its own MAC covers every field but ``sealed`` and what
 erasure may drop (``common.audit.macs``). The chain's head document records the last
-sequence number and MAC under a MAC of its own, written in the same transaction as the
+sequence number and MAC under a MAC of its own, written in the same atomic write as the
 entries, so an entry altered, forged, removed from the middle or cut from the end (the
 head rewound too) is found by ``common.audit.verify``. Entries hold hashes of the request
 and response and a keyed digest of the caller's personal data (address, user agent); the
@@ -13,10 +13,10 @@ field, and retention or erasure can drop the sealed part and the digest while th
 still verifies.
 
 An entry is stored before its request is answered: ``append`` returns only once the
-transaction holding the entry has committed, and a request whose entry cannot be stored
+write holding the entry has committed, and a request whose entry cannot be stored
 within ``commit_timeout_s`` is answered 503 with Retry-After, its result withheld.
-Concurrent requests of one instance share a transaction (group commit), so a store round
-trip is paid once per batch, not once per request, and nothing is left for a thread to
+Concurrent requests of one instance share one batched write (group commit), so a store
+round trip is paid once per batch, not once per request, and nothing is left for a thread to
 write after the response. Each committed batch logs one ``audit anchor`` line (chain,
 last sequence number, last MAC) that a log sink keeps outside the store.
 """
@@ -43,7 +43,7 @@ from common.audit.macs import (
     personal_fields,
 )
 from common.audit.payload_log import PREDICTION_LOG, KeptPrediction
-from common.backends.base import DocumentStore, SecretSource, Transaction, key_secret
+from common.backends.base import SET_MANY_MAX, DocumentStore, SecretSource, key_secret
 from common.core.errors import ServiceError, UnavailableError
 from common.registry.records import utcnow
 from common.security.crypto import EnvelopeCipher
@@ -54,6 +54,8 @@ _anchors = logging.getLogger("ipo.audit.anchor")
 ENTRIES = "audit_entries"
 CHAINS = "audit_chains"
 BATCH_MAX = 200
+"""Entries in one batch. Each may bring a kept prediction, and the chain's head is one more
+document, all in one ``set_many``: at most ``(SET_MANY_MAX - 1) // 2`` entries fit."""
 COMMIT_TIMEOUT_S = 2.0
 """How long a request waits for its entry to be stored before it is refused (503)."""
 RETRY_AFTER_S = 5
@@ -89,7 +91,7 @@ class AuditEvent:
     proprietary_metrics: str | None = None
     """The response body of a prediction; stored sealed only."""
     kept: KeptPrediction | None = None
-    """A prediction the payload log samples: stored beside the entry, in its transaction."""
+    """A prediction the payload log samples: stored beside the entry, in its write."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -108,7 +110,7 @@ class AuditLog:
     """Appends entries to this process's chain; ``append`` returns once its entry is stored.
 
     Group commit: a request that finds no commit in progress becomes the leader and writes
-    every entry waiting at that moment (up to ``batch_max``) in one transaction; requests
+    every entry waiting at that moment (up to ``batch_max``) in one batched write; requests
     that arrive meanwhile wait for the next batch. When a batch is stored, the leader wakes
     exactly the requests it stored and hands the lead to the oldest request still waiting,
     so no thread wakes only to find its entry not yet written. Under load one store round
@@ -131,6 +133,9 @@ class AuditLog:
         self._secret_name = secret_name
         self._cipher = cipher
         self._timeout_s = commit_timeout_s
+        fits = (SET_MANY_MAX - 1) // 2
+        if not 1 <= batch_max <= fits:
+            raise ValueError(f"batch_max must be 1 to {fits} (one set_many), got {batch_max}")
         self._batch_max = batch_max
         self._clock = clock
         self._lock = threading.Lock()
@@ -214,7 +219,7 @@ class AuditLog:
                 self._committing = False
 
     def _take_batch(self) -> list[_Slot]:
-        """The waiting slots for one transaction, oldest first; expired ones fail now."""
+        """The waiting slots for one write, oldest first; expired ones fail now."""
         now = self._clock()
         batch: list[_Slot] = []
         while self._waiting and len(batch) < self._batch_max:
@@ -317,14 +322,13 @@ class AuditLog:
         }
         head["mac"] = head_mac(self._get_keys().head, head)
 
-        def write(tx: Transaction) -> None:
-            for doc_id, entry in ready:
-                tx.set(ENTRIES, doc_id, entry)
-            for doc_id, record in kept:
-                tx.set(PREDICTION_LOG, doc_id, record)
-            tx.set(CHAINS, self.chain, head)
-
-        self._documents.transaction(write, max_attempts=3)
+        # One batched write, not a transaction: nothing here is read first, and Firestore
+        # commits a batch in one round trip where a transaction takes two.
+        self._documents.set_many(
+            [(ENTRIES, doc_id, entry) for doc_id, entry in ready]
+            + [(PREDICTION_LOG, doc_id, record) for doc_id, record in kept]
+            + [(CHAINS, self.chain, head)]
+        )
 
 
 def _refusal(reason: str) -> UnavailableError:

@@ -12,11 +12,18 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from common.backends.base import EXPIRE_AT, Filter, check_field_path, rfc3339
+from common.backends.base import (
+    EXPIRE_AT,
+    SET_MANY_MAX,
+    Filter,
+    check_field_path,
+    check_name,
+    rfc3339,
+)
 from common.core.errors import UnavailableError
 
 MAX_IN_VALUES = 30
@@ -170,6 +177,22 @@ def check_scalar(value: Any) -> None:
 def check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+
+
+def check_set_many(documents: Sequence[tuple[str, str, Any]]) -> None:
+    """The limits of ``DocumentStore.set_many``, before anything is written; each store
+    checks the documents themselves as it encodes them."""
+    if len(documents) > SET_MANY_MAX:
+        raise ValueError(
+            f"set_many takes at most {SET_MANY_MAX} documents in one write, got {len(documents)}"
+        )
+    named: set[tuple[str, str]] = set()
+    for collection, doc_id, _data in documents:
+        check_name("collection", collection)
+        check_name("document id", doc_id)
+        if (collection, doc_id) in named:
+            raise ValueError(f"set_many names {collection}/{doc_id} more than once")
+        named.add((collection, doc_id))
 
 
 def check_attempts(max_attempts: int) -> None:

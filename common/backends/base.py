@@ -26,6 +26,8 @@ FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 FILTER_OPS: frozenset[str] = frozenset(("==", "!=", "<", "<=", ">", ">=", "in"))
 
 EXPIRE_AT = "expire_at"
+SET_MANY_MAX = 500
+"""Documents in one ``set_many``: Firestore's limit on the writes of one commit."""
 
 
 def rfc3339(moment: datetime) -> str:
@@ -161,6 +163,18 @@ class DocumentStore(ABC):
         order_by: Sequence[Order] = (),
         limit: int | None = None,
     ) -> list[Document]: ...
+
+    @abstractmethod
+    def set_many(self, documents: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Create or replace each (collection, id, data) in one atomic write that reads
+        nothing: all are written or none.
+
+        For writes that depend on no read, such as an audit batch: Firestore commits them
+        in one round trip, where a transaction takes two (begin, then commit). At most
+        ``SET_MANY_MAX`` documents, each named once; ValueError otherwise, or for a
+        document the store cannot hold, and then nothing is written. An empty list
+        writes nothing.
+        """
 
     @abstractmethod
     def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 20) -> T:

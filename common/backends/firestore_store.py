@@ -324,6 +324,18 @@ class FirestoreDocumentStore(DocumentStore):
             snaps = list(query.stream(retry=self._retry, timeout=self._timeout_s))
         return [doc for doc in map(self._document, snaps) if doc is not None]
 
+    def set_many(self, documents: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """One batched write: a single commit, with no transaction to begin first. A retry
+        after a lost answer writes the same documents again, which changes nothing."""
+        _support.check_set_many(documents)
+        if not documents:
+            return
+        batch = self._get_client().batch()
+        for collection, doc_id, data in documents:
+            batch.set(self._ref(collection, doc_id), encode(plain(data)))
+        with self._mapped(f"set {len(documents)} documents"):
+            batch.commit(retry=self._retry, timeout=self._timeout_s)
+
     def transaction(self, fn: Callable[[Transaction], T], *, max_attempts: int = 20) -> T:
         """Rerun ``fn`` when Firestore aborts the attempt for contention.
 

@@ -299,6 +299,12 @@ class SQLiteDocumentStore(DocumentStore):
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
         return self._atomic(lambda conn: self._set(conn, collection, doc_id, data))
 
+    def set_many(self, documents: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        _support.check_set_many(documents)
+        rows = [(collection, doc_id, document_text(data)) for collection, doc_id, data in documents]
+        if rows:
+            self._atomic(lambda conn: self._write_texts(conn, rows))
+
     def update(
         self,
         collection: str,

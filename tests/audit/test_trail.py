@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from common.audit.payload_log import PREDICTION_LOG, KeptPrediction
 from common.audit.trail import CHAINS, ENTRIES, AuditEvent, AuditLog, entry_id, sha256_hex
 from common.audit.verify import verify_audit
-from common.backends.base import Filter, KeyWrapper
+from common.backends.base import SET_MANY_MAX, Filter, KeyWrapper
 from common.backends.local_keys import LocalKeyWrapper
 from common.core.errors import UnavailableError
 from common.security.crypto import EnvelopeCipher
@@ -189,27 +190,27 @@ def test_key_service_down_refuses_the_request_and_never_stores_plaintext(
 
 
 class _Counting:
-    """A document store that counts transactions and makes each take a while, as a
-    remote store's round trip does."""
+    """A document store that counts the audit's batched writes and makes each take a
+    while, as a remote store's round trip does."""
 
     def __init__(self, inner: Any, delay_s: float = 0.0) -> None:
         self.inner = inner
         self.delay_s = delay_s
-        self.transactions = 0
+        self.commits = 0
         self.down = False
 
-    def transaction(self, fn: Any, **kw: Any) -> Any:
-        self.transactions += 1
+    def set_many(self, documents: Any) -> None:
+        self.commits += 1
         time.sleep(self.delay_s)
         if self.down:
             raise UnavailableError("the store is down")
-        return self.inner.transaction(fn, **kw)
+        self.inner.set_many(documents)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-def test_concurrent_requests_share_transactions_and_each_returns_once_stored(
+def test_concurrent_requests_share_commits_and_each_returns_once_stored(
     stack: Stack,
 ) -> None:
     documents = stack.services.backends.documents
@@ -229,7 +230,7 @@ def test_concurrent_requests_share_transactions_and_each_returns_once_stored(
         thread.join()
     assert missing == []
     assert len(entries(stack)) == 40
-    assert store.transactions < 20  # grouped: one round trip serves several requests
+    assert store.commits < 20  # grouped: one round trip serves several requests
     report = verify(stack)
     assert report.ok, report.problems
     assert report.chains == 1
@@ -242,15 +243,15 @@ def test_requests_arriving_during_a_commit_are_stored_together_by_one_successor(
     store = _Counting(documents)
     audit = audit_log(stack, documents=store)
     inside, release = threading.Event(), threading.Event()
-    held = store.transaction
+    held = store.set_many
 
-    def first_commit_waits(fn: Any, **kw: Any) -> Any:
-        if store.transactions == 0:
+    def first_commit_waits(documents: Any) -> None:
+        if store.commits == 0:
             inside.set()
             release.wait(10)
-        return held(fn, **kw)
+        held(documents)
 
-    store.transaction = first_commit_waits  # type: ignore[method-assign]
+    store.set_many = first_commit_waits  # type: ignore[method-assign]
     returned: list[int] = []
 
     def one(n: int) -> None:
@@ -271,9 +272,48 @@ def test_requests_arriving_during_a_commit_are_stored_together_by_one_successor(
     for thread in [leader, *followers]:
         thread.join(10)
     assert sorted(returned) == list(range(6))
-    assert store.transactions == 2  # the five waiting were written in one batch
+    assert store.commits == 2  # the five waiting were written in one batch
     assert len(entries(stack)) == 6
     assert verify(stack).ok
+
+
+def test_the_largest_batch_with_every_prediction_kept_is_one_write(stack: Stack) -> None:
+    """249 entries, each with a kept prediction, and the chain's head: 499 documents, as
+    many as one Firestore commit takes (``SET_MANY_MAX``)."""
+    documents = stack.services.backends.documents
+    store = _Counting(documents)
+    fits = (SET_MANY_MAX - 1) // 2
+    audit = audit_log(stack, documents=store, batch_max=fits, commit_timeout_s=30.0)
+    inside, release = threading.Event(), threading.Event()
+    held = store.set_many
+
+    def first_commit_waits(batch: Any) -> None:
+        if store.commits == 0:
+            inside.set()
+            release.wait(30)
+        held(batch)
+
+    store.set_many = first_commit_waits  # type: ignore[method-assign]
+    kept = KeptPrediction({"model_id": "risk"}, {"instances": [{"x": 1}], "predictions": [0.25]})
+    threads = [
+        threading.Thread(target=audit.append, args=(event(n, kept=kept),)) for n in range(fits + 1)
+    ]
+    threads[0].start()
+    assert inside.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(audit._waiting) < fits and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert store.commits == 2
+    assert len(entries(stack)) == fits + 1
+    assert len(documents.query(PREDICTION_LOG)) == fits + 1
+    assert verify(stack).ok
+    with pytest.raises(ValueError, match=f"1 to {fits}"):
+        audit_log(stack, batch_max=fits + 1)
 
 
 def test_a_store_that_stays_down_refuses_within_the_timeout_and_keeps_nothing(

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from common.backends.base import Document, DocumentStore, Filter, Order, Transaction
+from common.backends.base import (
+    SET_MANY_MAX,
+    Document,
+    DocumentStore,
+    Filter,
+    Order,
+    Transaction,
+)
 from common.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 
 C = "things"
@@ -431,6 +438,57 @@ def test_a_refused_set_in_a_transaction_writes_nothing(document_store: DocumentS
     with pytest.raises(ValueError, match="v"):
         document_store.transaction(write)
     assert document_store.query(C) == []
+
+
+def test_set_many_creates_and_replaces_every_document_under_new_revisions(
+    document_store: DocumentStore,
+) -> None:
+    old = document_store.create(C, "old", {"v": 0, "gone": True})
+    document_store.set_many(
+        [(C, "old", {"v": 1}), (C, "new", {"x": [1.5, {"y": None}]}), ("other", "o", {"n": 2})]
+    )
+    stored = {doc.id: doc for doc in document_store.query(C)}
+    assert {k: d.data for k, d in stored.items()} == {
+        "old": {"v": 1},
+        "new": {"x": [1.5, {"y": None}]},
+    }
+    assert stored["old"].revision != old.revision
+    other = document_store.get("other", "o")
+    assert other is not None
+    assert other.data == {"n": 2}
+
+
+def test_set_many_of_nothing_writes_nothing(document_store: DocumentStore) -> None:
+    document_store.set_many([])
+    assert document_store.query(C) == []
+
+
+@pytest.mark.parametrize(
+    ("documents", "message"),
+    [
+        ([(C, "fine", {"v": 1}), (C, "bad", {"v": float("nan")})], "v"),
+        ([(C, "fine", {"v": 1}), (C, "nested", {"v": [[1]]})], "v"),
+        ([(C, "twice", {"v": 1}), (C, "fine", {"v": 1}), (C, "twice", {"v": 2})], "more than once"),
+        ([(C, "fine", {"v": 1}), (C, "a/b", {"v": 1})], "document id"),
+        ([(C, f"d{i}", {"v": i}) for i in range(SET_MANY_MAX + 1)], f"at most {SET_MANY_MAX}"),
+    ],
+    ids=["nan", "nested-array", "same-document-twice", "bad-id", "too-many"],
+)
+def test_a_refused_set_many_writes_nothing(
+    document_store: DocumentStore, documents: list[tuple[str, str, dict[str, Any]]], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        document_store.set_many(documents)
+    assert document_store.query(C) == []
+
+
+def test_set_many_takes_as_many_documents_as_one_commit_holds(
+    document_store: DocumentStore,
+) -> None:
+    document_store.set_many([(C, f"d{i:03d}", {"v": i}) for i in range(SET_MANY_MAX)])
+    assert [doc.data["v"] for doc in document_store.query(C, order_by=[Order("v")])] == list(
+        range(SET_MANY_MAX)
+    )
 
 
 def test_transaction_reads_must_precede_writes(document_store: DocumentStore) -> None:

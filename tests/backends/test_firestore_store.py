@@ -9,6 +9,7 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -40,6 +41,34 @@ def test_revision_is_the_update_time_with_nanoseconds(store: FirestoreDocumentSt
     assert RFC3339_NANOS.match(created.revision)
     updated = store.update("c", "x", {"v": 2}, if_revision=created.revision)
     assert updated.revision > created.revision  # RFC 3339 in UTC sorts as text
+
+
+def test_set_many_is_one_commit_where_a_transaction_is_two_round_trips(
+    store: FirestoreDocumentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = store._get_client()._firestore_api
+    calls: list[str] = []
+
+    def counting(name: str) -> Any:
+        real = getattr(api, name)
+
+        def counted(*args: Any, **kw: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kw)
+
+        return counted
+
+    for name in ("begin_transaction", "commit"):
+        monkeypatch.setattr(api, name, counting(name))
+    store.set_many([("c", "a", {"v": 1}), ("c", "b", {"v": 2}), ("d", "head", {"last": 2})])
+    assert calls == ["commit"]
+
+    def write(txn: Transaction) -> None:
+        txn.set("c", "a", {"v": 3})
+
+    store.transaction(write)
+    assert calls == ["commit", "begin_transaction", "commit"]
+    assert [doc.data for doc in store.query("c")] == [{"v": 3}, {"v": 2}]
 
 
 def test_expire_at_is_stored_as_a_timestamp_on_every_write_path(
