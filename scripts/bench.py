@@ -10,6 +10,12 @@
         [--dcf-rows 5000]
     python scripts/bench.py explain [--out bench-results/explain] [--paths 25] [--batch 10]
     python scripts/bench.py memory [--out bench-results/memory] [--minutes 15] [--every 30]
+    python scripts/bench.py audit [--out bench-results/audit] [--appends 200] [--rounds 4] \
+        [--firestore 127.0.0.1:8790]
+
+``audit``: what an audit commit costs a request, one thread, as one ``set_many`` and as a
+transaction of sets, on the embedded store and on a running Firestore emulator, with the
+round trips to it (scripts/bench_audit.py; docs/PERFORMANCE.md).
 
 ``memory``: the gateway's resident memory, per process, under a stream of distinct rows,
 sampled every --every seconds (scripts/bench_memory.py; docs/CONFIGURATION.md, memory).
@@ -62,6 +68,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_audit as ba
 import bench_batch as bb
 import bench_explain as bx
 import bench_function as bf
@@ -278,7 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--risk-rows", type=int, default=100_000, help="rows of the risk job")
     batch.add_argument("--dcf-rows", type=int, default=5_000, help="rows of the DCF job")
     bm.add_parser(sub)
+    ba.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.what == "audit":
+        try:
+            table, report = ba.run(args, machine())
+        except ValueError as exc:
+            parser.error(str(exc))
+        emit(args.out, table, report)
+        return 0
     if args.what == "memory":
         try:
             table, report = bm.run(args, machine())

@@ -294,7 +294,13 @@ def test_the_largest_batch_with_every_prediction_kept_is_one_write(stack: Stack)
         held(batch)
 
     store.set_many = first_commit_waits  # type: ignore[method-assign]
-    kept = KeptPrediction({"model_id": "risk"}, {"instances": [{"x": 1}], "predictions": [0.25]})
+    kept = KeptPrediction(
+        {"model_id": "risk"},
+        {
+            "financial_data": {"instances": [{"x": 1}]},
+            "proprietary_metrics": {"predictions": [0.25]},
+        },
+    )
     threads = [
         threading.Thread(target=audit.append, args=(event(n, kept=kept),)) for n in range(fits + 1)
     ]
@@ -310,7 +316,9 @@ def test_the_largest_batch_with_every_prediction_kept_is_one_write(stack: Stack)
         thread.join(30)
     assert store.commits == 2
     assert len(entries(stack)) == fits + 1
-    assert len(documents.query(PREDICTION_LOG)) == fits + 1
+    stored = documents.query(PREDICTION_LOG)
+    assert len(stored) == fits + 1
+    assert all("ciphertext" in record.data["financial_data"] for record in stored)
     assert verify(stack).ok
     with pytest.raises(ValueError, match=f"1 to {fits}"):
         audit_log(stack, batch_max=fits + 1)
