@@ -61,7 +61,11 @@ def build_document_store(settings: Settings) -> DocumentStore:
     from common.backends.sqlite_store import SQLiteDocumentStore
 
     secure_data_dir(settings.data_dir, settings.resolved_sqlite_path)
-    return SQLiteDocumentStore(settings.resolved_sqlite_path, timeout_s=settings.backend_timeout_s)
+    return SQLiteDocumentStore(
+        settings.resolved_sqlite_path,
+        timeout_s=settings.backend_timeout_s,
+        checkpoints=settings.sqlite_checkpoints,
+    )
 
 
 def build_artifact_store(settings: Settings) -> ArtifactStore:

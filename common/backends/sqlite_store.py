@@ -21,12 +21,13 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 from common.backends import _support, local_files
 from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
+from common.backends.sqlite_checkpoint import checkpointer
 from common.backends.sqlite_query import build_select
 from common.backends.sqlite_transaction import SQLiteTransaction, document_text
 from common.core.errors import (
@@ -69,9 +70,20 @@ class _Connection(sqlite3.Connection):
 class SQLiteDocumentStore(DocumentStore):
     """Documents as JSON text in one table; nothing is opened until the first call."""
 
-    def __init__(self, path: Path, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout_s: float,
+        checkpoints: Literal["background", "commit"] = "background",
+    ) -> None:
         self._path = Path(path)
         self._timeout_s = timeout_s
+        self._background_checkpoints = checkpoints == "background"
+        self._uncopied = False
+        self._checkpointing = threading.Lock()
+        """Held by a checkpoint and by ``close``: a connection is never closed under one."""
+        self._checkpointing_pid = os.getpid()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -99,6 +111,9 @@ class SQLiteDocumentStore(DocumentStore):
         conn = self._write_conn
         if conn is None or conn.pid != os.getpid() or self._closed:
             conn = self._write_conn = self._open()
+            if self._background_checkpoints:  # its commits never copy the log
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                checkpointer.register(self)
         return conn
 
     def _open(self) -> _Connection:
@@ -198,6 +213,7 @@ class SQLiteDocumentStore(DocumentStore):
                     try:
                         result = call(conn)
                         conn.execute("COMMIT")
+                        self._uncopied = True
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -207,6 +223,40 @@ class SQLiteDocumentStore(DocumentStore):
                 return self._retry_locked(attempt, attempts)
             finally:
                 self._write_owner = 0
+
+    # --- checkpoints (common.backends.sqlite_checkpoint) --------------------------------
+
+    def checkpoint(self, *, restart_past: int | None = None) -> bool:
+        """Copy the write-ahead log into the database, waiting for nobody (PASSIVE); True
+        when all of it was copied. SQLite starts the log afresh only at a commit that
+        began after the log was wholly copied, which writers that never pause never do: a
+        log longer than ``restart_past`` pages is restarted here (RESTART), this process's
+        writers waiting meanwhile and another process's commit waited for up to 50 ms."""
+        with self._checkpoint_lock():
+            conn = self._connect()  # UnavailableError once closed
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if restart_past is not None and frames > restart_past:
+                with self._write_lock:
+                    conn.execute("PRAGMA busy_timeout = 50")  # this thread's own connection
+                    try:
+                        restart = conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                        busy, frames, copied = restart.fetchone()
+                    finally:
+                        conn.execute("PRAGMA busy_timeout = 0")
+        return not busy and copied >= frames
+
+    def _checkpoint_lock(self) -> threading.Lock:
+        if self._checkpointing_pid != os.getpid():  # held in the parent at fork: not ours
+            self._checkpointing, self._checkpointing_pid = threading.Lock(), os.getpid()
+        return self._checkpointing
+
+    def take_uncopied(self) -> bool:
+        """Whether a commit came since the last call."""
+        uncopied, self._uncopied = self._uncopied, False
+        return uncopied
+
+    def mark_uncopied(self) -> None:
+        self._uncopied = True
 
     # --- primitives (caller holds the transaction) -------------------------------------
 
@@ -353,7 +403,7 @@ class SQLiteDocumentStore(DocumentStore):
 
     def close(self) -> None:
         """Refuse further calls and close every connection this store opened."""
-        with self._lock:
+        with self._checkpoint_lock(), self._lock:
             self._closed = True
             connections = list(self._connections)
             self._connections.clear()

@@ -51,6 +51,12 @@ class Settings(BaseModel):
     sqlite_path: Path | None = Field(
         None, description="SQLite database file; default <data_dir>/ipo.sqlite3."
     )
+    sqlite_checkpoints: Literal["background", "commit"] = Field(
+        "background",
+        description="Who copies SQLite's write-ahead log into the database: a thread of "
+        "each process (background), or the commit that fills 1,000 pages, whose callers "
+        "then wait for the copy (commit, SQLite's default).",
+    )
     artifact_dir: Path | None = Field(
         None, description="Local artifact folder; default <data_dir>/artifacts."
     )

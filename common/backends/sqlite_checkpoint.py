@@ -1,0 +1,90 @@
+"""Checkpoints of the embedded store's write-ahead log, off the requests' path.
+
+By default SQLite copies the write-ahead log into the database file (a checkpoint) in the
+commit that takes the log past 1,000 pages, and that commit's caller waits for the copy
+and its fsync. An audit batch's commit writes about ten pages, so about one commit in a
+hundred did it: 5 to 8 ms instead of 0.1 ms on one thread, longer with the GIL shared,
+and every request of that batch waited. In ``background`` mode a store's write connection
+never checkpoints; one thread per process does, every ``EVERY_S``, for each store of the
+process that has committed since its last pass. A PASSIVE checkpoint waits for no reader
+or writer. A pass that a commit raced leaves that commit's pages, and is run again at
+once: SQLite restarts the log from its beginning only at a write that finds it wholly
+copied, so a log always left a little behind would grow without end. Writers that never
+pause (a tight loop, not a server's traffic) can race every pass; once the log holds
+``RESTART_FRAMES`` pages, a RESTART checkpoint holds new commits back for the few
+milliseconds the copy takes and starts the log afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from common.core.errors import ServiceError
+
+if TYPE_CHECKING:
+    from common.backends.sqlite_store import SQLiteDocumentStore
+
+log = logging.getLogger("ipo.store")
+
+EVERY_S = 0.05
+"""How often the thread looks for stores with new commits."""
+PASSES = 4
+"""Passes in a row while commits keep racing one: each has less left to copy."""
+RESTART_FRAMES = 4096
+"""Pages (16 MiB at SQLite's default page size) past which the log is restarted."""
+
+
+class Checkpointer:
+    """The process's checkpoint thread and the stores it serves (weakly held)."""
+
+    def __init__(self, every_s: float = EVERY_S) -> None:
+        self._every_s = every_s
+        self._lock = threading.Lock()
+        self._stores: weakref.WeakSet[SQLiteDocumentStore] = weakref.WeakSet()
+        self._pid = 0
+        self.passes = 0
+        """Checkpoint passes run by this process."""
+
+    def register(self, store: SQLiteDocumentStore) -> None:
+        """Serve ``store`` from now on; the first call in a process starts its thread."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child has no thread yet
+                self._pid = os.getpid()
+                self._stores = weakref.WeakSet()
+                threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True).start()
+            self._stores.add(store)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._every_s)
+            with self._lock:
+                stores = list(self._stores)
+            for store in stores:
+                if store.take_uncopied():
+                    self.checkpoint(store)
+            del stores
+
+    def checkpoint(self, store: SQLiteDocumentStore) -> None:
+        """Copy ``store``'s log into its database; what a racing commit added is copied by
+        another pass, or by the next round if commits keep coming."""
+        try:
+            for _ in range(PASSES):
+                self.passes += 1
+                if store.checkpoint(restart_past=RESTART_FRAMES):
+                    return
+            store.mark_uncopied()
+        except ServiceError:  # closed, or its file is gone: nothing more to copy
+            with self._lock:
+                self._stores.discard(store)
+        except sqlite3.Error as exc:
+            store.mark_uncopied()
+            log.warning("write-ahead log checkpoint failed; retried next round: %s", exc)
+
+
+checkpointer = Checkpointer()
