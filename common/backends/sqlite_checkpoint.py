@@ -46,6 +46,14 @@ class Checkpointer:
     def __init__(self, every_s: float = EVERY_S) -> None:
         self._every_s = every_s
         self._lock = threading.Lock()
+        self._copying = threading.Lock()
+        """Held through each round, and by a fork: a child never starts with SQLite's
+        own locks held by a thread it does not have."""
+        os.register_at_fork(
+            before=self._copying.acquire,
+            after_in_parent=self._copying.release,
+            after_in_child=self._copying.release,
+        )
         self._stores: weakref.WeakSet[SQLiteDocumentStore] = weakref.WeakSet()
         self._pid = 0
         self.passes = 0
@@ -65,9 +73,10 @@ class Checkpointer:
             time.sleep(self._every_s)
             with self._lock:
                 stores = list(self._stores)
-            for store in stores:
-                if store.take_uncopied():
-                    self.checkpoint(store)
+            with self._copying:
+                for store in stores:
+                    if store.take_uncopied():
+                        self.checkpoint(store)
             del stores
 
     def checkpoint(self, store: SQLiteDocumentStore) -> None:
