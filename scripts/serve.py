@@ -27,6 +27,7 @@ from common.backends import build_backends
 from common.core.config import Settings
 from common.core.errors import NotFoundError, ServiceError
 from common.registry.records import Registry
+from tools import gateway_worker
 from tools.cli.client import URL_VARIABLE
 from tools.local import (
     DEMO_PERMISSIONS,
@@ -168,15 +169,18 @@ def _serve(options: dict[str, Any], banner: str, processes: int) -> int:
     With one gunicorn of several workers, the workers share one listening socket and the
     first to wake takes every new connection, so a few keep-alive clients all land on
     one process (one core). With a socket per process the kernel spreads connections
-    across them.
+    across them, at random; the processes then even them out (``ConnectionShares`` in
+    tools/gateway_worker.py).
     """
     if processes == 1:
         Gateway(options, banner).run()
         return 0
+    shares = gateway_worker.ConnectionShares(processes)
     children = []
     for index in range(processes):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
+            gateway_worker.shares = shares.claim(index)
             Gateway(options, banner if index == 0 else "").run()
             os._exit(0)
         children.append(pid)

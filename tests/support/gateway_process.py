@@ -29,14 +29,22 @@ class Gateway:
     output: Path
     environ: dict[str, str]
     pid: int
-    """The gunicorn master (with ``--workers 1``); its worker serves the requests."""
+    """The gunicorn master (with ``--workers 1``); its worker serves the requests. With
+    more, scripts/serve.py, whose children are a gunicorn master each."""
 
     def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return [int(child) for child in children]
+        return _children(self.pid)
+
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests, with ``--workers`` above 1."""
+        return [worker for master in _children(self.pid) for worker in _children(master)]
 
     def banner(self) -> str:
         return self.output.read_text()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def free_port() -> int:
@@ -47,9 +55,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_gateway(
-    tmp: Path, *, models: str | None = "risk", extra_environ: Mapping[str, str] | None = None
+    tmp: Path,
+    *,
+    models: str | None = "risk",
+    extra_environ: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Gateway]:
-    """Train ``models`` (comma-separated; None: every model) into ``tmp``, then serve.
+    """Train ``models`` (comma-separated; None: every model) into ``tmp``, then serve with
+    ``workers`` processes of two threads.
 
     The environment is the test process's without its ``IPO_`` variables, plus
     ``extra_environ``."""
@@ -68,7 +81,7 @@ def running_gateway(
     output = tmp / "serve.out"
     with output.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "scripts/serve.py", "--workers", "1", "--threads", "2"],
+            [sys.executable, "scripts/serve.py", "--workers", str(workers), "--threads", "2"],
             cwd=ROOT,
             env=environ,
             stdout=sink,
