@@ -5,7 +5,9 @@
 thread CPU time (``time.thread_time``: the GIL held or released in a system call, not
 waiting for it) and wall time are summed per process and written to ``FILE.<pid>.json``
 every 100 requests. ``python scripts/stage_timers.py FILE`` sums them and prints the table
-per request.
+per request. The last column is the mean wall time of each stage over the slowest 1 % of
+the last ``RECENT`` requests of each process (by the application's whole wall time):
+the stage that grows there is where the tail comes from.
 
 Stages, each exclusive of the ones inside it: the WSGI application as a whole (the rest
 is the HTTP server's), the body read, authentication, body parsing and validation, the
@@ -22,6 +24,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,15 @@ STAGES = (
     "metrics",
 )
 DUMP_EVERY = 100
+RECENT = 20_000
 
 _lock = threading.Lock()
 _cpu = dict.fromkeys(STAGES, 0.0)
 _wall = dict.fromkeys(STAGES, 0.0)
 _state = {"requests": 0}
 _local = threading.local()
+_recent: deque[tuple[float, dict[str, float]]] = deque(maxlen=RECENT)
+"""(the application's wall time, each stage's) of the last requests."""
 
 
 def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,6 +63,8 @@ def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         inner = getattr(_local, "inner", None)
         _local.inner = [0.0, 0.0]
+        if stage == "app":
+            _local.request = {}
         cpu, wall = time.thread_time(), time.perf_counter()
         try:
             return function(*args, **kwargs)
@@ -67,10 +75,13 @@ def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
             if inner is not None:
                 inner[0] += spent_cpu
                 inner[1] += spent_wall
+            request: dict[str, float] = getattr(_local, "request", {})
+            request[stage] = request.get(stage, 0.0) + spent_wall - nested[1]
             with _lock:
                 _cpu[stage] += spent_cpu - nested[0]
                 _wall[stage] += spent_wall - nested[1]
                 if stage == "app":
+                    _recent.append((spent_wall, request))
                     _state["requests"] += 1
                     if _state["requests"] % DUMP_EVERY == 0:
                         _dump()
@@ -80,9 +91,12 @@ def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _dump() -> None:
     path = Path(f"{os.environ['IPO_STAGE_TIMERS']}.{os.getpid()}.json")
-    path.write_text(
-        json.dumps({"requests": _state["requests"], "cpu_s": _cpu, "wall_s": _wall}) + "\n"
-    )
+    ranked = sorted(_recent, key=lambda timed: timed[0])
+    slowest = [stages for _, stages in ranked[len(ranked) * 99 // 100 :]]
+    tail = {stage: sum(s.get(stage, 0.0) for s in slowest) for stage in STAGES}
+    found = {"requests": _state["requests"], "cpu_s": _cpu, "wall_s": _wall}
+    found["tail"] = {"requests": len(slowest), "wall_s": tail}
+    path.write_text(json.dumps(found) + "\n")
 
 
 def install(app: Any, services: Any, file: str) -> None:
@@ -116,12 +130,18 @@ def install(app: Any, services: Any, file: str) -> None:
 def read(file: str) -> dict[str, Any]:
     """The stage totals of every process that wrote ``FILE.<pid>.json``, summed."""
     total: dict[str, Any] = {"requests": 0, "cpu_s": {}, "wall_s": {}}
+    tail: dict[str, Any] = {"requests": 0, "wall_s": {}}
     for part in Path(file).parent.glob(Path(file).name + ".*.json"):
         found = json.loads(part.read_text())
         total["requests"] += found["requests"]
         for kind in ("cpu_s", "wall_s"):
             for stage, value in found[kind].items():
                 total[kind][stage] = total[kind].get(stage, 0.0) + value
+        if "tail" in found:
+            tail["requests"] += found["tail"]["requests"]
+            for stage, value in found["tail"]["wall_s"].items():
+                tail["wall_s"][stage] = tail["wall_s"].get(stage, 0.0) + value
+    total["tail"] = tail
     return total
 
 
@@ -130,12 +150,18 @@ def table(total: dict[str, Any]) -> str:
     if not total["requests"]:
         return "nothing recorded yet: each process writes its file every 100 requests"
     requests = int(total["requests"])
-    lines = ["| stage | CPU ms | wall ms |", "|---|---|---|"]
+    tail = total.get("tail", {"requests": 0, "wall_s": {}})
+    slowest = max(1, int(tail["requests"]))
+    lines = [
+        "| stage | CPU ms | wall ms | wall ms, slowest 1 % |",
+        "|---|---|---|---|",
+    ]
     for stage in STAGES:
         cpu = total["cpu_s"].get(stage, 0.0) * 1000.0 / requests
         wall = total["wall_s"].get(stage, 0.0) * 1000.0 / requests
-        lines.append(f"| {stage} | {cpu:.3f} | {wall:.3f} |")
-    return f"{requests} requests\n\n" + "\n".join(lines)
+        worst = tail["wall_s"].get(stage, 0.0) * 1000.0 / slowest
+        lines.append(f"| {stage} | {cpu:.3f} | {wall:.3f} | {worst:.3f} |")
+    return f"{requests} requests ({tail['requests']} in the slowest 1 %)\n\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

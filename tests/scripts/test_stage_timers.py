@@ -72,3 +72,35 @@ def test_the_table_shows_each_stage_per_request(tmp_path: Path) -> None:
 def test_no_file_yet_says_so_instead_of_a_table_of_zeros(tmp_path: Path) -> None:
     timers = _timers()
     assert timers.table(timers.read(str(tmp_path / "st"))).startswith("nothing recorded yet")
+
+
+def test_the_slowest_one_percent_shows_which_stage_grew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timers = _timers()
+    now = [0.0]
+    clock = SimpleNamespace(perf_counter=lambda: now[0], thread_time=lambda: now[0])
+    monkeypatch.setattr(timers, "time", clock)
+    monkeypatch.setenv("IPO_STAGE_TIMERS", str(tmp_path / "st"))
+    monkeypatch.setattr(timers, "DUMP_EVERY", 200)
+    delays = iter([0.001] * 198 + [0.050, 0.040])  # two slow audit appends in 200
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    append = timers._timed("audit append", lambda: advance(next(delays)))
+    model = timers._timed("model", lambda: advance(0.002))
+
+    def request() -> None:
+        model()
+        append()
+
+    app = timers._timed("app", request)
+    for _ in range(200):
+        app()
+    found = timers.read(str(tmp_path / "st"))
+    assert found["tail"]["requests"] == 2
+    table = timers.table(found)
+    assert table.startswith("200 requests (2 in the slowest 1 %)")
+    assert "| audit append | 1.440 | 1.440 | 45.000 |" in table  # (50 + 40) / 2
+    assert "| model | 2.000 | 2.000 | 2.000 |" in table  # the same in the tail
