@@ -19,34 +19,25 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
 
-from common.backends import _support, local_files
-from common.backends.base import Document, DocumentStore, Filter, Order, Transaction, check_name
+from common.backends import _support, local_files, sqlite_rows
+from common.backends.base import Document, DocumentStore, Filter, Order, Transaction
 from common.backends.sqlite_checkpoint import checkpointer
 from common.backends.sqlite_query import build_select
-from common.backends.sqlite_transaction import SQLiteTransaction, document_text
+from common.backends.sqlite_rows import document_text
+from common.backends.sqlite_transaction import SQLiteTransaction
 from common.core.errors import (
-    ConflictError,
-    NotFoundError,
-    PreconditionFailedError,
     UnavailableError,
 )
 
 T = TypeVar("T")
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS documents ("
-    " collection TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
-    " revision INTEGER NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS revision_counter ("
-    " one INTEGER PRIMARY KEY CHECK (one = 1), value INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO revision_counter (one, value) VALUES (1, 0)",
-)
 _LOCK_ATTEMPTS = 4
 _BUSY_STEP_S = 0.0002
 _BUSY_STEP_MAX_S = 0.004
@@ -151,13 +142,11 @@ class SQLiteDocumentStore(DocumentStore):
         # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of the
         # process loses nothing, a power cut can lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
-        ready = "SELECT count(*) FROM sqlite_master WHERE name IN ('documents', 'revision_counter')"
-        if conn.execute(ready).fetchone()[0] == 2:
+        if sqlite_rows.schema_is_ready(conn):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            sqlite_rows.create_schema(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -198,6 +187,25 @@ class SQLiteDocumentStore(DocumentStore):
     def _atomic(self, call: Callable[[sqlite3.Connection], T], attempts: int = _LOCK_ATTEMPTS) -> T:
         """Run ``call`` inside BEGIN IMMEDIATE, so read-modify-write cannot interleave.
         A process's writers take turns on its one write connection."""
+        with self._writing() as conn:
+
+            def attempt() -> T:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = call(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+            return self._retry_locked(attempt, attempts)
+
+    @contextmanager
+    def _writing(self) -> Iterator[_Connection]:
+        """The write connection, this process's writers taking turns; marks the log as
+        having something to copy once the write is done."""
         if self._write_owner == threading.get_ident():
             raise RuntimeError("this thread is already inside a transaction of this store")
         if self._write_pid != os.getpid():  # a lock held in the parent is not ours
@@ -206,21 +214,8 @@ class SQLiteDocumentStore(DocumentStore):
         with self._write_lock:
             self._write_owner = threading.get_ident()
             try:
-                conn = self._writer()
-
-                def attempt() -> T:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = call(conn)
-                        conn.execute("COMMIT")
-                        self._uncopied = True
-                        return result
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
-
-                return self._retry_locked(attempt, attempts)
+                yield self._writer()
+                self._uncopied = True
             finally:
                 self._write_owner = 0
 
@@ -258,102 +253,22 @@ class SQLiteDocumentStore(DocumentStore):
     def mark_uncopied(self) -> None:
         self._uncopied = True
 
-    # --- primitives (caller holds the transaction) -------------------------------------
-
-    def _read(self, conn: sqlite3.Connection, collection: str, doc_id: str) -> Document | None:
-        check_name("collection", collection)
-        check_name("document id", doc_id)
-        row = conn.execute(
-            "SELECT data, revision FROM documents WHERE collection = ? AND id = ?",
-            (collection, doc_id),
-        ).fetchone()
-        return None if row is None else Document(doc_id, orjson.loads(row[0]), str(row[1]))
-
-    def _write_row(
-        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
-    ) -> Document:
-        """Store ``data`` under a new store-wide revision, so a revision is never reused,
-        even after delete and re-create; return exactly what was stored."""
-        text = document_text(data)
-        revision = self._write_text(conn, collection, doc_id, text)
-        return Document(doc_id, orjson.loads(text), revision)
-
-    def _write_text(self, conn: sqlite3.Connection, collection: str, doc_id: str, text: str) -> str:
-        return self._write_texts(conn, [(collection, doc_id, text)])[-1]
-
-    def _write_texts(self, conn: sqlite3.Connection, rows: list[tuple[str, str, str]]) -> list[str]:
-        """Write each (collection, id, text) in order under consecutive new revisions: one
-        counter update and one statement for all of them."""
-        (last,) = conn.execute(
-            "UPDATE revision_counter SET value = value + ? WHERE one = 1 RETURNING value",
-            (len(rows),),
-        ).fetchone()
-        first = last - len(rows) + 1
-        conn.executemany(
-            "INSERT INTO documents (collection, id, data, revision) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (collection, id) DO UPDATE"
-            " SET data = excluded.data, revision = excluded.revision",
-            [(c, d, text, first + i) for i, (c, d, text) in enumerate(rows)],
-        )
-        return [str(first + i) for i in range(len(rows))]
-
-    def _create(
-        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
-    ) -> Document:
-        document_text(data)  # invalid data is a ValueError even when the id is taken
-        if self._read(conn, collection, doc_id) is not None:
-            raise ConflictError(f"{collection}/{doc_id} already exists")
-        return self._write_row(conn, collection, doc_id, data)
-
-    def _set(
-        self, conn: sqlite3.Connection, collection: str, doc_id: str, data: dict[str, Any]
-    ) -> Document:
-        check_name("collection", collection)
-        check_name("document id", doc_id)
-        return self._write_row(conn, collection, doc_id, data)
-
-    def _update(
-        self,
-        conn: sqlite3.Connection,
-        collection: str,
-        doc_id: str,
-        changes: dict[str, Any],
-        if_revision: str | None,
-    ) -> Document:
-        _support.check_changes(changes)
-        current = self._read(conn, collection, doc_id)
-        if current is None:
-            raise NotFoundError(f"{collection}/{doc_id} does not exist")
-        if if_revision is not None and current.revision != if_revision:
-            raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
-        return self._write_row(conn, collection, doc_id, {**current.data, **changes})
-
-    def _delete(
-        self, conn: sqlite3.Connection, collection: str, doc_id: str, if_revision: str | None
-    ) -> None:
-        current = self._read(conn, collection, doc_id)
-        if current is None:
-            return
-        if if_revision is not None and current.revision != if_revision:
-            raise PreconditionFailedError(f"{collection}/{doc_id} changed since it was read")
-        conn.execute("DELETE FROM documents WHERE collection = ? AND id = ?", (collection, doc_id))
-
     # --- DocumentStore -----------------------------------------------------------------
 
     def get(self, collection: str, doc_id: str) -> Document | None:
-        return self._read_only(lambda conn: self._read(conn, collection, doc_id))
+        return self._read_only(lambda conn: sqlite_rows.read(conn, collection, doc_id))
 
     def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
-        return self._atomic(lambda conn: self._create(conn, collection, doc_id, data))
+        return self._atomic(lambda conn: sqlite_rows.create(conn, collection, doc_id, data))
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> Document:
-        return self._atomic(lambda conn: self._set(conn, collection, doc_id, data))
+        return self._atomic(lambda conn: sqlite_rows.set_row(conn, collection, doc_id, data))
 
     def set_many(self, documents: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
         _support.check_set_many(documents)
         rows = [(collection, doc_id, document_text(data)) for collection, doc_id, data in documents]
         if rows:
-            self._atomic(lambda conn: self._write_texts(conn, rows))
+            self._atomic(lambda conn: sqlite_rows.write_texts(conn, rows))
 
     def update(
         self,
@@ -364,11 +279,11 @@ class SQLiteDocumentStore(DocumentStore):
         if_revision: str | None = None,
     ) -> Document:
         return self._atomic(
-            lambda conn: self._update(conn, collection, doc_id, changes, if_revision)
+            lambda conn: sqlite_rows.update(conn, collection, doc_id, changes, if_revision)
         )
 
     def delete(self, collection: str, doc_id: str, *, if_revision: str | None = None) -> None:
-        self._atomic(lambda conn: self._delete(conn, collection, doc_id, if_revision))
+        self._atomic(lambda conn: sqlite_rows.delete(conn, collection, doc_id, if_revision))
 
     def query(
         self,

@@ -1,9 +1,8 @@
-"""A transaction of the embedded document store, and the text a document is stored as.
+"""A transaction of the embedded document store.
 
 Reads must come before writes, as in Firestore. ``set`` writes, which nothing reads back,
 are kept until the next other write or the end of the transaction and then executed
-together: one revision-counter update and one statement for all of them, which is what
-an audit batch (its entries, kept predictions and the chain head) mostly is.
+together: one revision-counter update and one statement for all of them.
 """
 
 from __future__ import annotations
@@ -13,27 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from common.backends import _support
+from common.backends import sqlite_rows
 from common.backends.base import Document, Transaction, check_name
 
 if TYPE_CHECKING:
     from common.backends.sqlite_store import SQLiteDocumentStore
-
-
-def document_text(data: dict[str, Any]) -> str:
-    """The JSON text a document is stored as; ValueError unless every store can hold it."""
-    _support.check_document(data)
-    return orjson.dumps(data, default=_float_subclass).decode()
-
-
-def _float_subclass(value: Any) -> float:
-    """orjson writes ``float`` itself, not its subclasses (numpy's float64 among them),
-    which ``check_document`` accepts; anything else was refused before this is reached."""
-    if isinstance(value, float):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 class SQLiteTransaction(Transaction):
@@ -72,16 +55,16 @@ class SQLiteTransaction(Transaction):
         conn = self._live()
         if self._wrote:
             raise ValueError("transaction reads must come before its writes")
-        return self._store._read(conn, collection, doc_id)
+        return sqlite_rows.read(conn, collection, doc_id)
 
     def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
         with self._write() as conn:
-            self._store._create(conn, collection, doc_id, data)
+            sqlite_rows.create(conn, collection, doc_id, data)
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
         check_name("collection", collection)
         check_name("document id", doc_id)
-        text = document_text(data)
+        text = sqlite_rows.document_text(data)
         self._live()
         self._wrote = True
         self._sets.append((collection, doc_id, text))  # nothing is returned or read back
@@ -92,15 +75,15 @@ class SQLiteTransaction(Transaction):
             return
         sets, self._sets = self._sets, []
         try:
-            self._store._write_texts(self._live(), sets)
+            sqlite_rows.write_texts(self._live(), sets)
         except Exception as exc:
             self.failure = exc
             raise
 
     def update(self, collection: str, doc_id: str, changes: dict[str, Any]) -> None:
         with self._write() as conn:
-            self._store._update(conn, collection, doc_id, changes, None)
+            sqlite_rows.update(conn, collection, doc_id, changes, None)
 
     def delete(self, collection: str, doc_id: str) -> None:
         with self._write() as conn:
-            self._store._delete(conn, collection, doc_id, None)
+            sqlite_rows.delete(conn, collection, doc_id, None)

@@ -83,6 +83,20 @@ def test_revisions_are_unique_across_the_store(tmp_path: Path) -> None:
     assert len({doc.revision for doc in stored} | revisions) == 459
 
 
+def test_set_many_takes_new_revisions_in_order(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteDocumentStore(tmp_path / "db.sqlite3", timeout_s=5)
+    before = int(store.set("c", "first", {"i": 0}).revision)
+    store.set_many([("c", f"b{i}", {"i": i}) for i in range(5)] + [("c", "first", {"i": 1})])
+    batch = [int(store.get("c", f"b{i}").revision) for i in range(5)]  # type: ignore[union-attr]
+    replaced = int(store.get("c", "first").revision)  # type: ignore[union-attr]
+    assert before < batch[0] < batch[1] < batch[2] < batch[3] < batch[4] < replaced
+    after = int(store.set("c", "later", {"i": 2}).revision)
+    assert after > replaced
+    store.close()
+
+
 def test_expire_at_is_stored_as_the_string_written(tmp_path: Path) -> None:
     """The embedded store deletes nothing on its own: expire_at is plain JSON text."""
     path = tmp_path / "db.sqlite3"
