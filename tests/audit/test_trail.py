@@ -198,8 +198,18 @@ class _Counting:
         self.delay_s = delay_s
         self.commits = 0
         self.down = False
+        self._first: tuple[threading.Event, threading.Event] | None = None
+
+    def hold_first_commit(self) -> tuple[threading.Event, threading.Event]:
+        """Make the first write wait: (set once it is waiting, set to let it go on)."""
+        self._first = (threading.Event(), threading.Event())
+        return self._first
 
     def set_many(self, documents: Any) -> None:
+        if self._first is not None and self.commits == 0:
+            inside, release = self._first
+            inside.set()
+            release.wait(30)
         self.commits += 1
         time.sleep(self.delay_s)
         if self.down:
@@ -242,16 +252,7 @@ def test_requests_arriving_during_a_commit_are_stored_together_by_one_successor(
     documents = stack.services.backends.documents
     store = _Counting(documents)
     audit = audit_log(stack, documents=store)
-    inside, release = threading.Event(), threading.Event()
-    held = store.set_many
-
-    def first_commit_waits(documents: Any) -> None:
-        if store.commits == 0:
-            inside.set()
-            release.wait(10)
-        held(documents)
-
-    store.set_many = first_commit_waits  # type: ignore[method-assign]
+    inside, release = store.hold_first_commit()
     returned: list[int] = []
 
     def one(n: int) -> None:
@@ -284,16 +285,7 @@ def test_the_largest_batch_with_every_prediction_kept_is_one_write(stack: Stack)
     store = _Counting(documents)
     fits = (SET_MANY_MAX - 1) // 2
     audit = audit_log(stack, documents=store, batch_max=fits, commit_timeout_s=30.0)
-    inside, release = threading.Event(), threading.Event()
-    held = store.set_many
-
-    def first_commit_waits(batch: Any) -> None:
-        if store.commits == 0:
-            inside.set()
-            release.wait(30)
-        held(batch)
-
-    store.set_many = first_commit_waits  # type: ignore[method-assign]
+    inside, release = store.hold_first_commit()
     kept = KeptPrediction(
         {"model_id": "risk"},
         {
