@@ -18,7 +18,9 @@ within ``commit_timeout_s`` is answered 503 with Retry-After, its result withhel
 Concurrent requests of one instance share one batched write (group commit), so a store
 round trip is paid once per batch, not once per request, and nothing is left for a thread to
 write after the response. Each committed batch logs one ``audit anchor`` line (chain,
-last sequence number, last MAC) that a log sink keeps outside the store.
+last sequence number, last MAC) that a log sink keeps outside the store; its leader logs
+it after releasing the batch's other requests, which need not wait for a log write
+(anchors are read as the newest of each chain, so their order does not matter).
 """
 
 from __future__ import annotations
@@ -198,11 +200,14 @@ class AuditLog:
                     slot.fail("timed out waiting for the store")
                     continue
             if batch is not None:
+                stored: tuple[str, list[_Pending]] | None = None
                 try:
                     if batch:
-                        self._lead(batch)
+                        stored = self._lead(batch)
                 finally:
                     self._hand_over(batch)
+                if stored is not None:  # after the batch's requests are on their way
+                    _anchor_line(*stored)
 
     def _hand_over(self, batch: list[_Slot]) -> None:
         """Wake the requests of a finished batch, and the oldest waiting one to lead next."""
@@ -232,8 +237,9 @@ class AuditLog:
                 batch.append(slot)
         return batch
 
-    def _lead(self, batch: list[_Slot]) -> None:
-        """Write one batch, retrying with jitter until its oldest request's deadline.
+    def _lead(self, batch: list[_Slot]) -> tuple[str, list[_Pending]] | None:
+        """Write one batch, retrying with jitter until its oldest request's deadline; the
+        chain and entries written, for the anchor line, or None if the batch was refused.
 
         After a failure the chain starts afresh under a new id: a commit reported failed
         may still have been applied, and the next batch must not overwrite or fork it."""
@@ -245,7 +251,7 @@ class AuditLog:
             self._new_chain()
             for slot in batch:
                 slot.fail(type(exc).__name__)
-            return
+            return None
         delay = 0.02
         while True:
             try:
@@ -271,13 +277,12 @@ class AuditLog:
                 self._new_chain()
                 for slot in batch:
                     slot.fail(reason)
-                return
+                return None
             self.committed += len(pending)
-            _anchor_line(self.chain, pending)
             for slot in batch:
                 if slot.state == "writing":
                     slot.state = "done"
-            return
+            return self.chain, pending
 
     def _chain(self, batch: list[AuditEvent]) -> list[_Pending]:
         """Number, link and MAC the batch; a retry writes the same entries."""

@@ -278,6 +278,53 @@ def test_requests_arriving_during_a_commit_are_stored_together_by_one_successor(
     assert verify(stack).ok
 
 
+def test_the_next_batch_does_not_wait_for_an_anchor_line(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.audit import trail
+
+    store = _Counting(stack.services.backends.documents)
+    inside, release = store.hold_first_commit()
+    audit = audit_log(stack, documents=store)
+    written = trail._anchor_line
+    anchoring, let_go = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def first_line_stalls(chain: str, pending: Any) -> None:
+        calls.append(len(pending))
+        if len(calls) == 1:  # a slow log sink, once
+            anchoring.set()
+            let_go.wait(10)
+        written(chain, pending)
+
+    monkeypatch.setattr(trail, "_anchor_line", first_line_stalls)
+    returned: list[int] = []
+
+    def one(n: int) -> None:
+        audit.append(event(n))
+        returned.append(n)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(3)]
+    threads[0].start()
+    assert inside.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(audit._waiting) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    assert anchoring.wait(10)
+    while len(returned) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sorted(returned) == [1, 2]  # stored and answered while the first line is written
+    let_go.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(returned) == [0, 1, 2]
+    assert calls == [1, 2]  # still one anchor per batch
+    assert verify(stack).ok
+
+
 def test_the_largest_batch_with_every_prediction_kept_is_one_write(stack: Stack) -> None:
     """249 entries, each with a kept prediction, and the chain's head: 499 documents, as
     many as one Firestore commit takes (``SET_MANY_MAX``)."""
