@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from common.audit.payload_log import PREDICTION_LOG, KeptPrediction
 from common.audit.retention import RetentionRequest, purge_retention
 from common.audit.trail import ENTRIES, entry_id
 from common.backends.base import rfc3339
@@ -102,10 +103,25 @@ def last_closed_hour(now: datetime) -> datetime:
 
 
 # --- GDPR_001 --------------------------------------------------------------------------
+def kept(moment: datetime) -> KeptPrediction:
+    """A prediction the payload log keeps, as the pipeline forms it at ``moment``."""
+    return KeptPrediction(
+        metadata={"time": rfc3339(moment), "model_id": "risk", "principal": "analyst-7"},
+        payload={
+            "financial_data": {"instances": [{"revenue_musd": 812.5}]},
+            "proprietary_metrics": {"predictions": [0.25]},
+        },
+    )
+
+
 def test_personal_data_past_retention_fails(stack: Stack) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=stack.settings.retention_days + 30)
-    chain = audited(stack, event(1, time=rfc3339(old)), event(2, time=rfc3339(now)))
+    chain = audited(
+        stack,
+        event(1, time=rfc3339(old), kept=kept(old)),
+        event(2, time=rfc3339(now), kept=kept(now)),
+    )
     stack.services.backends.documents.create(
         ASSIGNMENTS,
         "exp1:req-9",
@@ -121,6 +137,10 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
     assert entries["oldest"][0]["personal_fields"] == ["sealed"]
     assert by_collection[ASSIGNMENTS]["count"] == 1
     assert by_collection[ASSIGNMENTS]["oldest"][0]["id"] == "exp1:req-9"
+    predictions = by_collection[PREDICTION_LOG]
+    assert predictions["count"] == 1
+    assert predictions["oldest"][0]["id"] == entry_id(chain, 1)
+    assert predictions["oldest"][0]["personal_fields"] == list(compliance.PERSONAL_KEPT_FIELDS)
     assert "retention" in entries["reason"]
     shown = json.dumps(result.details)
     assert "203.0.113.9" not in shown
@@ -130,7 +150,11 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
 def test_recent_or_anonymised_records_pass_retention(stack: Stack) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=stack.settings.retention_days + 30)
-    audited(stack, event(1, time=rfc3339(now - timedelta(days=1))), event(2, time=rfc3339(old)))
+    audited(
+        stack,
+        event(1, time=rfc3339(now - timedelta(days=1)), kept=kept(now - timedelta(days=1))),
+        event(2, time=rfc3339(old), kept=kept(old)),
+    )
     stack.services.backends.documents.create(
         ASSIGNMENTS, "exp1:req-9", {"experiment_id": "exp1", "subject": "a-7", "at": rfc3339(old)}
     )
@@ -138,7 +162,7 @@ def test_recent_or_anonymised_records_pass_retention(stack: Stack) -> None:
     purge_retention(stack.services, RetentionRequest(), now=now)
     result = check(stack, "GDPR_001", now)
     assert result.passed is True
-    assert [d["count"] for d in result.details] == [0, 0]
+    assert [d["count"] for d in result.details] == [0, 0, 0]
 
 
 # --- MODEL_001 -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
+from common.audit.payload_log import PREDICTION_LOG
 from common.audit.trail import ENTRIES, audit_key
 from common.audit.verify import verify_audit
 from common.backends.base import Filter, rfc3339
@@ -56,18 +57,22 @@ GROUP_ATTRIBUTES = ("sector",)
 PERSONAL_AUDIT_FIELDS = ("sealed",)
 PERSONAL_ASSIGNMENT_FIELDS = ("subject", "user_id")
 """An assignment keeps the user id as ``subject``; ``user_id`` is checked as well."""
+PERSONAL_KEPT_FIELDS = ("principal", "financial_data", "proprietary_metrics")
+"""A kept prediction names its caller and holds the request's and answer's bodies."""
 
 
 def check_retention(ctx: ComplianceContext) -> Verdict:
     """Audit entries (``time``) still holding their sealed part (the caller's address and
-    user agent, a prediction's bodies), and experiment assignments (``at``) with a
-    non-empty subject or user_id, dated before ``now - retention_days``: one finding per
-    collection with the count and the oldest. ``purge_retention`` removes both."""
+    user agent, a prediction's bodies), kept predictions (``time``) with their caller or
+    bodies, and experiment assignments (``at``) with a non-empty subject or user_id, dated
+    before ``now - retention_days``: one finding per collection with the count and the
+    oldest. ``purge_retention`` removes them all."""
     days = ctx.services.settings.retention_days
     cutoff = ctx.now - timedelta(days=days)
     details = []
     for collection, time_field, personal in (
         (ENTRIES, "time", PERSONAL_AUDIT_FIELDS),
+        (PREDICTION_LOG, "time", PERSONAL_KEPT_FIELDS),
         (ASSIGNMENTS, "at", PERSONAL_ASSIGNMENT_FIELDS),
     ):
         offenders = []
