@@ -17,7 +17,9 @@ requests later while the other idles, for as long as the clients stay connected.
 processes share their connection counts (``ConnectionShares``), and one that holds at
 least two more than the least-loaded closes a connection after its next answer
 (``Connection: close``); the client reconnects, and the kernel hashes the new connection
-afresh. One connection is moved at a time, so a pair never swaps back and forth.
+afresh. One connection is moved at a time across all processes, so a pair never swaps
+back and forth, and a process that has stopped recording its count (stopped, or still
+loading its models) is left out.
 """
 
 from __future__ import annotations
@@ -91,20 +93,26 @@ def error_bytes(error: ServiceError) -> bytes:
 
 
 SHED_EVERY_S = 0.05
-"""After closing a connection to move it, how long a process waits before it considers
-another: long enough for the client to reconnect and both counts to change."""
+"""After a connection is moved, how long every process waits before it considers
+another: long enough for the client to reconnect and the counts to change."""
+STALE_S = 5.0
+"""A count older than this is a process that has stopped (or not yet started) serving:
+its slot is left out, so nothing is moved towards it. gunicorn's event loop records one
+at least every second."""
 
 
 class ConnectionShares:
-    """The open connections of each of the gateway's processes, in anonymous shared memory
-    that ``fork`` hands to every process."""
+    """The open connections of each of the gateway's processes, when each last recorded
+    them, and when a connection was last moved, in anonymous shared memory that ``fork``
+    hands to every process."""
 
-    _SLOT = struct.Struct("q")
+    _SLOT = struct.Struct("qd")  # open connections, time.monotonic() of the record
+    _MOVED = struct.Struct("d")
 
     def __init__(self, processes: int) -> None:
         if processes < 2:
             raise ValueError("connections are shared out among two or more processes")
-        self._counts = mmap.mmap(-1, self._SLOT.size * processes)
+        self._memory = mmap.mmap(-1, self._SLOT.size * processes + self._MOVED.size)
         self._processes = processes
         self._index = 0
 
@@ -116,16 +124,30 @@ class ConnectionShares:
         return self
 
     def record(self, connections: int) -> None:
-        self._SLOT.pack_into(self._counts, self._SLOT.size * self._index, connections)
+        offset = self._SLOT.size * self._index
+        self._SLOT.pack_into(self._memory, offset, connections, time.monotonic())
 
-    def counts(self) -> list[int]:
-        size = self._SLOT.size
-        return [self._SLOT.unpack_from(self._counts, size * i)[0] for i in range(self._processes)]
+    def counts(self) -> list[int | None]:
+        """Each process's connections; None for one that has not recorded lately."""
+        now, found = time.monotonic(), []
+        for index in range(self._processes):
+            count, at = self._SLOT.unpack_from(self._memory, self._SLOT.size * index)
+            found.append(count if at and now - at <= STALE_S else None)
+        return found
 
     def surplus(self, connections: int) -> bool:
         """Whether moving one of this process's ``connections`` evens the load."""
-        others = [n for i, n in enumerate(self.counts()) if i != self._index]
-        return connections >= min(others) + 2
+        others = [n for i, n in enumerate(self.counts()) if i != self._index and n is not None]
+        return bool(others) and connections >= min(others) + 2
+
+    def claim_move(self) -> bool:
+        """Whether a connection may be moved now: one at a time across all processes."""
+        offset = self._SLOT.size * self._processes
+        now = time.monotonic()
+        if now - self._MOVED.unpack_from(self._memory, offset)[0] < SHED_EVERY_S:
+            return False
+        self._MOVED.pack_into(self._memory, offset, now)
+        return True
 
 
 shares: ConnectionShares | None = None
@@ -135,8 +157,7 @@ shares: ConnectionShares | None = None
 class GatewayWorker(ThreadWorker):  # type: ignore[misc]  # untyped upstream
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._shed_lock = threading.Lock()
-        self._next_shed_at = 0.0
+        self._move_lock = threading.Lock()
         self.connections_moved = 0
 
     def notify(self) -> None:
@@ -146,17 +167,14 @@ class GatewayWorker(ThreadWorker):  # type: ignore[misc]  # untyped upstream
             shares.record(self.nr_conns)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
-        if shares is not None and self._should_move():
+        if shares is not None and not req.should_close() and self._should_move(shares):
             req.must_close = True  # "Connection: close" on this answer, then closed
         return super().handle_request(req, conn)
 
-    def _should_move(self) -> bool:
-        assert shares is not None
-        with self._shed_lock:
-            now = time.monotonic()
-            if now < self._next_shed_at or not shares.surplus(self.nr_conns):
+    def _should_move(self, shares: ConnectionShares) -> bool:
+        with self._move_lock:
+            if not shares.surplus(self.nr_conns) or not shares.claim_move():
                 return False
-            self._next_shed_at = now + SHED_EVERY_S
             self.connections_moved += 1
             return True
 

@@ -12,7 +12,8 @@ once: SQLite restarts the log from its beginning only at a write that finds it w
 copied, so a log always left a little behind would grow without end. Writers that never
 pause (a tight loop, not a server's traffic) can race every pass; once the log holds
 ``RESTART_FRAMES`` pages, a RESTART checkpoint holds new commits back for the few
-milliseconds the copy takes and starts the log afresh.
+milliseconds the copy takes and starts the log afresh; writers that find one due let it
+go first, and one that a long reader keeps waiting is not tried again for a second.
 """
 
 from __future__ import annotations
@@ -50,14 +51,25 @@ class Checkpointer:
         """Held through each round, and by a fork: a child never starts with SQLite's
         own locks held by a thread it does not have."""
         os.register_at_fork(
-            before=self._copying.acquire,
-            after_in_parent=self._copying.release,
-            after_in_child=self._copying.release,
+            before=self._before_fork,
+            after_in_parent=self._after_fork_in_parent,
+            after_in_child=self._after_fork_in_child,
         )
         self._stores: weakref.WeakSet[SQLiteDocumentStore] = weakref.WeakSet()
         self._pid = 0
         self.passes = 0
         """Checkpoint passes run by this process."""
+
+    def _before_fork(self) -> None:
+        self._copying.acquire()
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+        self._copying.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock, self._copying = threading.Lock(), threading.Lock()
 
     def register(self, store: SQLiteDocumentStore) -> None:
         """Serve ``store`` from now on; the first call in a process starts its thread."""
@@ -71,26 +83,36 @@ class Checkpointer:
     def _run(self) -> None:
         while True:
             time.sleep(self._every_s)
-            with self._lock:
-                stores = list(self._stores)
-            with self._copying:
-                for store in stores:
-                    if store.take_uncopied():
-                        self.checkpoint(store)
-            del stores
+            try:
+                self._round()
+            except Exception:  # the thread must outlive any one store's trouble
+                log.exception("write-ahead log checkpoint round failed; the next one retries")
+
+    def _round(self) -> None:
+        with self._lock:
+            stores = list(self._stores)
+        with self._copying:
+            for store in stores:
+                if store.take_uncopied():
+                    self.checkpoint(store)
 
     def checkpoint(self, store: SQLiteDocumentStore) -> None:
         """Copy ``store``'s log into its database; what a racing commit added is copied by
-        another pass, or by the next round if commits keep coming."""
+        another pass, or by the next round if commits keep coming. The first pass of a
+        round may restart a long log; the others only copy."""
         try:
-            for _ in range(PASSES):
+            for attempt in range(PASSES):
                 self.passes += 1
-                if store.checkpoint(restart_past=RESTART_FRAMES):
+                if store.checkpoint(restart_past=RESTART_FRAMES if attempt == 0 else None):
                     return
             store.mark_uncopied()
-        except ServiceError:  # closed, or its file is gone: nothing more to copy
-            with self._lock:
-                self._stores.discard(store)
+        except ServiceError as exc:
+            if store.closed:  # nothing more to copy, ever
+                with self._lock:
+                    self._stores.discard(store)
+                return
+            store.mark_uncopied()
+            log.warning("write-ahead log checkpoint failed; retried next round: %s", exc.message)
         except sqlite3.Error as exc:
             store.mark_uncopied()
             log.warning("write-ahead log checkpoint failed; retried next round: %s", exc)

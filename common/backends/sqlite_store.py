@@ -75,6 +75,11 @@ class SQLiteDocumentStore(DocumentStore):
         self._checkpointing = threading.Lock()
         """Held by a checkpoint and by ``close``: a connection is never closed under one."""
         self._checkpointing_pid = os.getpid()
+        self._no_restart_due = threading.Event()
+        """Cleared while a restart of the log waits for the write lock: writers let it go
+        first, or a writer that never pauses would keep it out."""
+        self._no_restart_due.set()
+        self._next_restart_at = 0.0
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -211,6 +216,7 @@ class SQLiteDocumentStore(DocumentStore):
         if self._write_pid != os.getpid():  # a lock held in the parent is not ours
             self._write_lock, self._write_owner = threading.Lock(), 0
             self._write_pid = os.getpid()
+        self._no_restart_due.wait(1.0)
         with self._write_lock:
             self._write_owner = threading.get_ident()
             try:
@@ -225,12 +231,19 @@ class SQLiteDocumentStore(DocumentStore):
         """Copy the write-ahead log into the database, waiting for nobody (PASSIVE); True
         when all of it was copied. SQLite starts the log afresh only at a commit that
         began after the log was wholly copied, which writers that never pause never do: a
-        log longer than ``restart_past`` pages is restarted here (RESTART), this process's
-        writers waiting meanwhile and another process's commit waited for up to 50 ms."""
+        log longer than ``restart_past`` pages is restarted here (RESTART). This process's
+        writers let it go first and wait for it; another process's writers are held out
+        for the copy and up to 50 ms more while a reader finishes, and a restart a reader
+        kept from finishing is not tried again for a second."""
         with self._checkpoint_lock():
             conn = self._connect()  # UnavailableError once closed
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if restart_past is not None and frames > restart_past:
+            if restart_past is None or frames <= restart_past:
+                return not busy and copied >= frames
+            if time.monotonic() < self._next_restart_at:
+                return False
+            self._no_restart_due.clear()  # writers arriving now wait for it
+            try:
                 with self._write_lock:
                     conn.execute("PRAGMA busy_timeout = 50")  # this thread's own connection
                     try:
@@ -238,7 +251,15 @@ class SQLiteDocumentStore(DocumentStore):
                         busy, frames, copied = restart.fetchone()
                     finally:
                         conn.execute("PRAGMA busy_timeout = 0")
+            finally:
+                self._no_restart_due.set()
+            if busy:
+                self._next_restart_at = time.monotonic() + 1.0
         return not busy and copied >= frames
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _checkpoint_lock(self) -> threading.Lock:
         if self._checkpointing_pid != os.getpid():  # held in the parent at fork: not ours

@@ -73,7 +73,7 @@ def test_the_log_stays_bounded_while_writers_never_pause(
     for thread in threads:
         thread.join()
     wal = path.with_name(path.name + "-wal").stat().st_size
-    assert wal < 16 * 2**20, wal
+    assert wal < 40 * 2**20, wal  # a third of the log that went through it
     assert len(store.query("c")) == 9000
     store.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway_process import Gateway, running_gateway
+from tools import gateway_worker
 from tools.gateway_worker import ConnectionShares
 
 
@@ -31,6 +32,33 @@ def test_one_connection_between_two_processes_stays_where_it_is() -> None:
     assert not shares.claim(0).surplus(1)
 
 
+def test_a_process_that_stopped_recording_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One that died, or is still loading its models: nothing is moved towards it."""
+    shares = ConnectionShares(3)
+    assert shares.counts() == [None, None, None]  # nobody has recorded yet
+    assert not shares.claim(0).surplus(8)
+    now = [1000.0]
+    monkeypatch.setattr(gateway_worker.time, "monotonic", lambda: now[0])
+    shares.claim(1).record(0)
+    now[0] += gateway_worker.STALE_S + 1  # process 1 goes quiet
+    shares.claim(2).record(3)
+    assert shares.counts() == [None, None, 3]
+    assert not shares.claim(0).surplus(4)  # 4 against 3; the silent 0 is not counted
+    assert shares.claim(0).surplus(5)
+
+
+def test_one_connection_is_moved_at_a_time_across_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(gateway_worker.time, "monotonic", lambda: now[0])
+    shares = ConnectionShares(3)
+    assert shares.claim(0).claim_move()
+    assert not shares.claim(2).claim_move()  # another process, within the same 50 ms
+    now[0] += gateway_worker.SHED_EVERY_S + 0.001
+    assert shares.claim(2).claim_move()
+
+
 def test_counts_are_shared_with_a_forked_process() -> None:
     shares = ConnectionShares(2)
     child = os.fork()
@@ -38,7 +66,7 @@ def test_counts_are_shared_with_a_forked_process() -> None:
         shares.claim(1).record(7)
         os._exit(0)
     os.waitpid(child, 0)
-    assert shares.counts() == [0, 7]
+    assert shares.counts() == [None, 7]
 
 
 def test_fewer_than_two_processes_share_nothing() -> None:
