@@ -133,20 +133,22 @@ def measure_store(
     }
     times: dict[str, list[float]] = {write: [] for write in WRITES}
     calls = dict.fromkeys(WRITES, 0)
-    for log in logs.values():  # keys, the first data key and the connection, off the clock
-        log.append(_event(-1))
-    n = 0
-    for round_index in range(rounds):
-        order = WRITES if round_index % 2 == 0 else WRITES[::-1]
-        for write in order:
-            before = trips.total() if trips else 0
-            for _ in range(appends):
-                started = time.perf_counter()
-                logs[write].append(_event(n))
-                times[write].append((time.perf_counter() - started) * 1000.0)
-                n += 1
-            calls[write] += (trips.total() - before) if trips else 0
-    documents.close()
+    try:
+        for log in logs.values():  # keys, the first data key and the connection, off the clock
+            log.append(_event(-1))
+        n = 0
+        for round_index in range(rounds):
+            order = WRITES if round_index % 2 == 0 else WRITES[::-1]
+            for write in order:
+                before = trips.total() if trips else 0
+                for _ in range(appends):
+                    started = time.perf_counter()
+                    logs[write].append(_event(n))
+                    times[write].append((time.perf_counter() - started) * 1000.0)
+                    n += 1
+                calls[write] += (trips.total() - before) if trips else 0
+    finally:
+        documents.close()
     rows = []
     for write in WRITES:
         found = sorted(times[write])
