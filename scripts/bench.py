@@ -3,7 +3,8 @@
     python scripts/bench.py models [--out bench-results/models] [--repeats 200]
     python scripts/bench.py http [--out bench-results/http] [--duration 5] \
         [--concurrency 1,8,32] [--scenarios risk-1,risk-100,risk-hit,dcf-1,ensemble-1] \
-        [--generator auto|wrk|python] [--cold-starts 5] [--ports 8591-8599]
+        [--generator auto|wrk|python] [--cold-starts 5] [--ports 8591-8599] \
+        [--stage-timers /tmp/st/st]
     python scripts/bench.py http --against mlserver [--rounds 2] [--concurrency 1,8,32]
     python scripts/bench.py cold [--out bench-results/cold] [--cold-starts 5]
     python scripts/bench.py batch [--out bench-results/batch] [--risk-rows 100000] \
@@ -40,7 +41,9 @@ starts), then every scenario at every concurrency, closed loop, with wrk when it
 installed (else a Python asyncio client): requests/s, latency percentiles, non-200
 responses, and the server's and the generator's CPU time per request; then the models
 section's batch-1 time as the in-process floor. The gateway is scripts/serve.py at its
-defaults with IPO_RATE_LIMIT_PER_MINUTE=0. Exits 1 if any request failed.
+defaults with IPO_RATE_LIMIT_PER_MINUTE=0. Exits 1 if any request failed. With
+``--stage-timers FILE`` its processes time each stage of every request (earlier files of
+that name are removed first); ``python scripts/stage_timers.py FILE`` prints the table.
 
 ``http --against mlserver``: uncached one-row risk on the gateway and on MLServer 1.7.1
 serving the same pipeline (``make bench-deps`` installs it), side by side in one run, the
@@ -131,7 +134,13 @@ def run_http(args: argparse.Namespace) -> int:
         settings = Settings.from_environ(environ)
         examples, schemas = h.production_inputs(settings)
         templates = {n: h.body_template(h.SCENARIOS[n], examples, schemas) for n in scenarios}
-        gateway = h.Gateway(environ, Path(tmp) / "gateway.log")
+        options: tuple[str, ...] = ()
+        if args.stage_timers:
+            args.stage_timers.parent.mkdir(parents=True, exist_ok=True)
+            for old in args.stage_timers.parent.glob(args.stage_timers.name + ".*.json"):
+                old.unlink()  # stage_timers.py sums every file of that name
+            options = ("--stage-timers", str(args.stage_timers.resolve()))
+        gateway = h.Gateway(environ, Path(tmp) / "gateway.log", options=options)
         try:
             function_cold = bf.function_cold_starts(
                 environ, token, examples[h.COLD_START_MODEL], args.cold_starts, Path(tmp)
@@ -272,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     http.add_argument("--rounds", type=int, default=2, help="rounds per concurrency (--against)")
     http.add_argument("--ports", default="", help="servers' ports, e.g. 8591-8599 (default: any)")
     http.add_argument("--repeats", type=int, default=30, help="in-process floor repeats")
+    http.add_argument(
+        "--stage-timers",
+        type=Path,
+        metavar="FILE",
+        help="time each stage of every request into FILE.<pid>.json (then stage_timers.py FILE)",
+    )
     cold = sub.add_parser("cold", help="cold starts of predict_risk alone and of the gateway")
     cold.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
     cold.add_argument("--cold-starts", type=int, default=5, help="starts; the median is shown")

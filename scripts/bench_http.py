@@ -267,10 +267,14 @@ def first_200_ms(
 class Gateway:
     """scripts/serve.py on a free port in its own process group, logging to ``log``."""
 
-    def __init__(self, environ: dict[str, str], log: Path, port: int = 0) -> None:
+    def __init__(
+        self, environ: dict[str, str], log: Path, port: int = 0, options: tuple[str, ...] = ()
+    ) -> None:
         self.environ, self.log = environ, log
         self.process: subprocess.Popen[bytes] | None = None
         self.fixed_port = self.port = port
+        self.options = options
+        """More of scripts/serve.py's options (``--stage-timers FILE``)."""
 
     @property
     def base(self) -> str:
@@ -284,7 +288,7 @@ class Gateway:
         with self.log.open("a") as sink:
             started = time.perf_counter()
             self.process = subprocess.Popen(
-                [sys.executable, str(SERVE), "--port", str(self.port)],
+                [sys.executable, str(SERVE), "--port", str(self.port), *self.options],
                 cwd=ROOT,
                 env=self.environ,
                 stdout=sink,
