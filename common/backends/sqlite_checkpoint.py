@@ -106,14 +106,11 @@ class Checkpointer:
                 if store.checkpoint(restart_past=RESTART_FRAMES if attempt == 0 else None):
                     return
             store.mark_uncopied()
-        except ServiceError as exc:
+        except (ServiceError, sqlite3.Error) as exc:
             if store.closed:  # nothing more to copy, ever
                 with self._lock:
                     self._stores.discard(store)
                 return
-            store.mark_uncopied()
-            log.warning("write-ahead log checkpoint failed; retried next round: %s", exc.message)
-        except sqlite3.Error as exc:
             store.mark_uncopied()
             log.warning("write-ahead log checkpoint failed; retried next round: %s", exc)
 

@@ -74,7 +74,6 @@ class SQLiteDocumentStore(DocumentStore):
         self._uncopied = False
         self._checkpointing = threading.Lock()
         """Held by a checkpoint and by ``close``: a connection is never closed under one."""
-        self._checkpointing_pid = os.getpid()
         self._no_restart_due = threading.Event()
         """Cleared while a restart of the log waits for the write lock: writers let it go
         first, or a writer that never pauses would keep it out."""
@@ -87,7 +86,7 @@ class SQLiteDocumentStore(DocumentStore):
         self._write_conn: _Connection | None = None
         self._write_lock = threading.Lock()
         self._write_owner = 0
-        self._write_pid = os.getpid()
+        self._locks_pid = os.getpid()
 
     # --- connections -------------------------------------------------------------------
 
@@ -213,10 +212,9 @@ class SQLiteDocumentStore(DocumentStore):
         having something to copy once the write is done."""
         if self._write_owner == threading.get_ident():
             raise RuntimeError("this thread is already inside a transaction of this store")
-        if self._write_pid != os.getpid():  # a lock held in the parent is not ours
-            self._write_lock, self._write_owner = threading.Lock(), 0
-            self._write_pid = os.getpid()
-        self._no_restart_due.wait(1.0)
+        self._own_locks()
+        if not self._no_restart_due.is_set():
+            self._no_restart_due.wait(1.0)
         with self._write_lock:
             self._write_owner = threading.get_ident()
             try:
@@ -262,9 +260,15 @@ class SQLiteDocumentStore(DocumentStore):
         return self._closed
 
     def _checkpoint_lock(self) -> threading.Lock:
-        if self._checkpointing_pid != os.getpid():  # held in the parent at fork: not ours
-            self._checkpointing, self._checkpointing_pid = threading.Lock(), os.getpid()
+        self._own_locks()
         return self._checkpointing
+
+    def _own_locks(self) -> None:
+        """Locks a parent held when it forked are not this process's: fresh ones."""
+        if self._locks_pid != os.getpid():
+            self._write_lock, self._write_owner = threading.Lock(), 0
+            self._checkpointing = threading.Lock()
+            self._locks_pid = os.getpid()
 
     def take_uncopied(self) -> bool:
         """Whether a commit came since the last call."""
