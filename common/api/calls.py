@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
+from common.core.errors import ServiceError
 from common.security.auth import Principal
 from common.services import Services
 
@@ -55,3 +57,15 @@ Handler = Callable[[Call], Any]
 class Operation:
     handler: Handler
     body: TypeAdapter[Any] | None = None
+
+    @cached_property
+    def body_optional(self) -> bool:
+        """True when every field of the body has a default: a request with no body at all
+        then means ``{}`` (``curl -X POST .../v1/jobs/drift-scan`` runs the scan)."""
+        if self.body is None:
+            return False
+        try:
+            self.body.validate_python({})
+        except (ValidationError, ServiceError):  # some adapters raise their own error shape
+            return False
+        return True

@@ -129,8 +129,10 @@ def _read_body(request: Request, limit: int) -> bytes:
     return data
 
 
-def _parse_json(raw: bytes) -> Any:
+def _parse_json(raw: bytes, *, optional: bool = False) -> Any:
     if not raw.strip():
+        if optional:
+            return {}
         raise MalformedRequestError("request body is empty; a JSON object is required")
     try:
         return json.loads(raw.decode("utf-8-sig"))  # UTF-8 only, as the audit reads it
@@ -177,7 +179,7 @@ def _serve(served: _Served, request: Request) -> Response:
         if operation.body is not None:
             body = validate(
                 operation.body,
-                _parse_json(served.raw),
+                _parse_json(served.raw, optional=operation.body_optional),
                 max_details=services.settings.max_error_details,
             )
         call = Call(

@@ -122,6 +122,20 @@ def test_the_retention_job_runs_as_a_function(stack: Stack) -> None:
     assert response.get_json()["status"] == "done"
 
 
+def test_the_retention_job_needs_no_body_but_erasure_does(stack: Stack) -> None:
+    """Every field of the job's body has a default, so no body means them all (the
+    scheduler sends one; a person with curl often does not). Erasure names its subject."""
+    client = function_client("purge_retention")
+    for data in (None, b"", b" \n"):
+        response = client.post("/v1/jobs/purge-retention", data=data, headers=stack.headers())
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.get_json()["status"] == "done"
+    refused = client.post("/v1/privacy/erasure", headers=stack.headers(subject="dpo"))
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["code"] == "malformed_request"
+    assert "request body is empty" in refused.get_json()["error"]["message"]
+
+
 def test_erasing_one_record_of_a_shared_data_key_leaves_the_others_readable(
     stack: Stack,
 ) -> None:
