@@ -191,8 +191,8 @@ def markdown(report: dict[str, Any]) -> str:
 def add_parser(sub: Any) -> None:
     audit = sub.add_parser("audit", help="an audit commit: set_many against a transaction")
     audit.add_argument("--out", type=Path, help="write <out>.md and <out>.json")
-    audit.add_argument("--appends", type=int, default=200, help="appends per path per round")
-    audit.add_argument("--rounds", type=int, default=4, help="rounds, the order alternated")
+    audit.add_argument("--appends", type=int, default=200, help="appends per path per round (200)")
+    audit.add_argument("--rounds", type=int, default=4, help="rounds, the order alternated (4)")
     audit.add_argument("--firestore", metavar="HOST:PORT", help="a Firestore emulator to measure")
 
 

@@ -230,7 +230,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f"Prefer --token-file or ${TOKEN_ENV}: a --token value shows in the process list."
         ),
     )
-    parser.add_argument("--url", required=True, help="the gateway's base URL, https://...")
+    parser.add_argument(
+        "--url",
+        required=True,
+        help="the gateway's base URL: https://... when deployed, http://127.0.0.1:8080 locally",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
     source.add_argument("--token-file", metavar="PATH", help="read the bearer token from PATH")
