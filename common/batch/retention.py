@@ -15,9 +15,14 @@ from collections.abc import Callable
 
 from common.backends.base import DocumentStore, Filter
 from common.batch.spec import JOBS, SHARDS
+from common.monitoring.compliance.context import PersonalRecords
 
 PAGE = 500
 ERASED = "(erased)"
+PERSONAL = PersonalRecords(JOBS, "finished_at", ("submitted_by",), cleared=(ERASED,))
+"""What GDPR_001 checks of batch jobs: an ended job past the retention period that still
+names its submitter. (A cancelled job's reason names its canceller, who is the submitter
+or an admin; the purge deletes the whole job.)"""
 
 
 def purge_finished_jobs(documents: DocumentStore, cutoff: str, spent: Callable[[], bool]) -> int:

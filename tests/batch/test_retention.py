@@ -73,6 +73,36 @@ def test_jobs_that_ended_before_the_retention_period_are_deleted_with_their_shar
     assert _purge(served)["batch_jobs_deleted"] == 0  # idempotent
 
 
+def _gdpr(stack: Stack) -> dict[str, Any]:
+    """GDPR_001 as the scheduled scan answers it: the finding on batch jobs."""
+    response = function_client("compliance_scan").post(
+        "/v1/jobs/compliance-scan", json={"rules": ["GDPR_001"]}, headers=stack.headers()
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    (rule,) = response.get_json()["results"]
+    (jobs,) = [d for d in rule["details"] if d["collection"] == JOBS]
+    return {"passed": rule["passed"], **jobs}
+
+
+def test_the_compliance_scan_fails_on_an_ended_job_kept_past_retention(served: Stack) -> None:
+    documents = served.services.backends.documents
+    old, erased = _job(served, "old-kept"), _job(served, "old-erased")
+    for job_id in (old, erased):
+        Runner(served.services).work(job_id, budget_s=60)
+    assert _gdpr(served)["count"] == 0
+    long_ago = datetime.now(UTC) - timedelta(days=served.services.settings.retention_days + 1)
+    documents.update(JOBS, old, {"finished_at": rfc3339(long_ago)})
+    documents.update(JOBS, erased, {"finished_at": rfc3339(long_ago), "submitted_by": "(erased)"})
+
+    found = _gdpr(served)
+    assert (found["passed"], found["count"]) == (False, 1)
+    assert [(o["id"], o["personal_fields"]) for o in found["oldest"]] == [(old, ["submitted_by"])]
+    assert SUBMITTER.subject not in str(found)  # named by id and field, never by value
+    _purge(served)
+    after = _gdpr(served)
+    assert (after["passed"], after["count"], after["oldest"]) == (True, 0, [])
+
+
 def test_erasure_removes_the_submitter_and_the_canceller_from_their_jobs(served: Stack) -> None:
     leaver = Principal("leaver", SUBMITTER.permissions)
     someone = Principal("someone-else", SUBMITTER.permissions)

@@ -140,7 +140,11 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
     predictions = by_collection[PREDICTION_LOG]
     assert predictions["count"] == 1
     assert predictions["oldest"][0]["id"] == entry_id(chain, 1)
-    assert predictions["oldest"][0]["personal_fields"] == list(compliance.PERSONAL_KEPT_FIELDS)
+    assert predictions["oldest"][0]["personal_fields"] == [
+        "principal",
+        "financial_data",
+        "proprietary_metrics",
+    ]
     assert "retention" in entries["reason"]
     shown = json.dumps(result.details)
     assert "203.0.113.9" not in shown

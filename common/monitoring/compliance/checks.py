@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 from common.audit.payload_log import PREDICTION_LOG
 from common.audit.trail import ENTRIES, audit_key
@@ -24,13 +24,9 @@ from common.backends.base import Filter, rfc3339
 from common.core.errors import NotFoundError, ServiceError
 from common.experiments.core import ASSIGNMENTS
 from common.models import runtime_class
-from common.registry.deployments import DEPLOYMENTS, Deployment
-from common.registry.records import MODEL_CARD_FIELDS, ModelRecord, ModelVersion
-
-if TYPE_CHECKING:
-    pass
 from common.monitoring.compliance.context import (
     ComplianceContext,
+    PersonalRecords,
     Rule,
     RuleId,
     Verdict,
@@ -41,6 +37,8 @@ from common.monitoring.compliance.context import (
     parse_time,
     verdict,
 )
+from common.registry.deployments import DEPLOYMENTS, Deployment
+from common.registry.records import MODEL_CARD_FIELDS, ModelRecord, ModelVersion
 
 DRIFT_REPORTS = "drift_reports"
 DRIFT_WINDOWS = "drift_windows"
@@ -54,31 +52,30 @@ CLOCK_SKEW = timedelta(minutes=5)
 AUDIT_HOURS = 24
 GROUP_ATTRIBUTES = ("sector",)
 """Input fields that name a group whose members a classifier must treat alike."""
-PERSONAL_AUDIT_FIELDS = ("sealed",)
-PERSONAL_ASSIGNMENT_FIELDS = ("subject", "user_id")
-"""An assignment keeps the user id as ``subject``; ``user_id`` is checked as well."""
-PERSONAL_KEPT_FIELDS = ("principal", "financial_data", "proprietary_metrics")
-"""A kept prediction names its caller and holds the request's and answer's bodies."""
+PERSONAL_RECORDS = (
+    PersonalRecords(ENTRIES, "time", ("sealed",)),
+    PersonalRecords(PREDICTION_LOG, "time", ("principal", "financial_data", "proprietary_metrics")),
+    PersonalRecords(ASSIGNMENTS, "at", ("subject", "user_id")),
+)
+"""An audit entry's sealed part holds the caller's address and user agent and a
+prediction's bodies; a kept prediction names its caller and holds both bodies; an
+assignment keeps the user id as ``subject`` (``user_id`` is checked as well)."""
 
 
 def check_retention(ctx: ComplianceContext) -> Verdict:
-    """Audit entries (``time``) still holding their sealed part (the caller's address and
-    user agent, a prediction's bodies), kept predictions (``time``) with their caller or
-    bodies, and experiment assignments (``at``) with a non-empty subject or user_id, dated
-    before ``now - retention_days``: one finding per collection with the count and the
-    oldest. ``purge_retention`` removes them all."""
+    """Records of PERSONAL_RECORDS and of the context's ``more_personal`` (batch jobs,
+    by ``finished_at``) dated before ``now - retention_days`` that still hold personal
+    data: one finding per collection with the count and the oldest. ``purge_retention``
+    removes them all."""
     days = ctx.services.settings.retention_days
     cutoff = ctx.now - timedelta(days=days)
     details = []
-    for collection, time_field, personal in (
-        (ENTRIES, "time", PERSONAL_AUDIT_FIELDS),
-        (PREDICTION_LOG, "time", PERSONAL_KEPT_FIELDS),
-        (ASSIGNMENTS, "at", PERSONAL_ASSIGNMENT_FIELDS),
-    ):
+    for records in (*PERSONAL_RECORDS, *ctx.more_personal):
+        collection, time_field = records.collection, records.time_field
         offenders = []
         for doc in ctx.documents.query(collection, [Filter(time_field, "<", rfc3339(cutoff))]):
             moment = parse_time(doc.data.get(time_field))
-            held = [name for name in personal if _filled(doc.data.get(name))]
+            held = records.held(doc.data)
             if moment is not None and moment < cutoff and held:
                 offenders.append((moment, doc.id, held))
         offenders.sort(key=lambda o: (o[0], o[1]))
@@ -299,8 +296,9 @@ def check_monitoring(ctx: ComplianceContext) -> Verdict:
 RULES: tuple[Rule, ...] = (
     Rule("GDPR_001", "Personal data retention", "data_privacy", "critical",
          "Run purge_retention (POST /v1/jobs/purge-retention), and find why its daily "
-         "scheduled run did not: it drops the personal data of audit entries and deletes "
-         "experiment assignments past IPO_RETENTION_DAYS.",
+         "scheduled run did not: it drops the personal data of audit entries and kept "
+         "predictions, and deletes experiment assignments and ended batch jobs past "
+         "IPO_RETENTION_DAYS.",
          check_retention),
     Rule("MODEL_001", "Model documentation", "model_governance", "high",
          "Complete the model card (every MODEL_CARD_FIELDS entry) of each listed production "

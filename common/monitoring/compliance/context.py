@@ -40,9 +40,31 @@ Verdict = tuple[bool | None, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
+class PersonalRecords:
+    """A collection whose records hold personal data until ``purge_retention`` removes it:
+    GDPR_001 fails on any dated (``time_field``) before the retention period that still
+    holds one of ``fields``. A value in ``cleared`` (what erasure writes) holds nothing."""
+
+    collection: str
+    time_field: str
+    fields: tuple[str, ...]
+    cleared: tuple[str, ...] = ()
+
+    def held(self, data: dict[str, Any]) -> list[str]:
+        """The names of the fields of ``data`` that hold personal data."""
+        return [
+            name
+            for name in self.fields
+            if _filled(data.get(name)) and data.get(name) not in self.cleared
+        ]
+
+
+@dataclass(frozen=True)
 class ComplianceContext:
     services: ComplianceSources
     now: datetime
+    more_personal: tuple[PersonalRecords, ...] = ()
+    """Collections owned by packages above this one (batch jobs), given by the caller."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

@@ -34,6 +34,7 @@ from common.monitoring.compliance import checks as compliance
 from common.monitoring.compliance.context import (
     ComplianceContext,
     ComplianceSources,
+    PersonalRecords,
     Rule,
     RuleId,
     RuleResult,
@@ -120,15 +121,20 @@ def summarise(results: list[RuleResult]) -> dict[str, Any]:
 
 
 def compliance_scan(
-    services: ComplianceSources, request: ComplianceScanRequest, *, now: datetime | None = None
+    services: ComplianceSources,
+    request: ComplianceScanRequest,
+    *,
+    now: datetime | None = None,
+    more_personal: tuple[PersonalRecords, ...] = (),
 ) -> dict[str, Any]:
-    """Run the requested rules (all by default) at ``now``; store and return the result."""
+    """Run the requested rules (all by default) at ``now``; store and return the result.
+    ``more_personal``: what GDPR_001 checks besides the collections below this package."""
     moment = now or datetime.now(UTC)
     if moment.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     started = time.monotonic()
     wanted = set(request.rules) if request.rules is not None else None
-    ctx = ComplianceContext(services=services, now=moment)
+    ctx = ComplianceContext(services=services, now=moment, more_personal=more_personal)
     results = [
         run_rule(rule, ctx, in_time=time.monotonic() - started <= request.time_budget_s)
         for rule in compliance.RULES
