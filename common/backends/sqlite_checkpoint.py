@@ -5,8 +5,9 @@ commit that takes the log past 1,000 pages, and that commit's caller waits for t
 and its fsync. An audit batch's commit writes about ten pages, so about one commit in a
 hundred did it: 5 to 8 ms instead of 0.1 ms on one thread, longer with the GIL shared,
 and every request of that batch waited. In ``background`` mode a store's write connection
-never checkpoints; one thread per process does, every ``EVERY_S``, for each store of the
-process that has committed since its last pass. A PASSIVE checkpoint waits for no reader
+never checkpoints; one thread per process does, ``EVERY_S`` after a commit wakes it, for
+each store of the process that has committed since its last pass (and sleeps while none
+does). A PASSIVE checkpoint waits for no reader
 or writer. A pass that a commit raced leaves that commit's pages, and is run again at
 once: SQLite restarts the log from its beginning only at a write that finds it wholly
 copied, so a log always left a little behind would grow without end. Writers that never
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ipo.store")
 
 EVERY_S = 0.05
-"""How often the thread looks for stores with new commits."""
+"""How long the thread lets commits gather before a round; an idle process's thread
+sleeps until the next commit instead."""
 PASSES = 4
 """Passes in a row while commits keep racing one: each has less left to copy."""
 RESTART_FRAMES = 4096
@@ -56,9 +58,13 @@ class Checkpointer:
             after_in_child=self._after_fork_in_child,
         )
         self._stores: weakref.WeakSet[SQLiteDocumentStore] = weakref.WeakSet()
+        self._due = threading.Event()
+        """Set by a commit (or a pass left unfinished): a round has something to copy."""
         self._pid = 0
         self.passes = 0
         """Checkpoint passes run by this process."""
+        self.rounds = 0
+        """Rounds run by this process: none while no store commits."""
 
     def _before_fork(self) -> None:
         self._copying.acquire()
@@ -70,6 +76,12 @@ class Checkpointer:
 
     def _after_fork_in_child(self) -> None:
         self._lock, self._copying = threading.Lock(), threading.Lock()
+        self._due = threading.Event()  # its lock may have been held by a parent's thread
+
+    def wake(self) -> None:
+        """A store committed: run a round within ``EVERY_S``."""
+        if not self._due.is_set():  # the commits of a busy process pay only this read
+            self._due.set()
 
     def register(self, store: SQLiteDocumentStore) -> None:
         """Serve ``store`` from now on; the first call in a process starts its thread."""
@@ -82,8 +94,11 @@ class Checkpointer:
 
     def _run(self) -> None:
         while True:
-            time.sleep(self._every_s)
+            self._due.wait()
+            time.sleep(self._every_s)  # commits arriving meanwhile are copied together
+            self._due.clear()  # before the round: a commit during it wakes the next
             try:
+                self.rounds += 1
                 self._round()
             except Exception:  # the thread must outlive any one store's trouble
                 log.exception("write-ahead log checkpoint round failed; the next one retries")

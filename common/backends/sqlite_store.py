@@ -219,7 +219,7 @@ class SQLiteDocumentStore(DocumentStore):
             self._write_owner = threading.get_ident()
             try:
                 yield self._writer()
-                self._uncopied = True
+                self.mark_uncopied()
             finally:
                 self._write_owner = 0
 
@@ -277,6 +277,8 @@ class SQLiteDocumentStore(DocumentStore):
 
     def mark_uncopied(self) -> None:
         self._uncopied = True
+        if self._background_checkpoints:
+            checkpointer.wake()
 
     # --- DocumentStore -----------------------------------------------------------------
 

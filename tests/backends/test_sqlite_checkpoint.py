@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.backends import sqlite_checkpoint
+from common.backends import sqlite_checkpoint, sqlite_store
 from common.backends.sqlite_store import SQLiteDocumentStore
 
 
@@ -75,6 +75,31 @@ def test_the_log_stays_bounded_while_writers_never_pause(
     wal = path.with_name(path.name + "-wal").stat().st_size
     assert wal < 40 * 2**20, wal  # a third of the log that went through it
     assert len(store.query("c")) == 9000
+    store.close()
+
+
+def test_the_thread_sleeps_while_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle process's checkpoint thread runs no round until a store commits (its own
+    checkpointer here, so that no other test's store can wake it)."""
+    own = sqlite_checkpoint.Checkpointer(every_s=0.01)
+    monkeypatch.setattr(sqlite_store, "checkpointer", own)
+    path = tmp_path / "store.sqlite3"
+    store = SQLiteDocumentStore(path, timeout_s=5)
+    write_some(store, 1)
+    deadline = time.monotonic() + 10
+    while in_database_file(path) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rounds = own.rounds
+    assert rounds >= 1
+    time.sleep(0.3)  # thirty rounds' worth of waiting
+    assert own.rounds == rounds
+    write_some(store, 2)
+    while in_database_file(path) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert in_database_file(path) == 2
+    assert own.rounds > rounds
     store.close()
 
 
