@@ -112,6 +112,20 @@ def test_each_wrong_tensor_is_named(tensor: dict[str, Any], message: str) -> Non
     assert caught.value.status == 400
 
 
+def test_a_json_document_nested_past_the_parser_s_depth_is_400() -> None:
+    class Composite(StrictModel):
+        inner: dict[str, Any]
+
+    specs = input_specs(Composite.model_json_schema())
+    deep = "[" * 3000 + "]" * 3000
+    tensor = {"name": "inner", "shape": [1], "datatype": "BYTES", "data": [deep]}
+    with pytest.raises(MalformedRequestError) as caught:
+        decode_request(request(tensor), specs, max_rows=10)
+    assert caught.value.message == (
+        "input 'inner' holds JSON documents, one per row; one does not parse"
+    )
+
+
 @pytest.mark.parametrize("body", [{"inputs": 5}, {"inputs": "x"}, [], {"inputs": [], "id": 3}])
 def test_a_body_that_is_no_inference_request_is_400(body: Any) -> None:
     with pytest.raises(MalformedRequestError, match=r"^not an inference request: "):

@@ -67,3 +67,13 @@ def test_v2_explain_needs_the_explain_permission_and_is_listed(stack: Stack) -> 
     assert isinstance(refused.get_json()["error"], str)  # the protocol's error shape
     server = function_client("list_models").get("/v2", headers=stack.headers(("model:read",)))
     assert server.get_json()["extensions"] == ["explain"]
+
+
+def test_a_baseline_nested_past_the_parser_s_depth_is_400(stack: Stack) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    body = {**_risk_request(stack, 1), "parameters": {"explanation_baseline": deep}}
+    refused = explain_v2(stack, body, ("model:risk:explain",))
+    assert refused.status_code == 400, refused.get_data(as_text=True)
+    answer = refused.get_json()
+    assert answer["code"] == "malformed_request"
+    assert answer["error"].startswith("parameter explanation_baseline must be a JSON object")

@@ -195,7 +195,7 @@ def infer(model_id: str) -> Callable[[Call], Reply]:
             "outputs": outputs,
         }
         # the payload log keeps it as /v1 would: the same instances, the same predictions
-        kept = Served(body.instances, body.parameters, served.body(call.request_id))
+        kept = Served(body.instances, body.parameters, served.body(call.request_id), served.kind)
         return Reply(answer, served=kept)
 
     return handle
@@ -266,7 +266,7 @@ def _baseline(text: Any) -> Any:
 
     try:
         value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         value = None
     if not isinstance(value, dict):
         raise MalformedRequestError(

@@ -229,7 +229,7 @@ def _rows(
     if spec.content_type == JSON:
         try:
             values = [None if v is None else json.loads(v) for v in values]
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             message = f"input {name!r} holds JSON documents, one per row; one does not parse"
             problems.append(_problem("json", message, spec, tensor))
             return None
