@@ -101,6 +101,16 @@ def test_tensors_become_instances_with_dotted_names_nested() -> None:
             {"name": "pair", "shape": [1, -2], "datatype": "FP64", "data": [1, 2]},
             "input 'pair' has shape [1, -2]; it takes [rows, values per row] ([-1, 2])",
         ),
+        (
+            {"name": "pair", "shape": [1, 2], "datatype": "FP64", "data": [[1], [2]]},
+            "input 'pair' has shape [1, 2], but its data is nested otherwise; "
+            "send it flat (row-major) or nested exactly as its shape",
+        ),
+        (
+            {"name": "pair", "shape": [1, 2], "datatype": "FP64", "data": [[[1, 2]]]},
+            "input 'pair' has shape [1, 2], but its data is nested otherwise; "
+            "send it flat (row-major) or nested exactly as its shape",
+        ),
     ],
 )
 def test_each_wrong_tensor_is_named(tensor: dict[str, Any], message: str) -> None:

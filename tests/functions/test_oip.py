@@ -125,6 +125,14 @@ def test_each_malformed_tensor_is_one_clear_400(stack: Stack, risk_client: Flask
             _changed(good, "revenue_musd", data=[1.0]),
             "input 'revenue_musd' has shape [2], which holds 2 value(s), but its data has 1",
         ),
+        "data nested otherwise": (
+            _changed(good, "revenue_musd", data=[[[100.0]], [[120.0]]]),
+            "input 'revenue_musd' has shape [2], but its data is nested otherwise",
+        ),
+        "rows nested unevenly": (
+            _changed(good, "revenue_musd", shape=[2, 1], data=[[100.0, 120.0], []]),
+            "input 'revenue_musd' has shape [2, 1], but its data is nested otherwise",
+        ),
         "unknown input": (
             {"inputs": [*good["inputs"], {**good["inputs"][1], "name": "revenue"}]},
             "unknown input 'revenue'",

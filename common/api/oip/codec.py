@@ -208,7 +208,14 @@ def _rows(
         message = f"input {name!r} has shape {shape}; it takes {want} ({list(spec.shape)})"
         problems.append(_problem("shape", message, spec, tensor))
         return None
-    values = _flat(tensor.data)
+    values = _flat(tensor.data, shape)
+    if values is None:
+        message = (
+            f"input {name!r} has shape {shape}, but its data is nested otherwise; "
+            "send it flat (row-major) or nested exactly as its shape"
+        )
+        problems.append(_problem("data_shape", message, spec, tensor))
+        return None
     expected = math.prod(shape)
     if len(values) != expected:
         message = (
@@ -259,19 +266,18 @@ def _fits(value: Any, spec: TensorSpec) -> bool:
     return isinstance(value, int) if spec.datatype == INT64 else isinstance(value, int | float)
 
 
-def _flat(data: list[Any]) -> list[Any]:
-    """Row-major values of natural (nested) or flat data, without recursion."""
-    out: list[Any] = []
-    stack: list[Any] = [iter(data)]
-    while stack:
-        for value in stack[-1]:
-            if isinstance(value, list):
-                stack.append(iter(value))
-                break
-            out.append(value)
-        else:
-            stack.pop()
-    return out
+def _flat(data: list[Any], shape: Sequence[int]) -> list[Any] | None:
+    """Row-major values of data given flat or nested exactly as ``shape`` (the protocol's
+    two forms), without recursion; None for any other nesting, which would otherwise be
+    read as rows it does not hold."""
+    if not any(isinstance(value, list) for value in data):
+        return list(data)
+    level: list[Any] = [data]
+    for size in shape:
+        if any(not isinstance(part, list) or len(part) != size for part in level):
+            return None
+        level = [value for part in level for value in part]
+    return None if any(isinstance(value, list) for value in level) else level
 
 
 def _put(instance: dict[str, Any], path: list[str], value: Any) -> None:
