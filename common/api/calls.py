@@ -39,6 +39,8 @@ class Served:
     instances: list[dict[str, Any]]
     parameters: Mapping[str, Any]
     answer: Mapping[str, Any]
+    kind: str
+    """The served version's model kind: which prediction fields repeat an input."""
 
 
 @dataclass(frozen=True)

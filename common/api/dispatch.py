@@ -271,6 +271,7 @@ def _kept(services: Services, served: _Served) -> KeptPrediction | None:
             instances=prediction.instances,
             parameters=prediction.parameters,
             answer=prediction.answer,
+            kind=prediction.kind,
             latency_ms=(time.perf_counter() - served.started) * 1000,
             cache=labels.get("cache"),
             time_now=utcnow(),

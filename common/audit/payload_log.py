@@ -112,6 +112,12 @@ def model_input_fields(kind: str) -> set[str]:
     return fields
 
 
+def output_echoes(kind: str, fields: list[str]) -> list[str]:
+    """The prediction fields of ``kind`` that repeat one of the redacted input ``fields``."""
+    echoes = runtime_class(kind).input_echoes
+    return sorted({path for name in fields for path in echoes.get(name, ())})
+
+
 def redacted(instance: Mapping[str, Any], fields: list[str]) -> dict[str, Any]:
     """A copy of ``instance`` without the dotted ``fields``."""
     out = dict(instance)
@@ -291,18 +297,24 @@ class PayloadLog:
         instances: list[dict[str, Any]],
         parameters: Mapping[str, Any],
         answer: Mapping[str, Any],
+        kind: str,
         latency_ms: float,
         cache: str | None,
         time_now: str,
     ) -> KeptPrediction | None:
         """The record to keep for one answered prediction, or None when the model's
-        settings do not sample it."""
+        settings do not sample it. A redacted input goes from the instances and from the
+        predictions that repeat it (``kind``'s ``input_echoes``)."""
         settings = self.settings_for(model_id)
         if not settings.enabled or not sampled(
             self._sampling_key(), request_id, settings.sampling_rate
         ):
             return None
         kept = [redacted(i, settings.redact_fields) for i in instances]
+        echoes = output_echoes(kind, settings.redact_fields)
+        predictions = answer.get("predictions")
+        if echoes and isinstance(predictions, list):
+            predictions = [redacted(p, echoes) if isinstance(p, dict) else p for p in predictions]
         return KeptPrediction(
             metadata={
                 "request_id": request_id,
@@ -318,10 +330,11 @@ class PayloadLog:
                 "cache_hit": cache in ("l1", "l2"),
                 "instances": len(kept),
                 "redacted_fields": settings.redact_fields,
+                "redacted_outputs": echoes,
             },
             payload={
                 "financial_data": {"instances": kept, "parameters": dict(parameters)},
-                "proprietary_metrics": {"predictions": answer.get("predictions")},
+                "proprietary_metrics": {"predictions": predictions},
             },
         )
 

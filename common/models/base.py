@@ -26,6 +26,10 @@ class ModelRuntime(ABC):
     a value model (dcf, cca, the ensemble) leaves it False."""
     instance_schema: ClassVar[type[StrictModel]]
     parameters_schema: ClassVar[type[StrictModel]] = NoParameters
+    input_echoes: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Input field -> the prediction fields (dotted) that repeat it or are worked out from
+    it alone (a DCF answer shows the assumptions it rests on): a payload log that redacts
+    the input drops these from what it keeps too."""
 
     @classmethod
     def instances_adapter(cls) -> TypeAdapter[list[Any]]:

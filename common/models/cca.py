@@ -16,7 +16,7 @@ give one by one.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel, field_name
+from common.models import input_echoes
 from common.models.base import ModelRuntime
 from common.models.cca_schema import (
     _NOT_APPLICABLE,
@@ -134,6 +135,7 @@ class CcaRuntime(ModelRuntime):
     kind: ClassVar[str] = "cca"
     instance_schema: ClassVar[type[StrictModel]] = CcaInstance
     parameters_schema: ClassVar[type[StrictModel]] = CcaParameters
+    input_echoes: ClassVar[Mapping[str, tuple[str, ...]]] = input_echoes.CCA
 
     def __init__(self, peer_set: PeerSet) -> None:
         self.peer_set = peer_set

@@ -10,7 +10,7 @@ the simulation design are documented in docs/models/dcf.md; the arithmetic lives
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +20,7 @@ from pydantic_core import InitErrorDetails
 
 from common.core.errors import IntegrityError
 from common.core.validation import StrictModel, problems_from, raise_invalid
+from common.models import input_echoes
 from common.models.base import ModelRuntime
 from common.models.dcf_artifact import ARTIFACT_FORMAT, SPREAD_TOLERANCE, DcfArtifact, Defaults
 from common.models.dcf_math import (
@@ -177,6 +178,7 @@ class DcfRuntime(ModelRuntime):
     kind: ClassVar[str] = "dcf"
     instance_schema: ClassVar[type[StrictModel]] = DcfInstance
     parameters_schema: ClassVar[type[StrictModel]] = DcfParameters
+    input_echoes: ClassVar[Mapping[str, tuple[str, ...]]] = input_echoes.DCF
 
     def __init__(self, artifact: DcfArtifact) -> None:
         self.artifact = artifact

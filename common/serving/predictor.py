@@ -53,6 +53,8 @@ class Prediction:
     predictions: list[Any]
     cache_rows: Mapping[str, int] | None
     """Rows per cache level (``l1``, ``l2``, ``miss``); None without a cache."""
+    kind: str
+    """The served version's model kind (what its predictions look like)."""
 
     @property
     def cache_hit(self) -> bool:
@@ -189,6 +191,7 @@ class Predictor:
             exposure_id=exposure_id,
             predictions=predictions,
             cache_rows=levels,
+            kind=record.kind,
         )
 
     def _route(

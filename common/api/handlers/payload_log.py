@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from common.api.calls import Call, Operation
-from common.audit.payload_log import PayloadLogChange, model_input_fields
+from common.audit.payload_log import PayloadLogChange, model_input_fields, output_echoes
 from common.core.errors import InvalidValuesError, NotFoundError
 from common.core.permissions import ADMIN
 from common.core.validation import validate
@@ -17,9 +17,14 @@ CHANGE = TypeAdapter(PayloadLogChange)
 
 def get_settings(call: Call) -> dict[str, Any]:
     model_id = call.params["model_id"]
-    call.services.registry.get_model(model_id)  # 404 for an unknown model
+    model = call.services.registry.get_model(model_id)  # 404 for an unknown model
     payload_log = call.services.payload_log
-    return {**payload_log.state(model_id), "changes": payload_log.history(model_id)}
+    state = payload_log.state(model_id)
+    return {
+        **state,
+        "redacted_outputs": output_echoes(model.kind, state["redact_fields"]),
+        "changes": payload_log.history(model_id),
+    }
 
 
 def set_settings(call: Call) -> dict[str, Any]:

@@ -11,15 +11,12 @@ from common.serving.pipeline import PREDICT_REQUEST
 
 def predict_handler(model_id: str) -> Any:
     def handle(call: Call) -> Reply:
-        answer = call.services.predictor.predict(
-            model_id,
-            call.body,
-            request_id=call.request_id,
-            subject=call.principal.subject,
-            labels=call.labels,
-        )
         body = call.body
-        return Reply(answer, served=Served(body.instances, body.parameters, answer))
+        served = call.services.predictor.serve(
+            model_id, body, subject=call.principal.subject, labels=call.labels
+        )
+        answer = served.body(call.request_id)
+        return Reply(answer, served=Served(body.instances, body.parameters, answer, served.kind))
 
     return handle
 
