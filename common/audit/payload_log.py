@@ -339,9 +339,13 @@ class PayloadLog:
         )
 
     # --- reading -----------------------------------------------------------------------
-    def get(self, request_id: str) -> dict[str, Any]:
-        """The kept prediction of a request id, opened; the latest if a caller reused it."""
+    def get(self, request_id: str, principal: str | None = None) -> dict[str, Any]:
+        """The kept prediction of a request id, opened; the latest if the id was reused.
+        With ``principal``, only what that principal asked: another caller who reuses
+        someone's request id must not hide their prediction from them."""
         docs = self._documents.query(PREDICTION_LOG, [Filter("request_id", "==", request_id)])
+        if principal is not None:
+            docs = [d for d in docs if d.data.get("principal") == principal]
         if not docs:
             raise NotFoundError(f"no prediction with request id {request_id!r} is kept")
         doc = max(docs, key=lambda d: (str(d.data.get("time", "")), d.id))

@@ -102,6 +102,33 @@ def test_a_kept_prediction_reads_back_as_it_was_answered(stack: Stack) -> None:
     assert read(stack, "req-kept-1", subject="auditor", perms=("admin",)).status_code == 200
 
 
+def test_a_reused_request_id_hides_nobodys_prediction(stack: Stack) -> None:
+    """Callers choose their request ids: a second caller who sends someone else's id
+    keeps their own prediction under it and sees only that one."""
+    configure(stack, enabled=True, sampling_rate=1.0)
+    first = predict(stack, "shared-1", subject="analyst-7")
+    documents = stack.services.backends.documents
+    (kept,) = documents.query(PREDICTION_LOG)
+    documents.update(PREDICTION_LOG, kept.id, {"time": "2020-01-01T00:00:00.000000Z"})
+    example = stack.registry.get_version("risk", "1.0.0").example
+    other = function_client("predict_risk").post(
+        "/v1/predict/risk",
+        json={"instances": [{**example, "revenue_growth": 0.9}]},
+        headers={
+            **stack.headers(("model:risk:predict",), subject="analyst-8"),
+            "X-Request-Id": "shared-1",
+        },
+    )
+    assert other.status_code == 200
+    mine = read(stack, "shared-1", subject="analyst-7")
+    assert mine.status_code == 200, mine.get_data(as_text=True)
+    assert mine.get_json()["predictions"] == first["predictions"]
+    theirs = read(stack, "shared-1", subject="analyst-8").get_json()
+    assert theirs["predictions"] == other.get_json()["predictions"]
+    latest = read(stack, "shared-1", subject="auditor", perms=("admin",)).get_json()
+    assert latest["principal"] == "analyst-8"
+
+
 def test_changes_are_recorded_and_unknown_fields_refused(stack: Stack) -> None:
     refused = configure(stack, enabled=True, sampling_rate=0.5, redact_fields=["ssn"])
     error = assert_error(refused, 422, "invalid_values")["error"]

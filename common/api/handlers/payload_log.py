@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from common.api.calls import Call, Operation
 from common.audit.payload_log import PayloadLogChange, model_input_fields, output_echoes
-from common.core.errors import InvalidValuesError, NotFoundError
+from common.core.errors import InvalidValuesError
 from common.core.permissions import ADMIN
 from common.core.validation import validate
 
@@ -41,11 +41,9 @@ def set_settings(call: Call) -> dict[str, Any]:
 def _kept(call: Call) -> dict[str, Any]:
     """A kept prediction, to the principal who made it or an admin: to anyone else it
     does not exist (404), so request ids cannot be probed."""
-    request_id = call.params["request_id"]
-    kept = call.services.payload_log.get(request_id)
-    principal = call.principal
-    if kept.get("principal") != principal.subject and not principal.allows(ADMIN):
-        raise NotFoundError(f"no prediction with request id {request_id!r} is kept")
+    request_id, principal = call.params["request_id"], call.principal
+    own = None if principal.allows(ADMIN) else principal.subject
+    kept = call.services.payload_log.get(request_id, own)
     call.labels.update(model_id=kept.get("model_id"), model_version=kept.get("model_version"))
     return kept
 
