@@ -102,6 +102,18 @@ def test_tensors_become_instances_with_dotted_names_nested() -> None:
             "input 'pair' has shape [1, -2]; it takes [rows, values per row] ([-1, 2])",
         ),
         (
+            {"name": "pair", "shape": [1, 2], "datatype": "INT32", "data": [1, 1.5]},
+            "input 'pair' element 1 is float; INT32 takes integers",
+        ),
+        (
+            {"name": "pair", "shape": [1, 2], "datatype": "INT8", "data": [127, 1000000]},
+            "input 'pair' element 1 is out of INT8's range (-128 to 127)",
+        ),
+        (
+            {"name": "pair", "shape": [1, 2], "datatype": "UINT16", "data": [-1, 2]},
+            "input 'pair' element 0 is out of UINT16's range (0 to 65535)",
+        ),
+        (
             {"name": "pair", "shape": [1, 2], "datatype": "FP64", "data": [[1], [2]]},
             "input 'pair' has shape [1, 2], but its data is nested otherwise; "
             "send it flat (row-major) or nested exactly as its shape",

@@ -149,6 +149,14 @@ def test_each_malformed_tensor_is_one_clear_400(stack: Stack, risk_client: Flask
             _changed(good, "revenue_musd", data=["100", 1.0]),
             "input 'revenue_musd' element 0 is str; FP64 takes numbers",
         ),
+        "not an integer": (
+            _changed(good, "revenue_musd", datatype="INT32", data=[100, 1.5]),
+            "input 'revenue_musd' element 1 is float; INT32 takes integers",
+        ),
+        "out of range": (
+            _changed(good, "revenue_musd", datatype="INT8", data=[100, 1000000]),
+            "input 'revenue_musd' element 1 is out of INT8's range (-128 to 127)",
+        ),
         "rows": (
             _changed(good, "revenue_musd", shape=[3], data=[1.0, 2.0, 3.0]),
             "inputs have different numbers of rows",

@@ -30,7 +30,12 @@ MAX_PARAMETERS = 64
 PROTOCOL_PARAMETERS = frozenset({"binary_data_output", "content_type", "priority", "timeout"})
 """Request parameters a client library adds for the protocol itself: accepted and left out
 of the model's parameters (answers are always JSON, without binary tensor data)."""
-INTEGERS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+RANGES = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+}
+"""The values each integer datatype holds: a value outside is no value of that tensor."""
+INTEGERS = frozenset(RANGES)
 DATATYPES = INTEGERS | {"BOOL", "FP16", "FP32", "FP64", "BF16", "BYTES"}
 _ACCEPTED = {FP64: INTEGERS | {FP64}, INT64: INTEGERS, BOOL: {BOOL}, BYTES: {BYTES}}
 """What each expected datatype takes: itself, and integers where they convert exactly."""
@@ -225,12 +230,9 @@ def _rows(
         problems.append(_problem("data_length", message, spec, tensor) | {"values": len(values)})
         return None
     for index, value in enumerate(values):
-        if not _fits(value, spec):
-            shown = "null" if value is None else type(value).__name__
-            message = (
-                f"input {name!r} element {index} is {shown}; {spec.datatype} takes "
-                + _TAKES[spec.datatype]
-            )
+        wrong = _wrong_element(value, tensor.datatype, spec)
+        if wrong is not None:
+            message = f"input {name!r} element {index} {wrong}"
             problems.append(_problem("element", message, spec, tensor) | {"index": index})
             return None
     if spec.content_type == JSON:
@@ -252,6 +254,23 @@ _TAKES = {
     BOOL: "true or false",
     BYTES: "strings",
 }
+
+
+def _wrong_element(value: Any, datatype: str, spec: TensorSpec) -> str | None:
+    """What is wrong with one element of a tensor of ``datatype`` for ``spec``, or None.
+    An integer tensor's value must be an integer in its datatype's range, whatever the
+    input takes: only then does it convert exactly, as the docs say."""
+    if not _fits(value, spec):
+        shown = "null" if value is None else type(value).__name__
+        return f"is {shown}; {spec.datatype} takes {_TAKES[spec.datatype]}"
+    if value is None or datatype not in RANGES:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"is {type(value).__name__}; {datatype} takes integers"
+    low, high = RANGES[datatype]
+    if not low <= value <= high:  # the value itself is not shown: it may be 4,000 digits
+        return f"is out of {datatype}'s range ({low} to {high})"
+    return None
 
 
 def _fits(value: Any, spec: TensorSpec) -> bool:
