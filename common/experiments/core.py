@@ -45,7 +45,7 @@ from common.experiments.outcomes import (
     plain,
     record_outcome,
 )
-from common.experiments.results import conclusion, results
+from common.experiments.results import CONTROL, conclusion, results
 from common.experiments.sketch import ArmAggregate, UserSums
 from common.registry.records import ModelVersion, Registry, utcnow
 
@@ -273,8 +273,7 @@ class Experiments:
         return self._documents.transaction(stop)
 
     def _conclude(self, experiment: Experiment) -> Experiment:
-        by_variant = conclusion(self.results(experiment))
-        conclusions = {experiment.variants[name]: c for name, c in by_variant.items()}
+        conclusions = by_version(experiment, conclusion(self.results(experiment)))
         changes = {"conclusions": conclusions, "concluding": False}
         self._documents.update(EXPERIMENTS, experiment.experiment_id, changes)
         return experiment.model_copy(update={"conclusions": conclusions})
@@ -340,6 +339,28 @@ class Experiments:
         )
         found["srm"]["requests"] = requests
         return found
+
+
+WORST_FIRST: tuple[str, ...] = ("regression", "inconclusive", "no_regression")
+
+
+def by_version(experiment: Experiment, by_variant: Mapping[str, str]) -> dict[str, str]:
+    """Each arm's conclusion keyed by its version, what a promotion gate looks up.
+
+    An arm serving the control's own version (an A/A arm) compared that version with
+    itself: it is evidence about the experiment, never about the version, so it is left
+    out. Arms serving one version are combined worst first: the version shows no
+    regression only if none of its arms regressed and every one of them concluded.
+    """
+    control = experiment.variants[CONTROL]
+    out: dict[str, str] = {}
+    for name, found in sorted(by_variant.items()):
+        version = experiment.variants[name]
+        if name == CONTROL or version == control:
+            continue
+        seen = out.get(version)
+        out[version] = found if seen is None else min(seen, found, key=WORST_FIRST.index)
+    return out
 
 
 def _dump(experiment: Experiment) -> dict[str, Any]:
