@@ -64,6 +64,12 @@ class ReplayContext(Protocol):
     def cipher(self) -> EnvelopeCipher: ...
 
 
+COUNTS = ("replayed", "skipped_redacted", "other_variant", "other_production", "not_sampled")
+"""What became of the kept predictions a replay read: compared, or why not. Only those
+served by the production version the shadow started against are compared: once the
+candidate is promoted, it would be compared with itself."""
+
+
 class ReplayRequest(StrictModel):
     time_budget_s: float = Field(60.0, gt=0, le=540)
 
@@ -87,11 +93,13 @@ def _replay_page(
 ) -> dict[str, int]:
     """Pairs for one page of kept predictions; counts of what happened to them."""
     payload_log, documents = ctx.payload_log, ctx.backends.documents
-    counts = {"replayed": 0, "skipped_redacted": 0, "other_variant": 0, "not_sampled": 0}
+    counts = dict.fromkeys(COUNTS, 0)
     chosen: list[tuple[str, dict[str, Any], list[dict[str, Any]], list[Any]]] = []
     for doc_id, data in page:
         if data.get("variant") != "production":
             counts["other_variant"] += 1
+        elif data.get("model_version") != shadow.production_version:
+            counts["other_production"] += 1  # the candidate itself, once promoted
         elif not payload_log.sampled(str(data.get("request_id")), shadow.sampling_rate):
             counts["not_sampled"] += 1
         elif data.get("redacted_fields"):
@@ -146,6 +154,7 @@ def _replay_page(
                 "version": shadow.version,
                 "production_version": data.get("model_version"),
                 "request_id": data.get("request_id"),
+                "principal": data.get("principal"),
                 "time": data.get("time"),
                 "instances": len(instances),
                 "production_ms_per_instance": round(production_ms, 4),
@@ -159,7 +168,7 @@ def _replay_page(
 
 def replay_shadow(ctx: ReplayContext, shadow: Shadow, spent: Callable[[], bool]) -> dict[str, Any]:
     """Replay one shadow until it has caught up or the budget is spent."""
-    totals = {"replayed": 0, "skipped_redacted": 0, "other_variant": 0, "not_sampled": 0}
+    totals = dict.fromkeys(COUNTS, 0)
     after = (shadow.checkpoint, shadow.checkpoint_id)
     replayed = shadow.replayed
     while not spent():

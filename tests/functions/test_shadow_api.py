@@ -283,3 +283,46 @@ def test_an_admin_adds_the_shadow_criterion_to_an_existing_model(stack: Stack) -
         "/v1/models/risk/promote", json={"version": "1.1.0"}, headers=stack.headers(("admin",))
     )
     assert done.status_code == 200, done.get_data(as_text=True)
+
+
+def test_once_the_candidate_serves_it_is_not_compared_with_itself(stack: Stack) -> None:
+    payload_log(stack)
+    staged(stack, "1.1.0", other_risk())
+    assert start(stack).status_code == 201
+    traffic(stack, 3)
+    stack.lifecycle.promote("risk", "1.1.0", actor="t")
+    stack.services.snapshots.invalidate("risk")  # this instance sees it at once
+    answers = traffic(stack, 3)
+    assert {a["model_version"] for a in answers} == {"1.1.0"}
+    (ran,) = replay(stack)["shadows"]
+    assert (ran["replayed"], ran["other_production"]) == (3, 3)
+    assert report(stack)["n"] == 6  # two instances a request, all served by 1.0.0
+
+
+def test_erasure_and_retention_delete_the_pairs_of_a_subjects_requests(stack: Stack) -> None:
+    payload_log(stack)
+    staged(stack, "1.1.0", other_risk())
+    assert start(stack).status_code == 201
+    traffic(stack, 3)
+    assert replay(stack)["shadows"][0]["replayed"] == 3
+    documents = stack.services.backends.documents
+    pairs = documents.query(PAIRS)
+    assert {p.data["principal"] for p in pairs} == {"tester"}
+    erased = function_client("purge_retention").post(
+        "/v1/privacy/erasure", json={"subject": "tester"}, headers=stack.headers(("admin",))
+    )
+    assert erased.status_code == 200, erased.get_data(as_text=True)
+    assert erased.get_json()["shadow_pairs_deleted"] == 3
+    assert documents.query(PAIRS) == []
+    assert report(stack)["n"] == 0
+
+    traffic(stack, 2)
+    replay(stack)
+    for pair in documents.query(PAIRS):
+        documents.update(PAIRS, pair.id, {"time": "2020-01-01T00:00:00.000000Z"})
+    purged = function_client("purge_retention").post(
+        "/v1/jobs/purge-retention", headers=stack.headers(("admin",))
+    )
+    assert purged.status_code == 200, purged.get_data(as_text=True)
+    assert purged.get_json()["shadow_pairs_deleted"] == 2
+    assert documents.query(PAIRS) == []

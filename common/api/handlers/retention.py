@@ -10,11 +10,12 @@ from pydantic import TypeAdapter
 from common.api.calls import Call, Operation
 from common.audit import retention
 from common.batch import retention as batch_retention
+from common.shadow import retention as shadow_retention
 
 
 def run_purge_retention(call: Call) -> dict[str, Any]:
-    """The audit trail's personal data and kept predictions, then ended batch jobs, all
-    within the request's one time budget."""
+    """The audit trail's personal data and kept predictions, then ended batch jobs and
+    old shadow pairs, all within the request's one time budget."""
     started, budget_s = time.monotonic(), float(call.body.time_budget_s)
     result = retention.purge_retention(call.services, call.body)
 
@@ -23,6 +24,9 @@ def run_purge_retention(call: Call) -> dict[str, Any]:
 
     documents = call.services.backends.documents
     result["batch_jobs_deleted"] = batch_retention.purge_finished_jobs(
+        documents, result["cutoff"], spent
+    )
+    result["shadow_pairs_deleted"] = shadow_retention.purge_pairs(
         documents, result["cutoff"], spent
     )
     if spent():
@@ -35,6 +39,7 @@ def run_erasure(call: Call) -> dict[str, Any]:
     result = retention.erase_subject(call.services, call.body)
     documents = call.services.backends.documents
     result["batch_jobs_redacted"] = batch_retention.erase_submitter(documents, call.body.subject)
+    result["shadow_pairs_deleted"] = shadow_retention.erase_principal(documents, call.body.subject)
     return result
 
 
