@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -217,8 +218,7 @@ class Leases:
                 "last_commit_at": _at(now),
             }
             if data["state"] == "running":
-                limit = float(data["max_error_rate"]) * int(data["rows_total"])
-                if errors > limit:
+                if errors > allowed_errors(float(data["max_error_rate"]), int(data["rows_total"])):
                     reason = (
                         f"{errors} of {data['rows_total']} rows refused, more than "
                         f"max_error_rate {data['max_error_rate']} allows"
@@ -250,6 +250,13 @@ class Leases:
                 tx.update(JOBS, job_id, changes)
 
         self._documents.transaction(fail)
+
+
+def allowed_errors(max_error_rate: float, rows_total: int) -> int:
+    """The most rows a job may refuse: ``max_error_rate`` of its rows, rounded down. The
+    product is rounded to nine places first: 0.57 x 100 is 56.99999999999999 in binary
+    floating point, and a job with exactly 57 % refused must not fail at 57 %."""
+    return math.floor(round(max_error_rate * rows_total, 9))
 
 
 def _ended(state: str, reason: str, now: float) -> dict[str, Any]:

@@ -99,6 +99,26 @@ def test_bad_lines_are_set_aside_with_their_errors(batch_stack: Stack) -> None:
     ]
 
 
+@pytest.mark.parametrize(("bad", "state"), [(57, "succeeded"), (58, "failed")])
+def test_a_job_exactly_at_its_error_rate_succeeds(batch_stack: Stack, bad: int, state: str) -> None:
+    """57 of 100 rows refused is within max_error_rate 0.57, though 0.57 x 100 is
+    56.99999999999999 in floating point; 58 is not."""
+    rows = companies(100)
+    for i in range(bad):
+        rows[i] = {**rows[i], "sector": "alchemy"}
+    put_input(batch_stack.services.backends.artifacts, f"batch/rate{bad}/in.jsonl", rows)
+    job = submit(
+        batch_stack,
+        input_uri=f"batch/rate{bad}/in.jsonl",
+        output_prefix=f"batch/rate{bad}/out/",
+        key_field="ticker",
+        max_error_rate=0.57,
+    )
+    Runner(batch_stack.services).work(job["job_id"], budget_s=60)
+    done = BatchJobs(batch_stack.services).get(job["job_id"], SUBMITTER)
+    assert (done["state"], done["errors"]) == (state, bad)
+
+
 def test_too_many_errors_fail_the_job_listing_the_first(batch_stack: Stack) -> None:
     artifacts = batch_stack.services.backends.artifacts
     rows = companies(8)
