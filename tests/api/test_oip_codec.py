@@ -201,6 +201,17 @@ def test_declared_outputs_keep_their_datatype_and_order() -> None:
         output_tensors([{"v": 3}], declared, wanted=["w"])
 
 
+def test_a_null_object_answers_its_declared_fields_null_and_is_no_output_itself() -> None:
+    declared = output_specs([{"v": 1.0, "mc": {"p5": 1.0, "deep": {"x": 2.0}}}])
+    names = ["v", "mc.p5", "mc.deep.x"]
+    for prediction in ({"v": 3.0, "mc": None}, {"v": 3.0, "mc": {"p5": 1.0, "deep": None}}):
+        tensors = output_tensors([prediction], declared)
+        assert [t["name"] for t in tensors] == names, prediction
+        assert all(t["datatype"] == "FP64" for t in tensors)
+    undeclared = output_tensors([{"a": {"b": {"c": 1}}}, {"a": None}])
+    assert [(t["name"], t["data"]) for t in undeclared] == [("a.b.c", [1, None])]
+
+
 def test_errors_take_the_protocol_shape_and_name_input_and_row() -> None:
     refused = InvalidValuesError(
         "request has 1 invalid value(s)",

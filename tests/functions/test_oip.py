@@ -85,6 +85,34 @@ def test_metadata_is_the_input_schema_flattened(installed: Stack) -> None:
     assert (ensemble["platform"], ensemble["versions"]) == ("ipo_ensemble", ["1.0.0"])
 
 
+def test_an_answer_holds_exactly_the_outputs_of_the_metadata(installed: Stack) -> None:
+    """An object a prediction leaves null (DCF's simulations when not asked for, CCA's
+    implied values of a multiple that does not apply) is answered as its declared fields,
+    null, and never as an output the metadata does not list."""
+    headers = installed.headers()
+    dcf = installed.registry.get_version("dcf", "1.0.0").example
+    cca = installed.registry.get_version("cca", "1.0.0").example
+    cases = {
+        "dcf": (dcf, {"monte_carlo": False, "sensitivity": False}),
+        "cca": ({**cca, "ebitda_musd": -5.0, "net_income_musd": -3.0}, {}),
+    }
+    for model_id, (row, parameters) in cases.items():
+        client = function_client(f"predict_{model_id}")
+        meta = metadata(client, model_id, headers)
+        body = {**v2_request(meta, [row]), "parameters": parameters}
+        response = client.post(f"/v2/models/{model_id}/infer", json=body, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        outputs = response.get_json()["outputs"]
+        assert [(o["name"], o["datatype"]) for o in outputs] == [
+            (o["name"], o["datatype"]) for o in meta["outputs"]
+        ], model_id
+        nulls = {o["name"] for o in outputs if o["data"] == [None]}
+        wanted = (
+            "monte_carlo.p50" if model_id == "dcf" else "multiples.pe.implied_value_per_share.p50"
+        )
+        assert wanted in nulls, model_id
+
+
 @pytest.fixture
 def risk_client(stack: Stack) -> FlaskClient:
     return function_client("predict_risk")

@@ -5,7 +5,9 @@ numbers ``FP64`` (``INT64`` when every row holds an integer), text ``BYTES``, fl
 ``BOOL``; a list of numbers or texts a ``[rows, k]`` tensor padded with null to the longest
 row; anything else (a list of objects) one JSON document per row, ``BYTES`` with
 ``content_type: json``. A value a row lacks is null (numpy reads NaN). Declared outputs (a
-version's signature) come first, with their datatype wherever the values fit it.
+version's signature) come first, with their datatype wherever the values fit it; a declared
+output whose object is null (the DCF's ``monte_carlo`` when not asked for) is answered
+null, and that object is no output of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def output_tensors(
     """One output per flattened field of the predictions, declared outputs first with their
     declared datatype where the values fit it; ``wanted`` keeps only those named (400 for
     a name the predictions do not have)."""
-    columns = _columns(predictions)
+    columns = _columns(predictions, declared)
     specs = _specs(columns, declared)
     if wanted is not None:
         known = {spec.name: spec for spec in specs}
@@ -57,14 +59,24 @@ def output_specs(predictions: Sequence[Any]) -> list[TensorSpec]:
     return _specs(_columns(predictions), ())
 
 
-def _columns(predictions: Sequence[Any]) -> dict[str, list[Any]]:
+def _columns(
+    predictions: Sequence[Any], declared: Sequence[TensorSpec] = ()
+) -> dict[str, list[Any]]:
+    """Each flattened field's values, row by row. An object that is null in every row is
+    no output of its own when its fields are outputs (another row's, or declared ones):
+    each of its fields is null there instead, as the metadata lists them."""
     columns: dict[str, list[Any]] = {}
     for row, prediction in enumerate(predictions):
         leaves: dict[str, Any] = {}
         _leaves(prediction, "", leaves)
         for name, value in leaves.items():
             columns.setdefault(name, [None] * len(predictions))[row] = value
-    parents = {name.rsplit(".", 1)[0] for name in columns if "." in name}
+    parents = {
+        name[:end]
+        for name in [*columns, *(spec.name for spec in declared)]
+        for end, char in enumerate(name)
+        if char == "."
+    }
     return {
         name: values
         for name, values in columns.items()
