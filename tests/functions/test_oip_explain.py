@@ -77,3 +77,22 @@ def test_a_baseline_nested_past_the_parser_s_depth_is_400(stack: Stack) -> None:
     answer = refused.get_json()
     assert answer["code"] == "malformed_request"
     assert answer["error"].startswith("parameter explanation_baseline must be a JSON object")
+
+
+def test_a_wrong_option_is_named_as_the_parameter_sent(stack: Stack) -> None:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    parameters = {
+        "explanation_paths": -1,
+        "explanation_seed": "x",
+        "explanation_baseline": json.dumps({**example, "revenue_musd": -5.0}),
+    }
+    for name, value in parameters.items():
+        body = {**_risk_request(stack, 1), "parameters": {name: value}}
+        refused = explain_v2(stack, body, ("model:risk:explain",))
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+        answer = refused.get_json()
+        (detail,) = answer["details"]
+        assert detail["field"].startswith(f"parameters.{name}"), detail
+        assert detail["path"][:2] == ["parameters", name]
+        assert f"parameters.{name}" in answer["error"]
+        assert "parameters.explanation." not in refused.get_data(as_text=True)

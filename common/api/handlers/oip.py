@@ -223,20 +223,26 @@ def explain(model_id: str) -> Callable[[Call], dict[str, Any]]:
         }
         if "explanation_baseline" in parameters:
             options["baseline"] = _baseline(parameters.pop("explanation_baseline"))
-        body = validate(
-            PREDICT_REQUEST,
-            {"instances": decoded.instances, "parameters": {**parameters, "explanation": options}},
-            max_details=services.settings.max_error_details,
-        )
-        found = explain_request(
-            services.predictor,
-            model_id,
-            body,
-            budget=services.settings.explain_budget,
-            request_id=call.request_id,
-            subject=call.principal.subject,
-            labels=call.labels,
-        )
+        try:
+            body = validate(
+                PREDICT_REQUEST,
+                {
+                    "instances": decoded.instances,
+                    "parameters": {**parameters, "explanation": options},
+                },
+                max_details=services.settings.max_error_details,
+            )
+            found = explain_request(
+                services.predictor,
+                model_id,
+                body,
+                budget=services.settings.explain_budget,
+                request_id=call.request_id,
+                subject=call.principal.subject,
+                labels=call.labels,
+            )
+        except ServiceError as exc:
+            raise _named_as_sent(exc) from None
         outputs = output_tensors(found["predictions"], signature.outputs, decoded.outputs)
         answer = {
             "variant": found["variant"],
@@ -254,6 +260,37 @@ def explain(model_id: str) -> Callable[[Call], dict[str, Any]]:
         }
 
     return handle
+
+
+_SENT_AS = {field: name for name, field in EXPLANATION_PARAMETERS.items()} | {
+    "baseline": "explanation_baseline"
+}
+_OPTION_FIELD = re.compile(r"\bparameters\.explanation\.(" + "|".join(_SENT_AS) + r")\b")
+
+
+def _named_as_sent(exc: ServiceError) -> ServiceError:
+    """The error with each explanation option named as the request parameter the caller
+    sent (``parameters.explanation_paths``), not as the ``/v1`` field it became
+    (``parameters.explanation.paths``)."""
+
+    def sent(found: re.Match[str]) -> str:
+        return f"parameters.{_SENT_AS[found[1]]}"
+
+    details = []
+    for detail in exc.details:
+        path = detail.get("path")
+        if (
+            isinstance(path, list)
+            and path[:2] == ["parameters", "explanation"]
+            and len(path) > 2
+            and path[2] in _SENT_AS
+        ):
+            detail = {**detail, "path": ["parameters", _SENT_AS[path[2]], *path[3:]]}
+        if isinstance(detail.get("field"), str):
+            detail = {**detail, "field": _OPTION_FIELD.sub(sent, detail["field"])}
+        details.append(detail)
+    exc.message, exc.details = _OPTION_FIELD.sub(sent, exc.message), details
+    return exc
 
 
 def _baseline(text: Any) -> Any:
