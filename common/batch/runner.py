@@ -65,6 +65,10 @@ class _Model:
     job: dict[str, Any]
 
 
+WITHDRAWN = ("development", "retired")
+"""Stages a version serves nothing from, batch jobs included."""
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -137,6 +141,10 @@ class Runner:
         input gone or changed since submission), which fails it."""
         model = self._model(lease.job_id)
         shard, key_field = lease.shard, model.job.get("key_field")
+        withdrawn = self._withdrawn(model.job)
+        if withdrawn is not None:
+            self._fail(lease, ConflictError(withdrawn))
+            return None
         try:
             data = self._artifacts.read_range(shard.source, shard.start, shard.end)
         except NotFoundError:
@@ -167,6 +175,19 @@ class Runner:
             errors=stored_bad.count(b"\n"),
             first_errors=[orjson.loads(line) for line in stored_bad.splitlines()[:FIRST_ERRORS]],
         )
+
+    def _withdrawn(self, job: dict[str, Any]) -> str | None:
+        """Why the job's version (or a component's) may no longer serve, else None. It is
+        read before every shard: a version moved back to development or retired after
+        submission predicts no further row (a deprecated one does: it was replaced, not
+        withdrawn, and may be rolled back to)."""
+        used = [(job["model_id"], job["version"])]
+        used += [(c["model_id"], c["version"]) for c in job["components"].values()]
+        for model_id, version in used:
+            stage = self._ctx.registry.get_version(model_id, version).stage
+            if stage in WITHDRAWN:
+                return f"{model_id} {version} was moved to {stage} while the job ran"
+        return None
 
     def _store(self, key: str, data: bytes) -> bytes:
         """Create the object, or keep the one a worker before this one stored."""

@@ -249,3 +249,26 @@ def test_only_a_version_allowed_to_serve_is_run(batch_stack: Stack) -> None:
         submit(batch_stack, stage=None, version="9.9.9", **common)
     job = submit(batch_stack, stage=None, version="1.0.0", **common)
     assert job["requested"] == {"version": "1.0.0", "stage": None}
+
+
+def test_a_version_withdrawn_while_the_job_runs_predicts_no_further_row(
+    batch_stack: Stack,
+) -> None:
+    """A version moved back to development (or retired) after submission serves nothing
+    more, batch jobs included: the job fails at its next shard, naming why."""
+    put_input(batch_stack.services.backends.artifacts, "batch/withdrawn/in.jsonl", companies(5))
+    register_risk(batch_stack.lifecycle, "1.2.0", promote=False)
+    batch_stack.lifecycle.set_stage("risk", "1.2.0", "staging")
+    job = submit(
+        batch_stack,
+        stage=None,
+        version="1.2.0",
+        input_uri="batch/withdrawn/in.jsonl",
+        output_prefix="batch/withdrawn/out/",
+    )
+    batch_stack.lifecycle.set_stage("risk", "1.2.0", "development")
+    Runner(batch_stack.services).work(job["job_id"], budget_s=60)
+    done = BatchJobs(batch_stack.services).get(job["job_id"], SUBMITTER)
+    assert (done["state"], done["predicted"]) == ("failed", 0)
+    assert done["reason"] == "risk 1.2.0 was moved to development while the job ran"
+    assert batch_stack.services.backends.artifacts.list("batch/withdrawn/out/") == []
