@@ -7,7 +7,11 @@ gunicorn refuses some requests before the application sees them: a request line 
 with an HTML page of its own (``Worker.handle_error``). This worker answers them with
 ``common.api.dispatch.error_response``, so a client parses one JSON shape whatever
 refused it, and logs the refusal without the caller's address or any of the request's
-bytes (a refused header may be a token).
+bytes (a refused header may be a token). The shape is the route's, as the functions answer:
+the Open Inference Protocol's for a ``/v2`` path. gunicorn refuses a request line or a
+header before the request has a path, so its parser (``SeenRequest``) keeps the bytes it
+read until the request is parsed, and a refusal reads the path from their request line
+(a request line too short to tell gets the platform's shape).
 
 With several processes, each listens on a socket of its own (SO_REUSEPORT) and the kernel
 gives each new connection to one of them by a hash of its addresses, whatever the load:
@@ -31,12 +35,16 @@ import threading
 import time
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
+from gunicorn.http import parser as http_parser
+from gunicorn.http.message import Request
 from gunicorn.workers.gthread import ThreadWorker
 
 from common.api.dispatch import error_response
+from common.api.routes import PLATFORM_ERRORS, error_style
 from common.core.errors import (
     HeaderFieldsTooLargeError,
     MalformedRequestError,
@@ -82,9 +90,64 @@ def refusal(exc: BaseException, cfg: Any) -> ServiceError:
     return MalformedRequestError(f"the request is not valid HTTP/1.1 ({type(exc).__name__})")
 
 
-def error_bytes(error: ServiceError) -> bytes:
-    """The whole HTTP response for ``error``, the connection closed after it."""
-    response = error_response(error, "")  # nothing was parsed: a new request id
+ERRORS_OF_REFUSED = "ipo_errors"
+"""The attribute ``SeenRequest`` gives an exception raised while parsing: the error shape of
+the path the request line names."""
+
+
+def errors_of_request_line(head: bytes) -> str:
+    """The error shape (``x-ipo-errors``) for a request whose first bytes are ``head``: the
+    route rule (``error_style``) on the path of its request line; the platform's when the
+    bytes end before the path can be told."""
+    line = head.removeprefix(b"\r\n").split(b"\r\n", 1)[0]
+    parts = line.split(b" ", 2)
+    if len(parts) < 2:
+        return PLATFORM_ERRORS
+    target = parts[1].decode("latin-1")
+    whole = len(parts) == 3 or "?" in target or "#" in target
+    path = unquote(urlsplit(target).path)  # the absolute form too, decoded as Flask does
+    if not whole and path == "/v2":  # cut short: /v2, or /v2x...
+        return PLATFORM_ERRORS
+    return error_style(path)
+
+
+class SeenRequest(Request):  # type: ignore[misc]  # untyped upstream
+    """gunicorn's request, keeping the bytes it reads until it is parsed: a request refused
+    before it has a path (414, 431) then still gets its route's error shape."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._head: bytearray | None = None
+        super().__init__(*args, **kwargs)  # parses the request line and headers
+
+    def read_into(self, unreader: Any, buf: bytearray, stop: bool = False) -> None:
+        if self._head is None:
+            self._head = buf  # the buffer the request line is read into, as it grows
+        super().read_into(unreader, buf, stop)
+
+    def parse(self, unreader: Any) -> Any:
+        try:
+            return super().parse(unreader)
+        except Exception as exc:
+            setattr(exc, ERRORS_OF_REFUSED, errors_of_request_line(bytes(self._head or b"")))
+            raise
+        finally:
+            self._head = None  # nothing of the request is kept past its parsing
+
+
+def errors_of(req: Any, exc: BaseException) -> str:
+    """The error shape of what gunicorn raised: the parsed path's route's, else the one read
+    from the request line (``SeenRequest``), else the platform's."""
+    path = getattr(req, "path", None)
+    if isinstance(path, str) and path:
+        return error_style(unquote(path))
+    errors = getattr(exc, ERRORS_OF_REFUSED, PLATFORM_ERRORS)
+    return errors if isinstance(errors, str) else PLATFORM_ERRORS
+
+
+def error_bytes(error: ServiceError, errors: str = PLATFORM_ERRORS) -> bytes:
+    """The whole HTTP response for ``error`` in the ``errors`` shape, the connection closed
+    after it."""
+    response = error_response(error, "", errors)  # nothing was parsed: a new request id
     lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}"]
     lines += [f"{name}: {value}" for name, value in response.headers.items()]
     lines.append("Connection: close")
@@ -160,6 +223,12 @@ class GatewayWorker(ThreadWorker):  # type: ignore[misc]  # untyped upstream
         self._move_lock = threading.Lock()
         self.connections_moved = 0
 
+    def init_process(self) -> None:
+        """In the worker's own process, before it serves: its HTTP/1 parser makes
+        ``SeenRequest`` requests (gunicorn builds the parser with no hook for its class)."""
+        http_parser.RequestParser.mesg_class = SeenRequest
+        super().init_process()
+
     def notify(self) -> None:
         """gunicorn's heartbeat, on every turn of the event loop: also this process's count."""
         super().notify()
@@ -190,6 +259,6 @@ class GatewayWorker(ThreadWorker):  # type: ignore[misc]  # untyped upstream
                 type(exc).__name__,
             )
         try:
-            util.write_nonblock(client, error_bytes(error))
+            util.write_nonblock(client, error_bytes(error, errors_of(req, exc)))
         except Exception:  # the client is gone; nothing more to tell it
             self.log.debug("could not send the error response")

@@ -17,6 +17,7 @@ from common.backends.local_artifacts import LocalArtifactStore
 from tests.conftest import ROOT
 from tests.support.fixtures import SIGNING_KEY
 from tests.support.gateway_process import IPOCTL, Gateway, running_gateway, script_token
+from tools.gateway_worker import errors_of_request_line
 
 pytestmark = pytest.mark.gateway
 
@@ -267,6 +268,59 @@ def test_what_gunicorn_refuses_is_answered_in_the_error_shape(
     assert payload["request_id"] == headers["x-request-id"]
     assert "<html" not in body.decode()
     assert "a" * 64 not in body.decode()  # the token is not echoed (a request id may hold "aaaa")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        pytest.param(
+            b"POST /v2/models/risk/infer?" + b"q" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            "uri_too_long",
+            id="long request line",
+        ),
+        pytest.param(
+            f"GET /v2 HTTP/1.1\r\nHost: x\r\nAuthorization: {HUGE_TOKEN}\r\n\r\n".encode(),
+            431,
+            "header_fields_too_large",
+            id="100 KB token",
+        ),
+        pytest.param(
+            b"GET /v2/models/risk HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(300))
+            + b"\r\n",
+            431,
+            "header_fields_too_large",
+            id="300 headers",
+        ),
+    ],
+)
+def test_what_gunicorn_refuses_on_a_v2_path_has_the_protocol_s_error_shape(
+    gateway: Gateway, request_bytes: bytes, status: int, code: str
+) -> None:
+    got, headers, body = raw_exchange(gateway, request_bytes)
+    assert got == status
+    payload = json.loads(body)
+    assert isinstance(payload["error"], str)  # the protocol's shape: the message itself
+    assert (payload["code"], payload["request_id"]) == (code, headers["x-request-id"])
+    assert "a" * 64 not in body.decode()
+
+
+@pytest.mark.parametrize(
+    ("head", "errors"),
+    [
+        (b"GET /v2/models/risk HTTP/1.1", "oip"),
+        (b"GET /v2?x=1", "oip"),
+        (b"\r\nPOST http://127.0.0.1/v2/models/risk/infer HTTP/1.1", "oip"),
+        (b"GET /%762/models HTTP/1.1", "oip"),  # Flask decodes it to /v2/models
+        (b"GET /v1/models HTTP/1.1", "platform"),
+        (b"GET /v2x HTTP/1.1", "platform"),
+        (b"GET /v2", "platform"),  # cut short: /v2 or /v2x...
+        (b"GET", "platform"),
+    ],
+)
+def test_a_refusal_s_error_shape_is_read_from_its_request_line(head: bytes, errors: str) -> None:
+    assert errors_of_request_line(head) == errors
 
 
 def test_after_a_refusal_the_gateway_still_serves(gateway: Gateway) -> None:
