@@ -7,9 +7,10 @@ id and count their user once per arm; outcomes that arrive days later are joined
 id, written once and folded into sharded aggregates (common/experiments/outcomes.py).
 Results merge the shards (common/experiments/results.py), never reading outcomes.
 
-An experiment serves from ``start`` until ``end`` or until it is stopped (``stopped_at``),
-then keeps taking outcomes for ``outcome_window_days`` (status ``collecting``); after that
-it is ``completed`` and its conclusion, drawn from every outcome, is recorded once.
+An experiment is ``scheduled`` until its ``start``, serves from then until ``end`` or until
+it is stopped (``stopped_at``), then keeps taking outcomes for ``outcome_window_days``
+(status ``collecting``); after that it is ``completed`` and its conclusion, drawn from
+every outcome, is recorded once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from common.backends.base import DocumentStore, Filter, Transaction, valid_name
 from common.core.config import Settings
 from common.core.errors import ConflictError, InvalidValuesError, NotFoundError
+from common.experiments import schedule
 from common.experiments.design import (
     BUCKETS,
     DEFAULT_DAYS,
@@ -106,7 +108,12 @@ class Experiments:
         self, design: ExperimentDesign, *, actor: str, admit: ServingCheck | None = None
     ) -> Experiment:
         """``admit`` says what keeps a staging version from serving (the promotion gate and
-        verification, which live above this package); without it only stages are checked."""
+        verification, which live above this package); without it only stages are checked.
+
+        A model runs one experiment at a time: one whose running time overlaps another's
+        that may still serve is 409, decided on the model's schedule in the transaction
+        that creates it (common/experiments/schedule.py), so simultaneous creations cannot
+        both pass the check."""
         problems = [p for name in design.variants for p in self._arm_problems(design, name, admit)]
         if problems:
             raise InvalidValuesError(
@@ -115,8 +122,6 @@ class Experiments:
                 + "; ".join(f"variant {p['variant']!r}: {p['message']}" for p in problems),
                 details=problems,
             )
-        if self.active_for(design.model_id) is not None:
-            raise ConflictError(f"{design.model_id} already has an active experiment")
         now = self._clock()
         start = iso(parse(design.start)) if design.start else now
         end = (
@@ -149,8 +154,30 @@ class Experiments:
             outcome_window_days=design.outcome_window_days,
             closes_at=iso(parse(end) + timedelta(days=design.outcome_window_days)),
         )
-        self._documents.create(EXPERIMENTS, experiment.experiment_id, _dump(experiment))
-        return experiment
+        known = schedule.seeds(self._documents, design.model_id)
+
+        def write(tx: Transaction) -> None:
+            others = schedule.live(tx.get, design.model_id, known, now)
+            clash = schedule.overlapping(others, start, end)
+            if clash is not None:
+                raise ConflictError(
+                    f"{design.model_id} already has experiment {clash.experiment_id}, running "
+                    f"from {clash.start} to {clash.end}; a model runs one experiment at a time, "
+                    "so stop it or start this one at its end",
+                    details=[
+                        {
+                            "experiment_id": clash.experiment_id,
+                            "start": clash.start,
+                            "end": clash.end,
+                        }
+                    ],
+                )
+            tx.create(EXPERIMENTS, experiment.experiment_id, _dump(experiment))
+            running = [e.experiment_id for e in others] + [experiment.experiment_id]
+            schedule.keep(tx, design.model_id, running)
+
+        self._documents.transaction(write)
+        return _as_of(experiment, now)
 
     def _arm_problems(
         self, design: ExperimentDesign, name: str, admit: ServingCheck | None
@@ -188,9 +215,7 @@ class Experiments:
             return self._conclude(experiment)
         if experiment.status == "active" and now >= experiment.closing_time():
             return self.finish(experiment, "completed")
-        if experiment.status == "active" and now >= experiment.end:
-            return experiment.model_copy(update={"status": "collecting"})
-        return experiment
+        return _as_of(experiment, now)
 
     def serving(self, experiment: Experiment, at: str) -> bool:
         """Whether a prediction at ``at`` belongs to ``experiment`` by its recorded times,
@@ -339,6 +364,16 @@ class Experiments:
         )
         found["srm"]["requests"] = requests
         return found
+
+
+def _as_of(experiment: Experiment, now: str) -> Experiment:
+    """The status shown at ``now``: an experiment stored as active is ``scheduled`` before
+    its start and ``collecting`` after its end, as EXPERIMENTS.md defines them."""
+    if experiment.status == "active" and now < experiment.start:
+        return experiment.model_copy(update={"status": "scheduled"})
+    if experiment.status == "active" and now >= experiment.end:
+        return experiment.model_copy(update={"status": "collecting"})
+    return experiment
 
 
 WORST_FIRST: tuple[str, ...] = ("regression", "inconclusive", "no_regression")

@@ -29,7 +29,9 @@ DEFAULT_WINDOW_DAYS = 28
 IPO's first-day return is known the next day, whether it priced within range weeks later."""
 MAX_WINDOW_DAYS = 365
 
-Status = Literal["active", "collecting", "stopped", "completed"]
+Status = Literal["scheduled", "active", "collecting", "stopped", "completed"]
+"""Stored: ``active`` (until stopped or completed), ``stopped``, ``completed``; an active
+one is shown ``scheduled`` before its start and ``collecting`` after its end."""
 
 
 class Experiment(BaseModel):

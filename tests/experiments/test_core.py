@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,13 @@ from scipy import stats as sp
 
 from common.backends.base import EXPIRE_AT
 from common.core.errors import ConflictError, InvalidValuesError, NotFoundError
-from common.experiments.core import ASSIGNMENTS, Experiment, ExperimentDesign, Experiments
+from common.experiments.core import (
+    ASSIGNMENTS,
+    EXPERIMENTS,
+    Experiment,
+    ExperimentDesign,
+    Experiments,
+)
 from common.experiments.stats import Metric
 from tests.support.fixtures import Stack, register_risk
 
@@ -107,6 +113,63 @@ def test_one_active_experiment_per_model(stack: Stack) -> None:
     experiments(stack).create(design(), actor="t")
     with pytest.raises(ConflictError):
         experiments(stack).create(design(), actor="t")
+
+
+def _days(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+def test_a_scheduled_experiment_counts_against_one_that_would_overlap_it(stack: Stack) -> None:
+    """Before its start an experiment is scheduled, not active, yet an experiment whose
+    running time meets its own is refused; one that ends at its start is not."""
+    service = experiments(stack)
+    later = service.create(design(start=_days(10), end=_days(20)), actor="t")
+    assert later.status == "scheduled"
+    assert service.get(later.experiment_id).status == "scheduled"
+    with pytest.raises(ConflictError) as refused:
+        service.create(design(), actor="t")  # from now for 30 days
+    assert refused.value.details == [
+        {"experiment_id": later.experiment_id, "start": later.start, "end": later.end}
+    ]
+    with pytest.raises(ConflictError):
+        service.create(design(start=_days(19), end=_days(40)), actor="t")
+    before = service.create(design(end=later.start), actor="t")
+    assert before.status == "active"
+    after = service.create(design(start=later.end, end=_days(30)), actor="t")
+    assert after.status == "scheduled"
+
+
+def test_a_stopped_experiment_leaves_its_time_free(stack: Stack) -> None:
+    service = experiments(stack)
+    first = service.create(design(start=_days(10), end=_days(20)), actor="t")
+    service.finish(service.get(first.experiment_id), "stopped")
+    assert service.create(design(start=_days(10), end=_days(20)), actor="t").status == "scheduled"
+
+
+def test_simultaneous_creations_start_one_experiment(stack: Stack) -> None:
+    """The overlap check and the create are one transaction: of eight identical designs
+    sent at once, one is created and seven are 409."""
+    service = experiments(stack)
+    barrier = threading.Barrier(8)
+    created: list[str] = []
+    refused: list[BaseException] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            created.append(service.create(design(), actor="t").experiment_id)
+        except BaseException as exc:  # reported below
+            refused.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(created) == 1
+    assert [type(e) for e in refused] == [ConflictError] * 7
+    stored = stack.services.backends.documents.query(EXPERIMENTS)
+    assert [d.id for d in stored] == created
 
 
 def test_outcomes_are_idempotent_and_joined_by_request_id(stack: Stack) -> None:

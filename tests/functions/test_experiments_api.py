@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import function_client
@@ -216,3 +217,37 @@ def test_an_outcome_resent_as_one_after_true_is_the_same_outcome(stack: Stack) -
         url, json={"exposure_id": exposure_id, "values": {"hit": 0}}, headers=write
     )
     assert_error(other, 409, "conflict")
+
+
+def test_an_experiment_is_scheduled_until_its_start_and_blocks_an_overlapping_one(
+    stack: Stack,
+) -> None:
+    """Before its start an experiment shows ``scheduled``, an assignment says it is not
+    active yet, predictions are production's; an experiment overlapping it is 409."""
+    register_built(stack.lifecycle, trained_risk(), version="1.1.0", created_by="t", promote=False)
+    stack.lifecycle.set_stage("risk", "1.1.0", "staging")
+    write = stack.headers(("experiment:write",))
+    soon = datetime.now(UTC) + timedelta(days=10)
+    later = {**DESIGN, "start": soon.isoformat(), "end": (soon + timedelta(days=10)).isoformat()}
+    created = function_client("create_experiment").post(
+        "/v1/experiments", json=later, headers=write
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    experiment_id = created.get_json()["experiment_id"]
+    assert created.get_json()["status"] == "scheduled"
+    shown = function_client("experiment_results").get(
+        f"/v1/experiments/{experiment_id}", headers=stack.headers(("experiment:read",))
+    )
+    assert shown.get_json()["status"] == "scheduled"
+    assigned = function_client("assign_variant").post(
+        f"/v1/experiments/{experiment_id}/assign",
+        json={},
+        headers=stack.headers(("experiment:read",)),
+    )
+    assert assigned.status_code == 200, assigned.get_data(as_text=True)
+    assert assigned.get_json()["active"] is False
+    assert predict_as(stack, "user-1")["experiment_id"] is None
+
+    now = function_client("create_experiment").post("/v1/experiments", json=DESIGN, headers=write)
+    error = assert_error(now, 409, "conflict")["error"]
+    assert error["details"][0]["experiment_id"] == experiment_id
