@@ -134,12 +134,36 @@ def _parse_json(raw: bytes, *, optional: bool = False) -> Any:
         if optional:
             return {}
         raise MalformedRequestError("request body is empty; a JSON object is required")
-    try:
-        return json.loads(raw.decode("utf-8-sig"))  # UTF-8 only, as the audit reads it
+    try:  # UTF-8 only, as the audit reads it
+        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_object)
+    except _DuplicateKey as exc:
+        raise MalformedRequestError(
+            f"request body names {exc.key!r} twice in one object; JSON parsers disagree on "
+            "which value counts, so neither does"
+        ) from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedRequestError("request body is nested too deeply") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the body; a key given twice is refused rather than the last one kept
+    (a proxy or a validator that kept the first would see another request)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
 
 
 @dataclass

@@ -130,6 +130,28 @@ def test_a_body_not_in_utf8_is_400(stack: Stack, encoding: str) -> None:
     assert response.get_json()["error"]["code"] == "malformed_request"
 
 
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_a_key_given_twice_in_one_object_is_400(stack: Stack, protocol: str) -> None:
+    """Last-one-wins is what this parser did; another in front of it may keep the first."""
+    example = stack.registry.get_version("risk", "1.0.0").example
+    fields = json.dumps(example)[1:-1]
+    if protocol == "v1":
+        path, body = "/v1/predict/risk", f'{{"instances": [{{{fields}, "sector": "finance"}}]}}'
+    else:
+        tensor = '{"name": "sector", "datatype": "BYTES", "shape": [1], "data": ["retail"]}'
+        path, body = "/v2/models/risk/infer", f'{{"inputs": [{tensor}], "inputs": []}}'
+    response = function_client("predict_risk").post(
+        path, data=body, headers={**stack.headers(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    answer = response.get_json()
+    error = answer["error"] if protocol == "v2" else answer["error"]["message"]
+    assert "twice in one object" in error
+    assert (answer["code"] if protocol == "v2" else answer["error"]["code"]) == (
+        "malformed_request"
+    )
+
+
 def test_a_utf8_body_may_start_with_a_byte_order_mark(stack: Stack) -> None:
     example = stack.registry.get_version("risk", "1.0.0").example
     response = function_client("predict_risk").post(
