@@ -47,9 +47,9 @@ from common.experiments.outcomes import (
     plain,
     record_outcome,
 )
-from common.experiments.results import CONTROL, conclusion, results
+from common.experiments.results import by_version, conclusion, results
 from common.experiments.sketch import ArmAggregate, UserSums
-from common.registry.records import ModelVersion, Registry, utcnow
+from common.registry.records import VERSIONS, ModelVersion, Registry, utcnow, version_doc_id
 
 RETENTION_DAYS: int = Settings.model_fields["retention_days"].default
 SERVABLE = frozenset({"production", "staging"})
@@ -113,15 +113,12 @@ class Experiments:
         A model runs one experiment at a time: one whose running time overlaps another's
         that may still serve is 409, decided on the model's schedule in the transaction
         that creates it (common/experiments/schedule.py), so simultaneous creations cannot
-        both pass the check."""
+        both pass the check. The same transaction reads each arm's version and refuses one
+        no longer in a stage that may serve: a stage change reads the schedule in its own
+        transaction, so of the two racing, one sees the other and is refused."""
         problems = [p for name in design.variants for p in self._arm_problems(design, name, admit)]
         if problems:
-            raise InvalidValuesError(
-                "an arm may serve only a production version, or a staging version that passes "
-                "the promotion gate and verification: "
-                + "; ".join(f"variant {p['variant']!r}: {p['message']}" for p in problems),
-                details=problems,
-            )
+            raise _unservable(problems)
         now = self._clock()
         start = iso(parse(design.start)) if design.start else now
         end = (
@@ -158,6 +155,17 @@ class Experiments:
 
         def write(tx: Transaction) -> None:
             others = schedule.live(tx.get, design.model_id, known, now)
+            stages = {
+                name: tx.get(VERSIONS, version_doc_id(design.model_id, version))
+                for name, version in sorted(design.variants.items())
+            }
+            moved = [
+                problem
+                for name, doc in stages.items()
+                if (problem := _stage_problem(design, name, doc.data["stage"] if doc else None))
+            ]
+            if moved:
+                raise _unservable(moved)
             clash = schedule.overlapping(others, start, end)
             if clash is not None:
                 raise ConflictError(
@@ -177,7 +185,7 @@ class Experiments:
             schedule.keep(tx, design.model_id, running)
 
         self._documents.transaction(write)
-        return _as_of(experiment, now)
+        return experiment.as_of(now)
 
     def _arm_problems(
         self, design: ExperimentDesign, name: str, admit: ServingCheck | None
@@ -190,11 +198,9 @@ class Experiments:
         except NotFoundError:
             message = f"{design.model_id} has no version {version!r}"
             return [{**arm, "rule": "registered_version", "message": message}]
-        if record.stage not in SERVABLE:
-            message = f"{design.model_id} {version} is {record.stage}, not production or staging"
-            if record.stage == "development":
-                message += " (move it to staging through the lifecycle first)"
-            return [{**arm, "rule": "stage", "stage": record.stage, "message": message}]
+        moved = _stage_problem(design, name, record.stage)
+        if moved is not None:
+            return [moved]
         if record.stage == "production" or admit is None:
             return []
         return [
@@ -215,7 +221,7 @@ class Experiments:
             return self._conclude(experiment)
         if experiment.status == "active" and now >= experiment.closing_time():
             return self.finish(experiment, "completed")
-        return _as_of(experiment, now)
+        return experiment.as_of(now)
 
     def serving(self, experiment: Experiment, at: str) -> bool:
         """Whether a prediction at ``at`` belongs to ``experiment`` by its recorded times,
@@ -298,7 +304,7 @@ class Experiments:
         return self._documents.transaction(stop)
 
     def _conclude(self, experiment: Experiment) -> Experiment:
-        conclusions = by_version(experiment, conclusion(self.results(experiment)))
+        conclusions = by_version(experiment.variants, conclusion(self.results(experiment)))
         changes = {"conclusions": conclusions, "concluding": False}
         self._documents.update(EXPERIMENTS, experiment.experiment_id, changes)
         return experiment.model_copy(update={"conclusions": conclusions})
@@ -366,36 +372,25 @@ class Experiments:
         return found
 
 
-def _as_of(experiment: Experiment, now: str) -> Experiment:
-    """The status shown at ``now``: an experiment stored as active is ``scheduled`` before
-    its start and ``collecting`` after its end, as EXPERIMENTS.md defines them."""
-    if experiment.status == "active" and now < experiment.start:
-        return experiment.model_copy(update={"status": "scheduled"})
-    if experiment.status == "active" and now >= experiment.end:
-        return experiment.model_copy(update={"status": "collecting"})
-    return experiment
+def _unservable(problems: list[dict[str, Any]]) -> InvalidValuesError:
+    return InvalidValuesError(
+        "an arm may serve only a production version, or a staging version that passes "
+        "the promotion gate and verification: "
+        + "; ".join(f"variant {p['variant']!r}: {p['message']}" for p in problems),
+        details=problems,
+    )
 
 
-WORST_FIRST: tuple[str, ...] = ("regression", "inconclusive", "no_regression")
-
-
-def by_version(experiment: Experiment, by_variant: Mapping[str, str]) -> dict[str, str]:
-    """Each arm's conclusion keyed by its version, what a promotion gate looks up.
-
-    An arm serving the control's own version (an A/A arm) compared that version with
-    itself: it is evidence about the experiment, never about the version, so it is left
-    out. Arms serving one version are combined worst first: the version shows no
-    regression only if none of its arms regressed and every one of them concluded.
-    """
-    control = experiment.variants[CONTROL]
-    out: dict[str, str] = {}
-    for name, found in sorted(by_variant.items()):
-        version = experiment.variants[name]
-        if name == CONTROL or version == control:
-            continue
-        seen = out.get(version)
-        out[version] = found if seen is None else min(seen, found, key=WORST_FIRST.index)
-    return out
+def _stage_problem(design: ExperimentDesign, name: str, stage: str | None) -> dict[str, Any] | None:
+    """The 422 detail of an arm whose version is in a stage that may not serve."""
+    if stage in SERVABLE:
+        return None
+    version = design.variants[name]
+    message = f"{design.model_id} {version} is {stage}, not production or staging"
+    if stage == "development":
+        message += " (move it to staging through the lifecycle first)"
+    arm = {"field": f"variants.{name}", "variant": name, "version": version}
+    return {**arm, "rule": "stage", "stage": stage, "message": message}
 
 
 def _dump(experiment: Experiment) -> dict[str, Any]:

@@ -71,6 +71,15 @@ class Experiment(BaseModel):
     def is_running(self, now: str) -> bool:
         return self.status == "active" and self.start <= now < self.end
 
+    def as_of(self, now: str) -> Experiment:
+        """The experiment as shown at ``now``: one stored as active is ``scheduled`` before
+        its start and ``collecting`` after its end, as EXPERIMENTS.md defines them."""
+        if self.status == "active" and now < self.start:
+            return self.model_copy(update={"status": "scheduled"})
+        if self.status == "active" and now >= self.end:
+            return self.model_copy(update={"status": "collecting"})
+        return self
+
     def served_at(self, at: str) -> bool:
         """Whether a prediction at ``at`` belongs to this experiment, by its recorded times."""
         until = min(self.end, self.stopped_at) if self.stopped_at else self.end

@@ -323,6 +323,30 @@ def conclusion(result: Mapping[str, Any]) -> dict[str, Conclusion]:
     return out
 
 
+WORST_FIRST: tuple[Conclusion, ...] = ("regression", "inconclusive", "no_regression")
+
+
+def by_version(
+    variants: Mapping[str, str], by_variant: Mapping[str, Conclusion]
+) -> dict[str, Conclusion]:
+    """Each arm's conclusion keyed by its version, what a promotion gate looks up.
+
+    An arm serving the control's own version (an A/A arm) compared that version with
+    itself: it is evidence about the experiment, never about the version, so it is left
+    out. Arms serving one version are combined worst first: the version shows no
+    regression only if none of its arms regressed and every one of them concluded.
+    """
+    control = variants[CONTROL]
+    out: dict[str, Conclusion] = {}
+    for name, found in sorted(by_variant.items()):
+        version = variants[name]
+        if name == CONTROL or version == control:
+            continue
+        seen = out.get(version)
+        out[version] = found if seen is None else min(seen, found, key=WORST_FIRST.index)
+    return out
+
+
 __all__ = [
     "CONTROL",
     "DEFAULT_ALPHA",
@@ -332,6 +356,7 @@ __all__ = [
     "Difference",
     "Metric",
     "always_valid_interval",
+    "by_version",
     "compare",
     "conclusion",
     "holm",

@@ -7,28 +7,47 @@ pay for it, not a prediction function's cold start.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-from common.backends.base import DocumentStore, Filter
+from common.backends.base import DocumentStore, Filter, Transaction
 from common.core.errors import ConflictError
 from common.registry.records import Registry
 
+if TYPE_CHECKING:
+    from common.experiments.schedule import Reader
+
 EXPERIMENTS = "experiments"
+
+
+def seeds(documents: DocumentStore, model_id: str) -> list[str]:
+    """The model's experiments stored as active, read before a transaction (which cannot
+    query): with the model's schedule, every experiment that may still serve."""
+    from common.experiments import schedule
+
+    return schedule.seeds(documents, model_id)
 
 
 def refuse_if_arm(documents: DocumentStore, model_id: str, version: str, *, now: str) -> None:
     """409 while ``version`` is a variant of an experiment that serves, or will serve
     from its start, until its end: it is serving traffic as much as a canary is."""
-    from common.experiments.core import Experiment
+    _refuse(documents.get, model_id, version, seeds(documents, model_id), now)
 
-    for doc in documents.query(
-        EXPERIMENTS, [Filter("model_id", "==", model_id), Filter("status", "==", "active")]
-    ):
-        experiment = Experiment.model_validate(doc.data)
-        if now >= experiment.end:
-            continue
-        for name, variant_version in experiment.variants.items():
+
+def refuse_if_arm_in(
+    tx: Transaction, model_id: str, version: str, *, known: Iterable[str], now: str
+) -> None:
+    """``refuse_if_arm`` inside a transaction that moves the version: it reads the model's
+    experiment schedule, which creating an experiment writes, so a stage change and an
+    experiment naming the version cannot both succeed. ``known`` is ``seeds``."""
+    _refuse(tx.get, model_id, version, known, now)
+
+
+def _refuse(read: Reader, model_id: str, version: str, known: Iterable[str], now: str) -> None:
+    from common.experiments import schedule
+
+    for experiment in schedule.live(read, model_id, known, now):
+        for name, variant_version in sorted(experiment.variants.items()):
             if variant_version == version:
                 raise ConflictError(
                     f"{model_id} {version} is variant {name!r} of experiment "

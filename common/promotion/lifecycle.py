@@ -105,11 +105,14 @@ class Lifecycle:
                 f"{model_id} {version} is {current.stage}; it can move to "
                 f"{', '.join(sorted(allowed)) or 'no other stage'}, not {stage}{via}"
             )
-        arms.refuse_if_arm(self._documents, model_id, version, now=self._clock())
+        known = arms.seeds(self._documents, model_id)
+        now = self._clock()
 
         def move(tx: Transaction) -> ModelVersion:
             model_doc = tx.get(MODELS, model_id)
             doc = tx.get(VERSIONS, version_doc_id(model_id, version))
+            # in this transaction: an experiment created meanwhile is seen, or sees this move
+            arms.refuse_if_arm_in(tx, model_id, version, known=known, now=now)
             record = ModelVersion.model_validate(doc.data if doc else {})
             serving = ServingState.of(
                 ModelRecord.model_validate(model_doc.data if model_doc else {})
