@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from pydantic import Field
+from werkzeug.datastructures import Headers
 
-from common.api.oip.codec import InferenceRequest, decode_request
+from common.api.oip.codec import InferenceRequest, decode_request, refuse_binary_body
 from common.api.oip.errors import error_body
 from common.api.oip.outputs import output_specs, output_tensors
 from common.api.oip.signature import input_specs
@@ -152,6 +153,19 @@ def test_a_json_document_nested_past_the_parser_s_depth_is_400() -> None:
 def test_a_body_that_is_no_inference_request_is_400(body: Any) -> None:
     with pytest.raises(MalformedRequestError, match=r"^not an inference request: "):
         InferenceRequest.model_validate(body)
+
+
+def test_a_body_in_the_binary_tensor_extension_is_refused_with_the_binary_message() -> None:
+    """Only the first Inference-Header-Content-Length bytes of such a body are JSON: the
+    check reads the header, not the body."""
+    with pytest.raises(MalformedRequestError) as caught:
+        refuse_binary_body(Headers({"inference-header-content-length": "120"}))
+    assert caught.value.status == 400
+    assert caught.value.message.startswith(
+        "the request's data (Inference-Header-Content-Length) is sent as binary tensor data, "
+        "which this server does not take: send every input's data as JSON"
+    )
+    refuse_binary_body(Headers({"Content-Type": "application/json"}))  # JSON: parsed as ever
 
 
 def test_too_many_rows_and_none_are_refused() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +72,7 @@ class InferenceRequest(StrictModel):
         for tensor in tensors if isinstance(tensors, list) else []:
             params = tensor.get("parameters") if isinstance(tensor, dict) else None
             if isinstance(params, dict) and "binary_data_size" in params:
-                raise MalformedRequestError(
-                    f"input {tensor.get('name')!r} is sent as binary tensor data, which this "
-                    "server does not take: send its data as JSON (tritonclient: "
-                    "set_data_from_numpy(..., binary_data=False))"
-                )
+                raise binary_refusal(f"input {tensor.get('name')!r} is")
         try:
             return handler(data)
         except ValidationError as exc:
@@ -87,6 +83,30 @@ class InferenceRequest(StrictModel):
                 f"not an inference request: {first['field']}: {first['message']}{more}",
                 details=problems[:100],
             ) from None
+
+
+BINARY_HEADER = "Inference-Header-Content-Length"
+"""The binary tensor extension's header: the body is this many bytes of JSON, then the raw
+tensor bytes (tritonclient's ``binary_data=True``)."""
+
+
+def binary_refusal(subject: str) -> MalformedRequestError:
+    """The one answer to binary tensor data, whichever way it is seen (``subject`` is
+    "input 'x' is" or "the request's data is")."""
+    return MalformedRequestError(
+        f"{subject} sent as binary tensor data, which this server does not take: send "
+        "every input's data as JSON (tritonclient: set_data_from_numpy(..., "
+        "binary_data=False))"
+    )
+
+
+def refuse_binary_body(headers: Mapping[str, str]) -> None:
+    """400 with the binary-data message for a body in the binary tensor extension, to be
+    called before the body is parsed: only its first ``BINARY_HEADER`` bytes are JSON, so
+    parsing the whole would answer "not valid JSON" instead. ``headers`` are the request's
+    (Werkzeug's, which match names in any case)."""
+    if headers.get(BINARY_HEADER) is not None:
+        raise binary_refusal(f"the request's data ({BINARY_HEADER}) is")
 
 
 @dataclass(frozen=True)
