@@ -16,7 +16,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from common.backends.base import rfc3339
 from common.experiments.stats import Metric
@@ -28,6 +28,11 @@ DEFAULT_WINDOW_DAYS = 28
 """Days after an experiment stops serving during which its outcomes are still taken: an
 IPO's first-day return is known the next day, whether it priced within range weeks later."""
 MAX_WINDOW_DAYS = 365
+EARLIEST = "1970-01-01T00:00:00Z"
+LATEST = "9000-01-01T00:00:00Z"
+"""A design's ``start`` and ``end`` lie from EARLIEST up to (not including) LATEST, in UTC:
+far enough from the calendar's end (year 9999) that the default end and the close of the
+outcome window can always be computed and written."""
 
 Status = Literal["scheduled", "active", "collecting", "stopped", "completed"]
 """Stored: ``active`` (until stopped or completed), ``stopped``, ``completed``; an active
@@ -138,10 +143,14 @@ class ExperimentDesign(BaseModel):
             raise ValueError(f"split must sum to 1 within {SPLIT_TOLERANCE}")
         if len({m.name for m in self.metrics}) != len(self.metrics):
             raise ValueError("metric names must be unique")
-        for moment in (self.start, self.end):
-            if moment is not None:
-                parse(moment)
         return self
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if text is not None:
+            within(text, str(info.field_name))
+        return text
 
 
 def parse(text: str) -> datetime:
@@ -149,6 +158,19 @@ def parse(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+
+
+def within(text: str, name: str) -> datetime:
+    """``text`` as a time in UTC from EARLIEST up to LATEST; ValueError naming ``name``
+    otherwise (an offset can carry a time past either end of the calendar)."""
+    moment = parse(text)
+    try:
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not parse(EARLIEST) <= utc < parse(LATEST):
+        raise ValueError(f"{name} must be from {EARLIEST} up to {LATEST} (UTC), not {text!r}")
+    return utc
 
 
 def iso(moment: datetime) -> str:

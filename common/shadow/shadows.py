@@ -46,7 +46,12 @@ class ShadowRequest(StrictModel):
             raise ValueError("until must be an ISO 8601 date-time") from None
         if moment.tzinfo is None:
             raise ValueError("until must name its time zone (e.g. 2027-01-31T00:00:00Z)")
-        return rfc3339(moment.astimezone(UTC))
+        try:
+            return rfc3339(moment.astimezone(UTC))
+        except OverflowError:  # an offset can carry a time past either end of the calendar
+            raise ValueError(
+                "until is out of range: in UTC it falls outside years 1 to 9999"
+            ) from None
 
 
 class Shadow(BaseModel):
