@@ -36,6 +36,11 @@ SHARDS = 512
 a second split over two variants each shard takes about 0.5 writes a second, under
 Firestore's sustained one write a second per document; results read every shard."""
 
+MAX_CONTINUOUS = 1e12  # the 422's message says 1e12
+"""Largest magnitude of a continuous outcome. Aggregates keep sums of squares of each
+user's running total; past about 1e154 those overflow to infinity, which no store holds
+and no statistic survives. 1e12 leaves room for a trillion outcomes of a user and more."""
+
 _shard_random = random.SystemRandom()
 
 
@@ -126,6 +131,10 @@ def normalise(metrics: Mapping[str, Metric], values: Mapping[str, Any]) -> dict[
             isinstance(value, bool) or not isinstance(value, int | float)
         ):
             problems.append(_problem(name, "number", "a continuous metric takes a number"))
+            problems[-1]["value"] = value
+        elif metric.type == "continuous" and not abs(value) <= MAX_CONTINUOUS:
+            message = "a continuous outcome lies from -1e12 to 1e12 (MAX_CONTINUOUS)"
+            problems.append(_problem(name, "range", message))
             problems[-1]["value"] = value
     if problems or not values:
         raise InvalidValuesError(

@@ -251,3 +251,27 @@ def test_an_experiment_is_scheduled_until_its_start_and_blocks_an_overlapping_on
     now = function_client("create_experiment").post("/v1/experiments", json=DESIGN, headers=write)
     error = assert_error(now, 409, "conflict")["error"]
     assert error["details"][0]["experiment_id"] == experiment_id
+
+
+def test_a_continuous_outcome_beyond_its_bound_is_422_and_writes_nothing(stack: Stack) -> None:
+    """1e308 is finite, but its square is not: refused, naming the value, not a 500."""
+    experiment = start(stack)
+    served = [predict_as(stack, f"user-{i}") for i in range(2)]
+    url = f"/v1/experiments/{experiment['experiment_id']}/outcomes"
+    write = stack.headers(("experiment:write",))
+    for value in (1e308, -1e13):
+        body = {"exposure_id": served[0]["exposure_id"], "values": {"first_day_return": value}}
+        refused = function_client("record_outcome").post(url, json=body, headers=write)
+        (detail,) = assert_error(refused, 422, "invalid_values")["error"]["details"]
+        assert (detail["field"], detail["rule"], detail["value"]) == (
+            "values.first_day_return",
+            "range",
+            value,
+        )
+    edge = {"exposure_id": served[1]["exposure_id"], "values": {"first_day_return": -1e12}}
+    assert function_client("record_outcome").post(url, json=edge, headers=write).status_code == 200
+    shown = function_client("experiment_results").get(
+        f"{url.removesuffix('/outcomes')}/results", headers=stack.headers(("experiment:read",))
+    )
+    compared = shown.get_json()["results"]["comparisons"]["candidate"]["first_day_return"]
+    assert compared["control"]["count"] + compared["variant"]["count"] == 1
