@@ -30,6 +30,7 @@ from flask import Request, Response
 
 from common.api import collector, metrics
 from common.api.calls import Call, Reply, Served
+from common.api.oip.codec import refuse_binary_body
 from common.api.oip.errors import error_body as oip_error_body
 from common.api.operations import operation_of
 from common.api.routes import OIP_ERRORS, PLATFORM_ERRORS, Route, error_style, routes_of
@@ -201,6 +202,8 @@ def _serve(served: _Served, request: Request) -> Response:
             principal.require(route.permission.format(**params))
         body = None
         if operation.body is not None:
+            if route.errors == OIP_ERRORS:
+                refuse_binary_body(request.headers)  # its JSON is only a prefix of the body
             body = validate(
                 operation.body,
                 _parse_json(served.raw, optional=operation.body_optional),

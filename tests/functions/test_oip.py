@@ -322,3 +322,34 @@ def test_a_canary_named_by_version_is_served_as_the_canary(
     assert (answer["model_version"], answer["parameters"]["variant"]) == ("1.3.0", "canary")
     listed = risk_client.get("/v2/models/risk", headers=headers).get_json()
     assert listed["versions"] == ["1.0.0", "1.3.0"]
+
+
+def test_a_binary_tensor_request_gets_the_binary_data_refusal(
+    stack: Stack, risk_client: FlaskClient
+) -> None:
+    """tritonclient's binary_data=True: the first Inference-Header-Content-Length bytes are
+    JSON, the rest raw tensor bytes, which are no JSON to parse."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    inputs = []
+    for name, value in stack.registry.get_version("risk", "1.0.0").example.items():
+        text = isinstance(value, str)
+        tensor = triton.InferInput(name, [1], "BYTES" if text else "FP64")
+        tensor.set_data_from_numpy(
+            np.array([value], dtype=np.object_ if text else np.float64), binary_data=True
+        )
+        inputs.append(tensor)
+    body, json_size = triton.InferenceServerClient.generate_request_body(inputs)
+    assert json_size is not None
+    headers = {
+        **stack.headers(),
+        "Inference-Header-Content-Length": str(json_size),
+        "Content-Type": "application/octet-stream",
+    }
+    response = risk_client.post("/v2/models/risk/infer", data=body, headers=headers)
+    answer = _error(response, 400)
+    assert answer["code"] == "malformed_request"
+    assert answer["error"].startswith(
+        "the request's data (Inference-Header-Content-Length) is sent as binary tensor data"
+    )
