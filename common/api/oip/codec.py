@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
+from werkzeug.datastructures import Headers
 
 from common.api.oip.tensors import BOOL, BYTES, FP64, INT64, JSON, TensorSpec
 from common.core.errors import MalformedRequestError
@@ -100,7 +101,7 @@ def binary_refusal(subject: str) -> MalformedRequestError:
     )
 
 
-def refuse_binary_body(headers: Mapping[str, str]) -> None:
+def refuse_binary_body(headers: Mapping[str, str] | Headers) -> None:
     """400 with the binary-data message for a body in the binary tensor extension, to be
     called before the body is parsed: only its first ``BINARY_HEADER`` bytes are JSON, so
     parsing the whole would answer "not valid JSON" instead. ``headers`` are the request's
