@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from common.backends.base import rfc3339
 from common.experiments.stats import Metric
@@ -131,19 +132,36 @@ class ExperimentDesign(BaseModel):
         description="Days after the experiment stops serving during which outcomes are taken.",
     )
 
-    @model_validator(mode="after")
-    def _coherent(self) -> ExperimentDesign:
-        if "control" not in self.variants:
-            raise ValueError("one variant must be named 'control'")
-        if set(self.split) != set(self.variants):
-            raise ValueError("split must name exactly the variants")
-        if any(w <= 0 for w in self.split.values()):
-            raise ValueError("split weights must be positive: a variant with no traffic is no arm")
-        if abs(sum(self.split.values()) - 1.0) > SPLIT_TOLERANCE:
-            raise ValueError(f"split must sum to 1 within {SPLIT_TOLERANCE}")
-        if len({m.name for m in self.metrics}) != len(self.metrics):
-            raise ValueError("metric names must be unique")
-        return self
+    @field_validator("variants")
+    @classmethod
+    def _has_control(cls, variants: dict[str, str]) -> dict[str, str]:
+        if "control" not in variants:
+            raise PydanticCustomError("control", "one variant must be named 'control'")
+        return variants
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, split: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        """Checked on the field, so a 422 names ``split`` (the variants, when they are
+        valid themselves, are known here: fields are validated in order)."""
+        variants = info.data.get("variants")
+        if variants is not None and set(split) != set(variants):
+            names = ", ".join(sorted(variants))
+            message = "split must name exactly the variants ({names})"
+            raise PydanticCustomError("split_names", message, {"names": names})
+        if any(w <= 0 for w in split.values()):
+            message = "split weights must be positive: a variant with no traffic is no arm"
+            raise PydanticCustomError("split_positive", message)
+        if abs(sum(split.values()) - 1.0) > SPLIT_TOLERANCE:
+            raise PydanticCustomError("split_sum", f"split must sum to 1 within {SPLIT_TOLERANCE}")
+        return split
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique(cls, metrics: list[Metric]) -> list[Metric]:
+        if len({m.name for m in metrics}) != len(metrics):
+            raise PydanticCustomError("unique_names", "metric names must be unique")
+        return metrics
 
     @field_validator("start", "end")
     @classmethod

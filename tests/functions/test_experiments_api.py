@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.conftest import function_client
 from tests.functions.test_predict_risk import assert_error
 from tests.support.fixtures import Stack, trained_risk
@@ -137,6 +139,33 @@ def test_bad_designs_are_422(stack: Stack) -> None:
         "/v1/experiments", json=bad, headers=stack.headers(("experiment:write",))
     )
     assert_error(response, 422, "invalid_values")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "rule"),
+    [
+        (
+            {
+                "variants": {"a": "1.0.0", "candidate": "1.1.0"},
+                "split": {"a": 0.5, "candidate": 0.5},
+            },
+            "variants",
+            "control",
+        ),
+        ({"split": {"control": 0.5, "other": 0.5}}, "split", "split_names"),
+        ({"split": {"control": 0.7, "candidate": 0.7}}, "split", "split_sum"),
+        ({"split": {"control": 1.0, "candidate": 0.0}}, "split", "split_positive"),
+        ({"metrics": [DESIGN["metrics"][0]] * 2}, "metrics", "unique_names"),  # type: ignore[index]
+    ],
+)
+def test_an_incoherent_design_names_the_field_at_fault(
+    stack: Stack, changes: dict[str, Any], field: str, rule: str
+) -> None:
+    response = function_client("create_experiment").post(
+        "/v1/experiments", json={**DESIGN, **changes}, headers=stack.headers(("experiment:write",))
+    )
+    details = assert_error(response, 422, "invalid_values")["error"]["details"]
+    assert [(d["field"], d["rule"]) for d in details] == [(field, rule)]
 
 
 def test_binary_outcomes_take_true_false_or_zero_one(stack: Stack) -> None:
