@@ -43,6 +43,7 @@ from common.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     ServiceError,
+    UnsupportedMediaTypeError,
 )
 from common.core.validation import validate
 from common.registry.records import utcnow
@@ -130,6 +131,23 @@ def _read_body(request: Request, limit: int) -> bytes:
     return data
 
 
+def _check_media_type(request: Request, raw: bytes) -> None:
+    """A body labelled as something other than JSON is 415: ``curl -d`` without a
+    Content-Type sends a form, and reading it as JSON would only work by accident. An
+    unlabelled body is read as JSON, as is any ``application/*+json``."""
+    label = request.headers.get("Content-Type")
+    if label is None or not raw.strip():
+        return
+    media = label.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise UnsupportedMediaTypeError(
+            f"request body is labelled {media or 'with an empty Content-Type'}; send it as "
+            "JSON with Content-Type: application/json"
+        )
+
+
 def _parse_json(raw: bytes, *, optional: bool = False) -> Any:
     if not raw.strip():
         if optional:
@@ -204,6 +222,7 @@ def _serve(served: _Served, request: Request) -> Response:
         if operation.body is not None:
             if route.errors == OIP_ERRORS:
                 refuse_binary_body(request.headers)  # its JSON is only a prefix of the body
+            _check_media_type(request, served.raw)
             body = validate(
                 operation.body,
                 _parse_json(served.raw, optional=operation.body_optional),

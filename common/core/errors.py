@@ -95,6 +95,11 @@ class PayloadTooLargeError(ServiceError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class UriTooLongError(ServiceError):
     """The request line is over the server's limit; refused before the request is read."""
 

@@ -152,6 +152,33 @@ def test_a_key_given_twice_in_one_object_is_400(stack: Stack, protocol: str) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("label", "status"),
+    [
+        ("application/x-www-form-urlencoded", 415),  # curl -d without -H
+        ("text/plain", 415),
+        ("application/json; charset=utf-8", 200),
+        ("application/vnd.api+json", 200),
+        (None, 200),
+    ],
+)
+def test_a_body_labelled_as_anything_but_json_is_415(
+    stack: Stack, label: str | None, status: int
+) -> None:
+    example = stack.registry.get_version("risk", "1.0.0").example
+    headers = stack.headers()
+    if label is not None:
+        headers["Content-Type"] = label
+    response = function_client("predict_risk").post(
+        "/v1/predict/risk", data=json.dumps({"instances": [example]}), headers=headers
+    )
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 415:
+        error = response.get_json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert "Content-Type: application/json" in error["message"]
+
+
 def test_a_utf8_body_may_start_with_a_byte_order_mark(stack: Stack) -> None:
     example = stack.registry.get_version("risk", "1.0.0").example
     response = function_client("predict_risk").post(
