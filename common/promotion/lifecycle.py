@@ -202,10 +202,16 @@ class Lifecycle:
             raise ConflictError(
                 f"{model_id} {version} is {candidate.stage}; move it to staging before promoting"
             )
+        check: Callable[[Transaction], None] | None = None
         if traffic_percentage == 100 and before.production_version is not None:
-            arms.refuse_if_arm(
-                self._documents, model_id, before.production_version, now=self._clock()
-            )
+            replaced, now = before.production_version, self._clock()
+            known = arms.seeds(self._documents, model_id)
+            arms.refuse_if_arm(self._documents, model_id, replaced, now=now)  # answer early
+
+            def guard(tx: Transaction) -> None:  # and again where the deprecation is written
+                arms.refuse_if_arm_in(tx, model_id, replaced, known=known, now=now)
+
+            check = guard
 
         spec, results = self._gate(model, candidate)
         if spec.require_experiment:
@@ -269,7 +275,7 @@ class Lifecycle:
             verification=for_the_record(report),
             reason=reason,
         )
-        commit(self._documents, deployment, may_start=PROMOTABLE)
+        commit(self._documents, deployment, may_start=PROMOTABLE, check=check)
         return deployment
 
     def _verify(self, candidate: ModelVersion, spec: gates.GateSpec) -> dict[str, Any]:

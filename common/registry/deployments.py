@@ -9,6 +9,7 @@ change;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,13 +96,21 @@ def stage_reason(deployment: Deployment, after: ServingState, stage: str) -> str
     return f"{what} ({ref}){given}"
 
 
-def commit(documents: DocumentStore, deployment: Deployment, may_start: frozenset[str]) -> None:
+def commit(
+    documents: DocumentStore,
+    deployment: Deployment,
+    may_start: frozenset[str],
+    *,
+    check: Callable[[Transaction], None] | None = None,
+) -> None:
     """Make the change a succeeded ``deployment`` describes, in one store transaction.
 
     The transaction requires the generation the change started from (``from``), writes the
     model's serving state (``to``), moves the stages of the versions it touches and appends
     the record. A version that starts serving must be in one of the stages ``may_start``:
     that is checked here again, so a version retired meanwhile does not start serving.
+    ``check`` runs in the same transaction after those reads and before any write (it may
+    read, and raise to refuse): promotion passes the experiment-arm check through it.
     """
     model_id, before, after = deployment.model_id, deployment.from_state, deployment.to_state
     if after is None or deployment.status != "succeeded":
@@ -127,6 +136,8 @@ def commit(documents: DocumentStore, deployment: Deployment, may_start: frozense
                     f"{model_id} {v} is {stages[v]}; it cannot start serving "
                     f"(allowed: {', '.join(sorted(may_start))})"
                 )
+        if check is not None:
+            check(tx)
         tx.update(
             MODELS,
             model_id,

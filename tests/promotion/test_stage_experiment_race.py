@@ -80,3 +80,30 @@ def test_a_stage_moved_while_the_experiment_is_admitted_refuses_the_experiment(
     )
     assert experiments(staged).active_for("risk") is None
     assert staged.registry.get_version("risk", "1.1.0").stage == "development"
+
+
+def test_an_experiment_created_while_production_is_replaced_refuses_the_promotion(
+    staged: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The experiment (production as its control) is created after the promotion has
+    looked for arms and before the transaction that deprecates production: that
+    transaction looks again, and the promotion is 409; production still serves."""
+    register_built(staged.lifecycle, trained_risk(), version="1.2.0", created_by="t", promote=False)
+    staged.lifecycle.set_stage("risk", "1.2.0", "staging")
+    design = DESIGN.model_copy(update={"variants": {"control": "1.0.0", "candidate": "1.2.0"}})
+    documents = staged.services.backends.documents
+    transaction = documents.transaction
+    created: list[str] = []
+
+    def experiment_first(fn: Callable[[Any], T], **kwargs: Any) -> T:
+        if not created:
+            created.append("creating")
+            created[0] = experiments(staged).create(design, actor="t").experiment_id
+        return transaction(fn, **kwargs)
+
+    monkeypatch.setattr(documents, "transaction", experiment_first)
+    with pytest.raises(ConflictError) as refused:
+        staged.lifecycle.promote("risk", "1.1.0", actor="t")
+    assert created[0] in refused.value.message
+    model = staged.registry.get_model("risk")
+    assert (model.production_version, model.generation) == ("1.0.0", 1)

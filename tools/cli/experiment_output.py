@@ -87,7 +87,11 @@ def render_assignment(data: Mapping[str, Any]) -> str:
         f"({out.text(data.get('model_id'))} {out.text(data.get('model_version'))}) "
         f"of experiment {out.text(data.get('experiment_id'))}"
     )
-    return line if data.get("active", True) else line + " (experiment no longer active)"
+    if data.get("active", True):
+        return line
+    if data.get("status") == "scheduled":
+        return line + " (experiment not started yet)"
+    return line + " (experiment no longer active)"
 
 
 def render_outcome(data: Mapping[str, Any]) -> str:

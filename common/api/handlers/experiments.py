@@ -105,6 +105,7 @@ def assign(call: Call) -> dict[str, Any]:
         "model_id": experiment.model_id,
         "model_version": experiment.variants[variant],
         "active": experiment.status == "active",
+        "status": experiment.status,
     }
 
 
