@@ -29,10 +29,10 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def kept_predictions(
-    stack: Stack, model_id: str, tmp_path: Path, redact: bool
+    stack: Stack, model_id: str, tmp_path: Path, redact: bool | list[str]
 ) -> tuple[dict[str, Any], list[Any]]:
     """The production version's example, and the predictions the payload log keeps for
-    it with every input field redacted or none."""
+    it with every input field redacted (True), none (False) or those listed."""
     record = stack.registry.get_version(
         model_id, stack.registry.get_model(model_id).production_version or ""
     )
@@ -40,7 +40,10 @@ def kept_predictions(
     served = stack.services.predictor.serve(model_id, request)
     store = SQLiteDocumentStore(tmp_path / f"{model_id}.sqlite3", timeout_s=5)
     log = PayloadLog(store, stack.services.cipher, lambda: b"k" * 32, ttl_s=0)
-    fields = sorted(model_input_fields(record.kind)) if redact else []
+    if isinstance(redact, list):
+        fields = redact
+    else:
+        fields = sorted(model_input_fields(record.kind)) if redact else []
     change = PayloadLogChange(enabled=True, sampling_rate=1.0, redact_fields=fields)
     log.change(model_id, change, actor="ops-1", known_fields=set(fields))
     kept = log.keep(
@@ -58,7 +61,8 @@ def kept_predictions(
     )
     store.close()
     assert kept is not None
-    assert kept.payload["financial_data"]["instances"] == ([{}] if redact else [record.example])
+    if not isinstance(redact, list):
+        assert kept.payload["financial_data"]["instances"] == ([{}] if redact else [record.example])
     predictions: list[Any] = kept.payload["proprietary_metrics"]["predictions"]
     return record.example, predictions
 
@@ -75,3 +79,24 @@ def test_no_kept_prediction_field_repeats_a_redacted_input(
     if model_id in ("dcf", "cca"):  # these answers do repeat inputs when nothing is redacted
         _, whole = kept_predictions(installed, model_id, tmp_path / "whole", redact=False)
         assert [path for path, value in leaves(whole) if value in inputs]
+
+
+@pytest.mark.parametrize(
+    ("field", "gone"),
+    [
+        ("wacc", {"discount_rate", "sensitivity", "projection.discount_factor"}),
+        ("terminal_growth", {"terminal_growth", "sensitivity", "projection.growth"}),
+        ("revenue_musd", {"projection"}),
+    ],
+)
+def test_a_dcf_input_takes_the_paths_worked_out_from_it(
+    installed: Stack, tmp_path: Path, field: str, gone: set[str]
+) -> None:
+    """A value follows by plain arithmetic from these (the rate from two discount factors,
+    the terminal growth from the growth path and its fade), so they go with it; the
+    valuation itself stays."""
+    _, (kept,) = kept_predictions(installed, "dcf", tmp_path, [field])
+    shown = {path for path, _ in leaves(kept)}
+    for path in gone:
+        assert not any(p == path or p.startswith((f"{path}.", f"{path}[")) for p in shown), path
+    assert {"value_per_share", "enterprise_value_musd"} <= shown
