@@ -14,6 +14,7 @@ before moving its checkpoint writes the same pairs again, never two.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,8 +22,9 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from common.audit.payload_log import PayloadLog
+from common.audit.payload_log import PREDICTION_LOG, PayloadLog
 from common.backends import Backends
+from common.backends.base import Transaction
 from common.batch import rows as batch_rows
 from common.core.config import Settings
 from common.core.errors import ServiceError
@@ -64,7 +66,14 @@ class ReplayContext(Protocol):
     def cipher(self) -> EnvelopeCipher: ...
 
 
-COUNTS = ("replayed", "skipped_redacted", "other_variant", "other_production", "not_sampled")
+COUNTS = (
+    "replayed",
+    "skipped_redacted",
+    "other_variant",
+    "other_production",
+    "not_sampled",
+    "erased",
+)
 """What became of the kept predictions a replay read: compared, or why not. Only those
 served by the production version the shadow started against are compared: once the
 candidate is promoted, it would be compared with itself."""
@@ -145,25 +154,33 @@ def _replay_page(
             },
         )
         production_ms = float(data.get("latency_ms") or 0.0) / max(len(instances), 1)
-        documents.set(
-            PAIRS,
-            pair_id,
-            {
-                "shadow_id": shadow.shadow_id,
-                "model_id": shadow.model_id,
-                "version": shadow.version,
-                "production_version": data.get("model_version"),
-                "request_id": data.get("request_id"),
-                "principal": data.get("principal"),
-                "time": data.get("time"),
-                "instances": len(instances),
-                "production_ms_per_instance": round(production_ms, 4),
-                "candidate_ms_per_instance": round(per_instance_ms, 4),
-                **sealed,
-            },
-        )
-        counts["replayed"] += 1
+        pair = {
+            "shadow_id": shadow.shadow_id,
+            "model_id": shadow.model_id,
+            "version": shadow.version,
+            "production_version": data.get("model_version"),
+            "request_id": data.get("request_id"),
+            "principal": data.get("principal"),
+            "time": data.get("time"),
+            "instances": len(instances),
+            "production_ms_per_instance": round(production_ms, 4),
+            "candidate_ms_per_instance": round(per_instance_ms, 4),
+            **sealed,
+        }
+        if documents.transaction(functools.partial(_store_pair, doc_id, pair_id, pair)):
+            counts["replayed"] += 1
+        else:
+            counts["erased"] += 1
     return counts
+
+
+def _store_pair(kept_id: str, pair_id: str, pair: dict[str, Any], tx: Transaction) -> bool:
+    """Store a pair only while its kept prediction still exists: an erasure that deleted
+    it (and then the subject's pairs) while the candidate ran must not be undone."""
+    if tx.get(PREDICTION_LOG, kept_id) is None:
+        return False
+    tx.set(PAIRS, pair_id, pair)
+    return True
 
 
 def replay_shadow(ctx: ReplayContext, shadow: Shadow, spent: Callable[[], bool]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from common.audit.retention import ErasureRequest, erase_subject
+from common.shadow import replay as replay_module
 from common.shadow.shadows import PAIRS
 from tests.conftest import function_client
 from tests.functions.test_predict_risk import assert_error
@@ -326,3 +328,22 @@ def test_erasure_and_retention_delete_the_pairs_of_a_subjects_requests(stack: St
     assert purged.status_code == 200, purged.get_data(as_text=True)
     assert purged.get_json()["shadow_pairs_deleted"] == 2
     assert documents.query(PAIRS) == []
+
+
+def test_a_pair_is_not_stored_for_a_prediction_erased_while_the_candidate_ran(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload_log(stack)
+    staged(stack, "1.1.0", other_risk())
+    assert start(stack).status_code == 201
+    traffic(stack, 2)
+    predict = replay_module.batch_rows.predict
+
+    def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        erase_subject(stack.services, ErasureRequest(subject="tester"))
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module.batch_rows, "predict", erased_meanwhile)
+    (ran,) = replay(stack)["shadows"]
+    assert (ran["replayed"], ran["erased"]) == (0, 2)
+    assert stack.services.backends.documents.query(PAIRS) == []
