@@ -154,7 +154,7 @@ def _parse_json(raw: bytes, *, optional: bool = False) -> Any:
             return {}
         raise MalformedRequestError("request body is empty; a JSON object is required")
     try:  # UTF-8 only, as the audit reads it
-        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_object)
+        return _DECODER.decode(raw.decode("utf-8-sig"))
     except _DuplicateKey as exc:
         raise MalformedRequestError(
             f"request body names {exc.key!r} twice in one object; JSON parsers disagree on "
@@ -183,6 +183,10 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateKey(key)
             seen.add(key)
     return found
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+"""One decoder for every body, built once."""
 
 
 @dataclass

@@ -21,6 +21,8 @@ def in_database_file(path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
     except sqlite3.OperationalError:  # the table itself is still only in the log
         return 0
+    except sqlite3.DatabaseError:  # read while the thread was copying pages in: not yet
+        return 0
     finally:
         conn.close()
 

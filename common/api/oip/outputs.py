@@ -71,17 +71,24 @@ def _columns(
         _leaves(prediction, "", leaves)
         for name, value in leaves.items():
             columns.setdefault(name, [None] * len(predictions))[row] = value
-    parents = {
-        name[:end]
-        for name in [*columns, *(spec.name for spec in declared)]
-        for end, char in enumerate(name)
-        if char == "."
-    }
+    parents = _parents([*columns, *(spec.name for spec in declared)])
     return {
         name: values
         for name, values in columns.items()
         if not (name in parents and all(v is None for v in values))  # a null object's slot
     }
+
+
+def _parents(names: list[str]) -> set[str]:
+    """Every dotted prefix of the names (``a`` and ``a.b`` of ``a.b.c``): a prefix found
+    already brought its own, so each name stops at the first it shares."""
+    found: set[str] = set()
+    for name in names:
+        end = name.rfind(".")
+        while end > 0 and name[:end] not in found:
+            found.add(name[:end])
+            end = name.rfind(".", 0, end)
+    return found
 
 
 def _leaves(value: Any, prefix: str, out: dict[str, Any]) -> None:

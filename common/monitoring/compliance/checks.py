@@ -63,10 +63,10 @@ assignment keeps the user id as ``subject`` (``user_id`` is checked as well)."""
 
 
 def check_retention(ctx: ComplianceContext) -> Verdict:
-    """Records of PERSONAL_RECORDS and of the context's ``more_personal`` (batch jobs,
-    by ``finished_at``) dated before ``now - retention_days`` that still hold personal
-    data: one finding per collection with the count and the oldest. ``purge_retention``
-    removes them all."""
+    """Records of PERSONAL_RECORDS and of the context's ``more_personal`` (batch jobs by
+    ``finished_at``, shadow pairs by ``time``) dated before ``now - retention_days`` that
+    still hold personal data: one finding per collection with the count and the oldest.
+    ``purge_retention`` removes them all."""
     days = ctx.services.settings.retention_days
     cutoff = ctx.now - timedelta(days=days)
     details = []
@@ -296,8 +296,8 @@ def check_monitoring(ctx: ComplianceContext) -> Verdict:
 RULES: tuple[Rule, ...] = (
     Rule("GDPR_001", "Personal data retention", "data_privacy", "critical",
          "Run purge_retention (POST /v1/jobs/purge-retention), and find why its daily "
-         "scheduled run did not: it drops the personal data of audit entries and kept "
-         "predictions, and deletes experiment assignments and ended batch jobs past "
+         "scheduled run did not: it drops the personal data of audit entries and deletes "
+         "kept predictions, experiment assignments, ended batch jobs and shadow pairs past "
          "IPO_RETENTION_DAYS.",
          check_retention),
     Rule("MODEL_001", "Model documentation", "model_governance", "high",
