@@ -38,22 +38,31 @@ def experiments(stack: Stack) -> Experiments:
     return Experiments(stack.services.backends.documents, stack.registry)
 
 
-def test_an_experiment_created_while_the_stage_moves_refuses_the_move(
-    staged: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The experiment is created after the stage change has looked for experiments and
-    before its transaction: the transaction still sees it, and the move is 409."""
-    documents = staged.services.backends.documents
+def create_at_first_transaction(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, design: ExperimentDesign
+) -> list[str]:
+    """Create the experiment when the store's next transaction begins, after whatever
+    checks came before it: the list gets its id."""
+    documents = stack.services.backends.documents
     transaction = documents.transaction
     created: list[str] = []
 
     def experiment_first(fn: Callable[[Any], T], **kwargs: Any) -> T:
         if not created:
             created.append("creating")
-            created[0] = experiments(staged).create(DESIGN, actor="t").experiment_id
+            created[0] = experiments(stack).create(design, actor="t").experiment_id
         return transaction(fn, **kwargs)
 
     monkeypatch.setattr(documents, "transaction", experiment_first)
+    return created
+
+
+def test_an_experiment_created_while_the_stage_moves_refuses_the_move(
+    staged: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The experiment is created after the stage change has looked for experiments and
+    before its transaction: the transaction still sees it, and the move is 409."""
+    created = create_at_first_transaction(staged, monkeypatch, DESIGN)
     with pytest.raises(ConflictError) as refused:
         staged.lifecycle.set_stage("risk", "1.1.0", "development")
     assert refused.value.details == [{"experiment_id": created[0], "variant": "candidate"}]
@@ -91,17 +100,7 @@ def test_an_experiment_created_while_production_is_replaced_refuses_the_promotio
     register_built(staged.lifecycle, trained_risk(), version="1.2.0", created_by="t", promote=False)
     staged.lifecycle.set_stage("risk", "1.2.0", "staging")
     design = DESIGN.model_copy(update={"variants": {"control": "1.0.0", "candidate": "1.2.0"}})
-    documents = staged.services.backends.documents
-    transaction = documents.transaction
-    created: list[str] = []
-
-    def experiment_first(fn: Callable[[Any], T], **kwargs: Any) -> T:
-        if not created:
-            created.append("creating")
-            created[0] = experiments(staged).create(design, actor="t").experiment_id
-        return transaction(fn, **kwargs)
-
-    monkeypatch.setattr(documents, "transaction", experiment_first)
+    created = create_at_first_transaction(staged, monkeypatch, design)
     with pytest.raises(ConflictError) as refused:
         staged.lifecycle.promote("risk", "1.1.0", actor="t")
     assert created[0] in refused.value.message
