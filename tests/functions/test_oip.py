@@ -353,3 +353,22 @@ def test_a_binary_tensor_request_gets_the_binary_data_refusal(
     assert answer["error"].startswith(
         "the request's data (Inference-Header-Content-Length) is sent as binary tensor data"
     )
+
+
+@pytest.mark.parametrize("rows", [10_000_000, 100_000])
+def test_a_shape_of_many_empty_rows_is_refused_without_building_them(
+    installed: Stack, rows: int
+) -> None:
+    """[N, 0] holds no value, so no data length check can catch it: a dimension past
+    the protocol's value limit is refused by the request's schema; one under it is
+    refused too (building 100,000 empty rows costs milliseconds, 10 million a GiB)."""
+    body = {
+        "inputs": [{"name": "growth_rates", "datatype": "FP64", "shape": [rows, 0], "data": []}]
+    }
+    response = function_client("predict_dcf").post(
+        "/v2/models/dcf/infer", json=body, headers=installed.headers()
+    )
+    answer = _error(response, 400)
+    assert answer["code"] == "malformed_request"
+    if rows > 100_000:
+        assert "less than or equal to 100000" in answer["error"]

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
 from werkzeug.datastructures import Headers
@@ -45,7 +45,9 @@ _NAMES_SHOWN = 12
 
 class RequestInput(StrictModel):
     name: str = Field(min_length=1, max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=8)
+    shape: list[Annotated[int, Field(le=MAX_VALUES)]] = Field(min_length=1, max_length=8)
+    """Each dimension at most MAX_VALUES: a shape of [10000000, 0] holds no value, and
+    would otherwise have the rows built before their count is checked."""
     datatype: str = Field(min_length=1, max_length=16)
     parameters: dict[str, Any] | None = Field(None, max_length=MAX_PARAMETERS)
     data: list[Any] = Field(max_length=MAX_VALUES)
