@@ -24,7 +24,7 @@ from common.batch.spec import (
     output_location,
     view,
 )
-from common.core.errors import ConflictError, NotFoundError
+from common.core.errors import ConflictError, ForbiddenError, NotFoundError
 from common.core.permissions import ADMIN
 from common.promotion.lifecycle import Lifecycle
 from common.registry.records import utcnow
@@ -48,6 +48,35 @@ class BatchJobs:
         self._documents = ctx.backends.documents
         self._clock = clock
 
+    def _refuse_others_outputs(self, keys: list[str], principal: Principal) -> None:
+        """403 for an input inside another submitter's output prefix: a job's outputs
+        hold a model's predictions, which a job on another model would hand to someone
+        without that model's permission. Each folder of the inputs is looked up once."""
+        if principal.allows(ADMIN):
+            return
+        owners: dict[str, str | None] = {}
+        for key in keys:
+            parts = key.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth]) + "/"
+                if folder not in owners:
+                    owners[folder] = self._output_owner(folder)
+                owner = owners[folder]
+                if owner is not None and owner != principal.subject:
+                    raise ForbiddenError(
+                        f"input {key} lies in the outputs of another submitter's batch job "
+                        f"({folder}); only they or an admin may read them"
+                    )
+
+    def _output_owner(self, folder: str) -> str | None:
+        """Who submitted the job whose outputs ``folder`` holds; "" when that job is gone
+        (its claim outlives it), None when it holds no job's outputs."""
+        claim = self._documents.get(OUTPUTS, hashlib.sha256(folder.encode()).hexdigest())
+        if claim is None:
+            return None
+        job = self._documents.get(JOBS, str(claim.data.get("job_id")))
+        return str(job.data.get("submitted_by", "")) if job is not None else ""
+
     def submit(self, request: BatchJobRequest, principal: Principal) -> dict[str, Any]:
         """Check, resolve and plan the job, record it, then predict shards for up to
         ``batch_submit_budget_s`` before answering; the scheduled workers do the rest."""
@@ -59,6 +88,7 @@ class BatchJobs:
             request, self._ctx.registry, self._ctx.lifecycle, self._ctx.pool
         )
         files = planning.input_files(artifacts, source)
+        self._refuse_others_outputs([f.key for f in files], principal)
         if artifacts.list(prefix):
             raise ConflictError(f"output_prefix {prefix} already holds objects; choose a new one")
         shards, rows = planning.plan(artifacts, files, self._ctx.settings.batch_shard_rows)

@@ -272,3 +272,26 @@ def test_a_version_withdrawn_while_the_job_runs_predicts_no_further_row(
     assert (done["state"], done["predicted"]) == ("failed", 0)
     assert done["reason"] == "risk 1.2.0 was moved to development while the job ran"
     assert batch_stack.services.backends.artifacts.list("batch/withdrawn/out/") == []
+
+
+def test_another_submitters_outputs_are_no_input_for_a_job(batch_stack: Stack) -> None:
+    """A job's outputs hold its model's predictions: a job of someone else's (on a model
+    they may call) would otherwise read them back in its error lines."""
+    artifacts = batch_stack.services.backends.artifacts
+    put_input(artifacts, "batch/theirs/in.jsonl", companies(4))
+    first = submit(
+        batch_stack,
+        input_uri="batch/theirs/in.jsonl",
+        output_prefix="batch/theirs/out/",
+        key_field="ticker",
+    )
+    Runner(batch_stack.services).work(first["job_id"], budget_s=60)
+    (predictions,) = [i.key for i in artifacts.list("batch/theirs/out/predictions-")]
+    other = Principal("someone-else", SUBMITTER.permissions)
+    for given in (predictions, "batch/theirs/out/", "batch/theirs/*/predictions-*"):
+        with pytest.raises(ForbiddenError, match="another submitter's batch job"):
+            submit(batch_stack, other, input_uri=given, output_prefix="batch/other/out/")
+    mine = submit(batch_stack, input_uri=predictions, output_prefix="batch/theirs/again/")
+    assert mine["input_uri"] == predictions  # the submitter reads their own outputs
+    admin = Principal("ops", frozenset({"admin"}))
+    assert submit(batch_stack, admin, input_uri=predictions, output_prefix="batch/ops/out/")
