@@ -222,6 +222,8 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     The i-th smallest p is multiplied by m / i, made non-decreasing in rank from the top
     and capped at 1, so ``adjusted < alpha`` controls the false discovery rate at alpha.
     """
+    if any(not math.isfinite(p) for p in p_values):
+        raise ValueError("Benjamini-Hochberg needs finite p-values; leave untested features out")
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i], reverse=True)
     adjusted = [0.0] * m
@@ -278,6 +280,8 @@ def feature_drift(
         if counts.sum() > 0.0:
             test = "chi2"
             stat, p = chi2_against_baseline(expected, counts)
+    if p is not None and not math.isfinite(p):  # a one-category feature: no test exists
+        test, stat, p = None, None, None
     if actual.sum() <= 0.0:
         return FeatureDrift(name, live.kind, live.n, None, None, test, stat, p, None, "ok")
     size = psi(expected, actual), js_distance(expected, actual)

@@ -233,6 +233,31 @@ def test_benjamini_hochberg_of_nothing() -> None:
     assert benjamini_hochberg([]) == []
 
 
+def test_benjamini_hochberg_refuses_an_undefined_p_value() -> None:
+    """A NaN sorts nowhere: it once made 0.3 come out as 1.5e-30."""
+    with pytest.raises(ValueError, match="finite"):
+        benjamini_hochberg([1e-30, 0.2, float("nan"), 0.3])
+
+
+def test_a_one_category_feature_has_no_test_and_stays_out_of_bh() -> None:
+    """A baseline that only ever saw one value (a DCF's terminal_method, gordon) has no
+    chi-square to run; the model's other features are adjusted among themselves only."""
+    one = {"type": "categorical", "frequencies": {"gordon": 1.0}}
+    mixed = {"type": "categorical", "frequencies": dict(zip(SECTORS, SECTOR_MIX, strict=True))}
+    live = live_categorical(["tech"] * 60 + ["health"] * 30 + ["energy"] * 30)
+    reports = {
+        r.feature: r
+        for r in assess(
+            {"method": (one, live_categorical(["gordon"] * 120)), "sector": (mixed, live)}
+        )
+    }
+    method, sector = reports["method"], reports["sector"]
+    assert (method.test, method.p_value, method.p_adjusted) == (None, None, None)
+    assert method.status == "ok"
+    assert sector.p_value is not None and sector.p_adjusted is not None
+    assert sector.p_adjusted == pytest.approx(sector.p_value)  # adjusted alone: m = 1
+
+
 # --- assess -------------------------------------------------------------------------------
 
 
