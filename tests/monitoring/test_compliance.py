@@ -134,7 +134,11 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
     entries = by_collection[ENTRIES]
     assert entries["count"] == 1
     assert entries["oldest"][0]["id"] == entry_id(chain, 1)
-    assert entries["oldest"][0]["personal_fields"] == ["sealed"]
+    assert entries["oldest"][0]["personal_fields"] == [
+        "sealed",
+        "personal_sha256",
+        "personal_nonce",
+    ]
     assert by_collection[ASSIGNMENTS]["count"] == 1
     assert by_collection[ASSIGNMENTS]["oldest"][0]["id"] == "exp1:req-9"
     predictions = by_collection[PREDICTION_LOG]
@@ -149,6 +153,21 @@ def test_personal_data_past_retention_fails(stack: Stack) -> None:
     shown = json.dumps(result.details)
     assert "203.0.113.9" not in shown
     assert "analyst-7" not in shown
+
+
+def test_an_old_entry_keeping_only_the_callers_digest_still_fails(stack: Stack) -> None:
+    """The keyed digest of the caller is personal data too: an entry whose sealed part
+    went but whose digest stayed has not been purged."""
+    now = datetime.now(UTC)
+    old = now - timedelta(days=stack.settings.retention_days + 30)
+    chain = audited(stack, event(1, time=rfc3339(old)))
+    documents = stack.services.backends.documents
+    doc = documents.get(ENTRIES, entry_id(chain, 1))
+    assert doc is not None and "personal_sha256" in doc.data
+    documents.set(ENTRIES, doc.id, {k: v for k, v in doc.data.items() if k != "sealed"})
+    entries = {d["collection"]: d for d in check(stack, "GDPR_001", now).details}[ENTRIES]
+    assert entries["count"] == 1
+    assert entries["oldest"][0]["personal_fields"] == ["personal_sha256", "personal_nonce"]
 
 
 def test_recent_or_anonymised_records_pass_retention(stack: Stack) -> None:
@@ -300,6 +319,17 @@ def test_served_rows_without_a_successful_prediction_entry_fail(stack: Stack) ->
     [bad] = failing(result)
     assert bad["check"] == "served_hours_audited"
     assert bad["unaudited"] == [{"model_id": "risk", "window": window, "served_rows": 12}]
+
+
+@pytest.mark.parametrize("operation", ["explainRisk", "explainRiskV2"])
+def test_an_hour_served_only_by_explanations_is_audited(stack: Stack, operation: str) -> None:
+    """Explanations run through the predictor, so their rows are counted as served: their
+    audit entries account for them as a prediction's do."""
+    now = datetime.now(UTC)
+    hour = last_closed_hour(now) - timedelta(hours=3)
+    write_drift_window(stack, hour, served=10)
+    audited(stack, event(1, time=rfc3339(hour + timedelta(minutes=1)), operation=operation))
+    assert check(stack, "AUDIT_001", now).passed is True
 
 
 # --- FAIRNESS_001 ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import UTC, timedelta
 from typing import Any, get_args
 
+from common.audit.macs import PERSONAL_DIGEST, PERSONAL_NONCE
 from common.audit.payload_log import PREDICTION_LOG
 from common.audit.trail import ENTRIES, audit_key
 from common.audit.verify import verify_audit
@@ -52,14 +53,17 @@ CLOCK_SKEW = timedelta(minutes=5)
 AUDIT_HOURS = 24
 GROUP_ATTRIBUTES = ("sector",)
 """Input fields that name a group whose members a classifier must treat alike."""
+SERVING_OPERATIONS = ("predict", "explain")
+"""Operations whose rows the drift windows count (``predictRisk``, ``explainRiskV2``...)."""
 PERSONAL_RECORDS = (
-    PersonalRecords(ENTRIES, "time", ("sealed",)),
+    PersonalRecords(ENTRIES, "time", ("sealed", PERSONAL_DIGEST, PERSONAL_NONCE)),
     PersonalRecords(PREDICTION_LOG, "time", ("principal", "financial_data", "proprietary_metrics")),
     PersonalRecords(ASSIGNMENTS, "at", ("subject", "user_id")),
 )
 """An audit entry's sealed part holds the caller's address and user agent and a
-prediction's bodies; a kept prediction names its caller and holds both bodies; an
-assignment keeps the user id as ``subject`` (``user_id`` is checked as well)."""
+prediction's bodies, and its keyed digest of the caller (with its nonce) is personal too;
+a kept prediction names its caller and holds both bodies; an assignment keeps the user id
+as ``subject`` (``user_id`` is checked as well)."""
 
 
 def check_retention(ctx: ComplianceContext) -> Verdict:
@@ -158,7 +162,8 @@ def check_audit_trail(ctx: ComplianceContext) -> Verdict:
     ``verify_audit`` with the cipher (MACs, links, heads, sealed payloads) reports no
     problem over the whole trail; (b) for every (model, hour) whose ``drift_windows`` sum to
     served rows > 0, at least one audit entry of that model in that hour has an operation
-    starting with ``predict`` and status 200. Windows count rows, audit entries count
+    starting with ``predict`` or ``explain`` (both are served through the predictor, so
+    both count rows) and status 200. Windows count rows, audit entries count
     requests: no count is compared with the other. Request ids are not required to be
     unique: callers may send their own, and a retry is a second request."""
     end = ctx.now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -172,7 +177,7 @@ def check_audit_trail(ctx: ComplianceContext) -> Verdict:
         data, moment = doc.data, parse_time(doc.data.get("time"))
         if (
             moment is not None
-            and str(data.get("operation", "")).startswith("predict")
+            and str(data.get("operation", "")).startswith(SERVING_OPERATIONS)
             and data.get("status") == 200
             and isinstance(data.get("model_id"), str)
         ):
