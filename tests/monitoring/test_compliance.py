@@ -163,7 +163,8 @@ def test_an_old_entry_keeping_only_the_callers_digest_still_fails(stack: Stack) 
     chain = audited(stack, event(1, time=rfc3339(old)))
     documents = stack.services.backends.documents
     doc = documents.get(ENTRIES, entry_id(chain, 1))
-    assert doc is not None and "personal_sha256" in doc.data
+    assert doc is not None
+    assert "personal_sha256" in doc.data
     documents.set(ENTRIES, doc.id, {k: v for k, v in doc.data.items() if k != "sealed"})
     entries = {d["collection"]: d for d in check(stack, "GDPR_001", now).details}[ENTRIES]
     assert entries["count"] == 1

@@ -254,7 +254,8 @@ def test_a_one_category_feature_has_no_test_and_stays_out_of_bh() -> None:
     method, sector = reports["method"], reports["sector"]
     assert (method.test, method.p_value, method.p_adjusted) == (None, None, None)
     assert method.status == "ok"
-    assert sector.p_value is not None and sector.p_adjusted is not None
+    assert sector.p_value is not None
+    assert sector.p_adjusted is not None
     assert sector.p_adjusted == pytest.approx(sector.p_value)  # adjusted alone: m = 1
 
 
