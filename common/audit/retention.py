@@ -28,7 +28,7 @@ from common.audit.macs import ERASABLE, HOLDS_PERSONAL, PERSONAL_COMMIT
 from common.audit.payload_log import PREDICTION_LOG
 from common.audit.trail import ENTRIES
 from common.backends import Backends
-from common.backends.base import Filter, rfc3339
+from common.backends.base import DocumentStore, Filter, rfc3339
 from common.core.config import Settings
 from common.core.validation import StrictModel
 from common.experiments.core import ASSIGNMENTS
@@ -83,10 +83,12 @@ def _drop_sealed(
     return dropped
 
 
-def _delete(
-    services: RetentionContext, collection: str, filters: list[Filter], budget: Callable[[], bool]
+def delete_matching(
+    documents: DocumentStore, collection: str, filters: list[Filter], budget: Callable[[], bool]
 ) -> int:
-    documents, deleted = services.backends.documents, 0
+    """Delete the documents ``filters`` match, a page at a time while ``budget`` allows;
+    how many. The retention purges and erasures of every package use it."""
+    deleted = 0
     while not budget():
         page = documents.query(collection, filters, limit=PAGE)
         for doc in page:
@@ -113,8 +115,9 @@ def purge_retention(
     days = services.settings.retention_days
     cutoff = rfc3339((now or datetime.now(UTC)) - timedelta(days=days))
     audit_dropped = _drop_sealed(services, [Filter("time", "<", cutoff)], spent)
-    assignments = _delete(services, ASSIGNMENTS, [Filter("at", "<", cutoff)], spent)
-    kept = _delete(services, PREDICTION_LOG, [Filter("time", "<", cutoff)], spent)
+    documents = services.backends.documents
+    assignments = delete_matching(documents, ASSIGNMENTS, [Filter("at", "<", cutoff)], spent)
+    kept = delete_matching(documents, PREDICTION_LOG, [Filter("time", "<", cutoff)], spent)
     result = {
         "status": "partial" if spent() else "done",
         "cutoff": cutoff,
@@ -137,9 +140,10 @@ def erase_subject(services: RetentionContext, request: ErasureRequest) -> dict[s
     def never() -> bool:
         return False
 
-    assignments = _delete(services, ASSIGNMENTS, [Filter("subject", "==", subject)], never)
+    documents = services.backends.documents
+    assignments = delete_matching(documents, ASSIGNMENTS, [Filter("subject", "==", subject)], never)
     redacted = _drop_sealed(services, [Filter("principal", "==", subject)], never)
-    kept = _delete(services, PREDICTION_LOG, [Filter("principal", "==", subject)], never)
+    kept = delete_matching(documents, PREDICTION_LOG, [Filter("principal", "==", subject)], never)
     buckets = services.rate_limiter.forget(subject) if services.rate_limiter is not None else 0
     result = {
         "assignments_deleted": assignments,

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 
 from common.backends.base import Document, DocumentStore, Filter, Transaction
 from common.experiments.design import Experiment
+from common.experiments.outcomes import EXPERIMENTS
 
-EXPERIMENTS = "experiments"
 SCHEDULES = "experiment_schedules"
 
 Reader = Callable[[str, str], Document | None]

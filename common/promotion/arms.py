@@ -28,10 +28,19 @@ def seeds(documents: DocumentStore, model_id: str) -> list[str]:
     return schedule.seeds(documents, model_id)
 
 
-def refuse_if_arm(documents: DocumentStore, model_id: str, version: str, *, now: str) -> None:
+def refuse_if_arm(
+    documents: DocumentStore,
+    model_id: str,
+    version: str,
+    *,
+    now: str,
+    known: Iterable[str] | None = None,
+) -> None:
     """409 while ``version`` is a variant of an experiment that serves, or will serve
-    from its start, until its end: it is serving traffic as much as a canary is."""
-    _refuse(documents.get, model_id, version, seeds(documents, model_id), now)
+    from its start, until its end: it is serving traffic as much as a canary is.
+    ``known`` is ``seeds``, when the caller has read them already."""
+    found = seeds(documents, model_id) if known is None else known
+    _refuse(documents.get, model_id, version, found, now)
 
 
 def refuse_if_arm_in(

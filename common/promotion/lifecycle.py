@@ -206,9 +206,10 @@ class Lifecycle:
         if traffic_percentage == 100 and before.production_version is not None:
             replaced, now = before.production_version, self._clock()
             known = arms.seeds(self._documents, model_id)
-            arms.refuse_if_arm(self._documents, model_id, replaced, now=now)  # answer early
+            arms.refuse_if_arm(self._documents, model_id, replaced, now=now, known=known)
 
-            def guard(tx: Transaction) -> None:  # and again where the deprecation is written
+            def guard(tx: Transaction) -> None:  # answered early, and again where the
+                # deprecation is written
                 arms.refuse_if_arm_in(tx, model_id, replaced, known=known, now=now)
 
             check = guard

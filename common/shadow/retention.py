@@ -11,32 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from common.audit.retention import delete_matching
 from common.backends.base import DocumentStore, Filter
 from common.monitoring.compliance.context import PersonalRecords
 from common.shadow.shadows import PAIRS
 
-PAGE = 500
 PERSONAL = PersonalRecords(PAIRS, "time", ("principal", "proprietary_metrics"))
 """What GDPR_001 checks of shadow pairs: none older than the period may remain."""
 
 
-def _delete_all(documents: DocumentStore, filters: list[Filter], spent: Callable[[], bool]) -> int:
-    deleted = 0
-    while not spent():
-        page = documents.query(PAIRS, filters, limit=PAGE)
-        for doc in page:
-            documents.delete(PAIRS, doc.id)
-        deleted += len(page)
-        if len(page) < PAGE:
-            break
-    return deleted
-
-
 def purge_pairs(documents: DocumentStore, cutoff: str, spent: Callable[[], bool]) -> int:
     """Delete the pairs of kept predictions made before ``cutoff``; how many."""
-    return _delete_all(documents, [Filter("time", "<", cutoff)], spent)
+    return delete_matching(documents, PAIRS, [Filter("time", "<", cutoff)], spent)
 
 
 def erase_principal(documents: DocumentStore, subject: str) -> int:
     """Delete the pairs of requests ``subject`` made; how many."""
-    return _delete_all(documents, [Filter("principal", "==", subject)], lambda: False)
+    return delete_matching(documents, PAIRS, [Filter("principal", "==", subject)], lambda: False)
